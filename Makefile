@@ -1,0 +1,58 @@
+# The commands people type. `make test` works on a fresh clone: it makes its own venv,
+# builds the extension in release mode, and runs cargo and pytest.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.deps-stamp
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: dev test test-rust test-py lint fmt bench bench-core wheel clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $(STAMP)
+
+deps: $(STAMP)
+
+## dev: venv with all dev deps and the extension built in release mode, editable
+dev: $(STAMP)
+	$(BIN)/maturin develop --release
+
+test: dev test-rust test-py
+
+test-rust:
+	cargo test --workspace --release
+
+test-py: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check python tests loadtests
+	$(BIN)/ruff format --check python tests loadtests
+	$(BIN)/mypy
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --release -- -D warnings
+
+fmt: $(STAMP)
+	$(BIN)/ruff format python tests loadtests
+	$(BIN)/ruff check --fix python tests loadtests
+	cargo fmt --all
+
+## bench-core: micro benchmarks of the core against the Python libraries people use
+bench-core: dev
+	$(BIN)/python loadtests/bench_core.py --out loadtests/results/core.json
+
+bench: bench-core
+
+wheel: $(STAMP)
+	$(BIN)/maturin build --release --out dist
+
+clean:
+	cargo clean
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache
+	find python -name '*.so' -delete
