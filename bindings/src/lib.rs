@@ -2,11 +2,27 @@
 
 use pyo3::prelude::*;
 
+mod admission;
+mod balancer;
+mod breaker;
 mod clock;
+mod histogram;
+mod httpsig;
+mod limiter;
+mod router;
+mod signature;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     clock::register(m)?;
+    router::register(m)?;
+    limiter::register(m)?;
+    breaker::register(m)?;
+    balancer::register(m)?;
+    admission::register(m)?;
+    signature::register(m)?;
+    httpsig::register(m)?;
+    histogram::register(m)?;
     Ok(())
 }

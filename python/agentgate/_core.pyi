@@ -8,3 +8,19 @@ class ManualClock:
     def __init__(self) -> None: ...
     def advance(self, seconds: float) -> None: ...
     def now(self) -> float: ...
+
+# --- router (routing.py) ---
+
+# --- limiter (limits.py) ---
+
+# --- histogram (histogram.py) ---
+
+# --- breaker (breaker.py) ---
+
+# --- balancer (balancer.py) ---
+
+# --- admission (admission.py) ---
+
+# --- signature (crypto.py) ---
+
+# --- httpsig (signing.py) ---

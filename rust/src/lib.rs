@@ -2,4 +2,12 @@
 //!
 //! One module per concern. Nothing here knows about Python; `bindings/` converts.
 
+pub mod admission;
+pub mod balancer;
+pub mod breaker;
 pub mod clock;
+pub mod histogram;
+pub mod httpsig;
+pub mod limiter;
+pub mod router;
+pub mod signature;

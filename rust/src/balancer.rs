@@ -1,0 +1,1 @@
+//! (balancer: placeholder, being written.)

@@ -1,0 +1,1 @@
+//! (breaker: placeholder, being written.)

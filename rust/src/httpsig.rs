@@ -1,0 +1,1 @@
+//! (httpsig: placeholder, being written.)

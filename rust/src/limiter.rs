@@ -1,0 +1,1 @@
+//! (limiter: placeholder, being written.)

@@ -1,0 +1,1 @@
+//! (signature: placeholder, being written.)
