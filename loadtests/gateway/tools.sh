@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs what the gateway benchmark needs, only what is missing, so `make bench` works on a
+# fresh machine: wrk and nginx (Debian), oha (cargo, project-local), the Python peers (pip, venv),
+# and the Go upstream (built here). Idempotent: a second run does nothing.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+TOOLS="$HERE/.tools"
+BUILD="$HERE/build"
+PY="${PY:-$ROOT/.venv/bin/python}"
+OHA_VERSION="${OHA_VERSION:-1.16.0}"
+
+log() { printf '[tools] %s\n' "$*" >&2; }
+
+sudo_() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# --- Debian packages: wrk (closed loop) and nginx (peer) ---
+missing=()
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    sudo_ apt-get update -q
+    # The package would start a system nginx on :80; the harness runs its own, so the service
+    # must not start (policy-rc.d 101 = "action forbidden"), only for the time of this install.
+    policy=/usr/sbin/policy-rc.d
+    made_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | sudo_ tee "$policy" >/dev/null
+        sudo_ chmod +x "$policy"
+        made_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive sudo_ apt-get install -y -q --no-install-recommends \
+        "${missing[@]}" || { [ "$made_policy" -eq 1 ] && sudo_ rm -f "$policy"; exit 1; }
+    if [ "$made_policy" -eq 1 ]; then sudo_ rm -f "$policy"; fi
+fi
+
+# --- oha: open-loop fixed-rate load with latency correction (no coordinated omission) ---
+if [ ! -x "$TOOLS/bin/oha" ]; then
+    log "cargo install oha $OHA_VERSION into $TOOLS (plain HTTP only: no TLS features)"
+    # Low priority: the machine is shared with other builds.
+    nice -n 10 cargo install oha --version "$OHA_VERSION" --locked --no-default-features \
+        --root "$TOOLS" --quiet
+fi
+
+# --- Python peers and the Locust scenario ---
+if ! "$PY" -c 'import aiohttp, httpx, starlette, granian, uvloop, psutil, yaml, locust' \
+    2>/dev/null; then
+    log "pip install the Python peers (requirements-dev.txt)"
+    "$PY" -m pip install -q -r "$ROOT/requirements-dev.txt"
+fi
+
+# --- the upstream: a tiny Go net/http server, never the bottleneck ---
+mkdir -p "$BUILD"
+if [ ! -x "$BUILD/upstream" ] || [ "$HERE/upstream/main.go" -nt "$BUILD/upstream" ]; then
+    log "go build upstream"
+    (cd "$HERE/upstream" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath \
+        -o "$BUILD/upstream" .)
+fi
+
+log "ready: wrk=$(command -v wrk) nginx=$(command -v nginx || echo /usr/sbin/nginx)" \
+    "oha=$TOOLS/bin/oha upstream=$BUILD/upstream"

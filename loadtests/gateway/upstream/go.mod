@@ -1,0 +1,3 @@
+module agentgate.local/loadtests/upstream
+
+go 1.22
