@@ -1,0 +1,486 @@
+"""The gateway config file: YAML in, validated immutable settings out, with clear errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+__all__ = [
+    "PRIORITIES",
+    "Agent",
+    "ApiKey",
+    "AuthConfig",
+    "ConfigError",
+    "GatewayConfig",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "parse_rate",
+    "parse_size",
+]
+
+PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "critical")
+"""Priority classes, lowest first; the index is the numeric priority."""
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used: names the file, the field path and the reason."""
+
+    def __init__(self, file: str, path: str, reason: str) -> None:
+        self.file = file
+        self.path = path
+        self.reason = reason
+        where = f"{file}: {path}" if path else file
+        super().__init__(f"{where}: {reason}")
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> float:
+    """Parse "25ms", "1s", "2m", "0" or a number of seconds into seconds (float)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like '1s' or '25ms', got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"duration must not be negative, got {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration like '1s' or '25ms', got {value!r}")
+    m = _DURATION_RE.match(value)
+    if m is None:
+        raise ValueError(f"expected a duration like '1s' or '25ms', got {value!r}")
+    number, unit = m.group(1), m.group(2)
+    if unit is None and float(number) != 0:
+        raise ValueError(f"duration {value!r} needs a unit (us, ms, s, m, h)")
+    return float(number) * _DURATION_UNITS[unit or "s"]
+
+
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+_RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
+_RATE_UNITS |= {"h": 3600, "hour": 3600}
+
+
+def parse_rate(value: object) -> float:
+    """Parse "100/s", "6000/m", "10/5s" into requests per second (float, > 0)."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a rate like '100/s', got {value!r}")
+    m = _RATE_RE.match(value)
+    if m is None:
+        raise ValueError(f"expected a rate like '100/s' or '6000/m', got {value!r}")
+    count = float(m.group(1))
+    period = float(m.group(2) or 1) * _RATE_UNITS[m.group(3)]
+    if count <= 0 or period <= 0:
+        raise ValueError(f"rate must be positive, got {value!r}")
+    return count / period
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 10**6, "mib": 1024**2}
+_SIZE_UNITS |= {"gb": 10**9, "gib": 1024**3}
+
+
+def parse_size(value: object) -> int:
+    """Parse 1048576, "64KiB" or "10MB" into bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size like '10MiB', got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"size must not be negative, got {value}")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a size like '10MiB', got {value!r}")
+    m = _SIZE_RE.match(value)
+    if m is None:
+        raise ValueError(f"expected a size like '10MiB' or '64KB', got {value!r}")
+    return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Rate = Annotated[float, BeforeValidator(parse_rate)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+Priority = Literal["low", "normal", "high", "critical"]
+RetryOn = Annotated[
+    Literal["connect-failure", "reset", "timeout", "502", "503", "504", "5xx", "429"],
+    BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return value
+
+
+HostPort = Annotated[str, BeforeValidator(lambda v: _host_port(str(v)))]
+
+
+class Endpoint(_Model):
+    """One upstream endpoint of an agent pool."""
+
+    url: str
+    weight: int = Field(default=1, ge=1, le=1_000_000)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"url must start with http:// or https://, got {v!r}")
+        if not parts.hostname:
+            raise ValueError(f"url has no host: {v!r}")
+        try:
+            _ = parts.port
+        except ValueError as e:
+            raise ValueError(f"url has a bad port: {v!r}") from e
+        if parts.query or parts.fragment:
+            raise ValueError(f"url must not have a query or fragment: {v!r}")
+        return v.rstrip("/")
+
+
+class Timeouts(_Model):
+    """Per-attempt timeouts in seconds; 0 means none."""
+
+    connect: Duration = 1.0
+    first_byte: Duration = 10.0
+    idle: Duration = 60.0
+    total: Duration = 0.0
+
+
+class Backoff(_Model):
+    """Full-jitter exponential backoff bounds."""
+
+    base: Duration = 0.025
+    max: Duration = 1.0
+
+
+class Retries(_Model):
+    """Retry policy: `attempts` retries after the first try."""
+
+    attempts: int = Field(default=2, ge=0, le=10)
+    backoff: Backoff = Backoff()
+    on: tuple[RetryOn, ...] = ("connect-failure", "reset", "502", "503", "504")
+    budget: float = Field(default=0.2, ge=0.0, le=1.0)
+
+
+class CircuitBreaker(_Model):
+    """Per-endpoint breaker thresholds."""
+
+    consecutive_failures: int = Field(default=5, ge=1)
+    error_rate: float = Field(default=0.5, gt=0.0, le=1.0)
+    min_requests: int = Field(default=20, ge=1)
+    open_for: Duration = 10.0
+
+
+class HealthCheck(_Model):
+    """Active health check of every endpoint of a pool."""
+
+    path: str = "/health"
+    interval: Duration = 5.0
+    timeout: Duration = 1.0
+    healthy: int = Field(default=2, ge=1)
+    unhealthy: int = Field(default=3, ge=1)
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f"path must start with '/', got {v!r}")
+        return v
+
+
+class Agent(_Model):
+    """A pool of endpoints serving one agent."""
+
+    endpoints: tuple[Endpoint, ...] = Field(min_length=1)
+    timeouts: Timeouts = Timeouts()
+    retries: Retries = Retries()
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+    health_check: HealthCheck | None = None
+    max_concurrency: int = Field(default=256, ge=1)
+    max_queue: int = Field(default=1024, ge=0)
+    queue_timeout: Duration = 1.0
+    host_header: Literal["upstream", "preserve"] = "upstream"
+
+
+class Match(_Model):
+    """What requests a route takes."""
+
+    path_prefix: str
+    methods: tuple[str, ...] | None = None
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _check_prefix(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f"path_prefix must start with '/', got {v!r}")
+        return v
+
+    @field_validator("methods")
+    @classmethod
+    def _check_methods(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is None:
+            return None
+        out = tuple(m.upper() for m in v)
+        for m in out:
+            if not m.isalpha():
+                raise ValueError(f"not an HTTP method: {m!r}")
+        return out
+
+
+class RateLimit(_Model):
+    """GCRA limit: `rate` per second sustained, `burst` at once, per `key`."""
+
+    key: str = "ip"
+    rate: Rate
+    burst: int = Field(default=0, ge=0)
+
+    @field_validator("key")
+    @classmethod
+    def _check_key(cls, v: str) -> str:
+        if v in ("ip", "api_key", "tenant") or (v.startswith("header:") and len(v) > 7):
+            return v
+        raise ValueError(f"key must be ip, api_key, tenant or header:<name>, got {v!r}")
+
+
+class Route(_Model):
+    """Maps a path prefix (and methods) to an agent, with per-route policy."""
+
+    id: str | None = None
+    match: Match
+    agent: str
+    strip_prefix: bool = False
+    rate_limit: RateLimit | None = None
+    priority: Priority = "normal"
+    auth: Literal["required", "none"] = "none"
+    signature: Literal["required", "none"] = "none"
+    retry_non_idempotent: bool = False
+    max_body: Size | None = None
+
+
+class ApiKey(_Model):
+    """An API key by its SHA-256 hash, mapped to a tenant and roles."""
+
+    id: str
+    hash: str
+    tenant: str = "default"
+    roles: tuple[str, ...] = ()
+
+    @field_validator("hash")
+    @classmethod
+    def _check_hash(cls, v: str) -> str:
+        if not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", v):
+            raise ValueError("hash must be 'sha256:' followed by 64 hex digits")
+        return v.lower()
+
+
+class Role(_Model):
+    """What a role may do: the highest X-Priority it may ask for."""
+
+    max_priority: Priority = "normal"
+
+
+class AuthConfig(_Model):
+    """API keys and roles."""
+
+    api_keys: tuple[ApiKey, ...] = ()
+    roles: dict[str, Role] = {}
+
+
+class TrustedKey(_Model):
+    """An Ed25519 public key (base64 or hex, 32 bytes) trusted under `keyid`."""
+
+    keyid: str
+    public_key: str
+
+
+class SignatureConfig(_Model):
+    """RFC 9421 verification: trusted keys and the accepted `created` window."""
+
+    trusted_keys: tuple[TrustedKey, ...] = ()
+    window: Duration = 300.0
+    max_body: Size = 1024 * 1024
+
+
+class GatewayConfig(_Model):
+    """The whole gateway config file."""
+
+    listen: HostPort = "127.0.0.1:8000"
+    admin_listen: HostPort = "127.0.0.1:8001"
+    agents: dict[str, Agent] = {}
+    routes: tuple[Route, ...] = ()
+    auth: AuthConfig = AuthConfig()
+    signatures: SignatureConfig = SignatureConfig()
+    demo_echo: HostPort | None = None  # start the bundled demo echo agent on this address
+
+    def route_ids(self) -> list[str]:
+        """Each route's id: the explicit one, or `<agent>:<path_prefix>`."""
+        return [r.id or f"{r.agent}:{r.match.path_prefix}" for r in self.routes]
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as plain data with secrets (key hashes) replaced."""
+        data = self.model_dump(mode="json")
+        for k in data["auth"]["api_keys"]:
+            k["hash"] = "<redacted>"
+        return data
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `on:`/`off:`/`yes:` as booleans; config keys must stay strings."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def _fmt_loc(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    # pydantic adds validator names (e.g. "function-before[...]") to locations
+    return tuple(p for p in loc if not (isinstance(p, str) and "[" in p))
+
+
+def parse_config(data: object, file: str = "<config>") -> GatewayConfig:
+    """Validate already-parsed config data; raise ConfigError naming file, field and reason."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(file, "", "the top level must be a mapping")
+    try:
+        cfg = GatewayConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        path = _fmt_loc(_clean_loc(tuple(err["loc"])))
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        raise ConfigError(file, path, msg) from None
+    _cross_check(cfg, file)
+    return cfg
+
+
+def _cross_check(cfg: GatewayConfig, file: str) -> None:
+    seen: dict[str, int] = {}
+    for i, (rid, route) in enumerate(zip(cfg.route_ids(), cfg.routes, strict=True)):
+        if route.agent not in cfg.agents:
+            raise ConfigError(file, f"routes[{i}].agent", f"unknown agent {route.agent!r}")
+        if rid in seen:
+            raise ConfigError(file, f"routes[{i}].id", f"duplicate route id {rid!r}")
+        seen[rid] = i
+        rl = route.rate_limit
+        if route.auth == "none" and rl is not None and rl.key in ("api_key", "tenant"):
+            raise ConfigError(
+                file,
+                f"routes[{i}].rate_limit.key",
+                f"key {rl.key!r} needs auth: required on the route",
+            )
+    key_ids: set[str] = set()
+    hashes: set[str] = set()
+    for i, key in enumerate(cfg.auth.api_keys):
+        if key.id in key_ids:
+            raise ConfigError(file, f"auth.api_keys[{i}].id", f"duplicate key id {key.id!r}")
+        if key.hash in hashes:
+            raise ConfigError(file, f"auth.api_keys[{i}].hash", "duplicate key hash")
+        key_ids.add(key.id)
+        hashes.add(key.hash)
+    for name, agent in cfg.agents.items():
+        urls: set[str] = set()
+        for j, ep in enumerate(agent.endpoints):
+            if ep.url in urls:
+                raise ConfigError(
+                    file, f"agents.{name}.endpoints[{j}].url", f"duplicate endpoint {ep.url!r}"
+                )
+            urls.add(ep.url)
+        if agent.retries.backoff.base > agent.retries.backoff.max:
+            raise ConfigError(
+                file, f"agents.{name}.retries.backoff.base", "base must not exceed max"
+            )
+    keyids: set[str] = set()
+    for i, tk in enumerate(cfg.signatures.trusted_keys):
+        if tk.keyid in keyids:
+            raise ConfigError(
+                file, f"signatures.trusted_keys[{i}].keyid", f"duplicate keyid {tk.keyid!r}"
+            )
+        keyids.add(tk.keyid)
+        if _decode_key(tk.public_key) is None:
+            raise ConfigError(
+                file,
+                f"signatures.trusted_keys[{i}].public_key",
+                "expected a 32-byte Ed25519 key in base64 or hex",
+            )
+
+
+def _decode_key(text: str) -> bytes | None:
+    import base64
+    import binascii
+
+    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        return bytes.fromhex(text)
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=False)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != 32:
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    return raw if len(raw) == 32 else None
+
+
+def decode_public_key(text: str) -> bytes:
+    """Decode a trusted key from config (already validated) to its 32 raw bytes."""
+    raw = _decode_key(text)
+    if raw is None:
+        raise ValueError(f"not a 32-byte Ed25519 key: {text!r}")
+    return raw
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a YAML config file; raise ConfigError naming file, field and reason."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(file, "", f"cannot read: {e.strerror or e}") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(file, "", f"invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+    return parse_config(data, file)
