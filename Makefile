@@ -47,7 +47,14 @@ fmt: $(STAMP)
 bench-core: dev
 	$(BIN)/python loadtests/bench_core.py --out loadtests/results/core.json
 
-bench: bench-core
+## bench-gateway: agentgate vs direct, nginx, Starlette+httpx and aiohttp proxies; installs
+## wrk, nginx, oha and the Go upstream itself. BENCH_GATEWAY_ARGS="--quick --only direct,nginx"
+.PHONY: bench-gateway
+bench-gateway: dev
+	bash loadtests/gateway/tools.sh
+	$(BIN)/python loadtests/gateway/bench.py $(BENCH_GATEWAY_ARGS)
+
+bench: bench-core bench-gateway
 
 wheel: $(STAMP)
 	$(BIN)/maturin build --release --out dist

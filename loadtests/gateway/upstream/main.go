@@ -102,6 +102,7 @@ func echo(w http.ResponseWriter, r *http.Request) {
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:9001", "address to listen on")
+	failRate := flag.Float64("fail-rate", 0, "fail every request with 503 with this probability")
 	flag.Parse()
 
 	k1 := body(1024)
@@ -127,6 +128,18 @@ func main() {
 			echo(w, r)
 		}
 	})
+	if *failRate > 0 {
+		// A flaky upstream for the mixed scenario: the gateway's retries and breaker see it.
+		inner, p := handler, *failRate
+		handler = func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/health" && rand.Float64() < p {
+				w.Header().Set("Retry-After", "0")
+				http.Error(w, "flaky upstream", http.StatusServiceUnavailable)
+				return
+			}
+			inner(w, r)
+		}
+	}
 	srv := &http.Server{Addr: *listen, Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		sig := make(chan os.Signal, 1)
