@@ -1,0 +1,1 @@
+"""HTTP APIs served with Starlette: for now the gateway's admin listener."""

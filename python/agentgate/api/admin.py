@@ -1,0 +1,130 @@
+"""Admin listener: /healthz, /readyz, /metrics, /api/health/agents, /api/config (redacted)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from agentgate.config import ConfigError, GatewayConfig, load_config
+from agentgate.gateway.engine import Engine
+from agentgate.gateway.health import HealthChecker
+from agentgate.gateway.upstream import UpstreamClient
+from agentgate.observe.metrics import render_latest
+
+__all__ = ["AdminState", "create_app"]
+
+CONFIG_ENV = "AGENTGATE_CONFIG"
+
+
+class AdminState:
+    """The config in force as seen by the admin process, with its own health probes."""
+
+    def __init__(self, config: GatewayConfig, path: str | None) -> None:
+        self.config = config
+        self.path = path
+        self.engine = Engine(config)
+        self.client: UpstreamClient | None = None
+        self.checker: HealthChecker | None = None
+        self.mtime = _mtime(path)
+
+    async def start(self) -> None:
+        """Start probing endpoints."""
+        self.client = UpstreamClient(self.config)
+        self.checker = HealthChecker(self.engine, self.client, None)
+        self.checker.start()
+
+    async def stop(self) -> None:
+        """Stop probing."""
+        if self.checker is not None:
+            self.checker.stop()
+        if self.client is not None:
+            await self.client.close()
+
+    async def refresh(self) -> None:
+        """Follow config file changes (invalid ones are ignored: the old config stays)."""
+        m = _mtime(self.path)
+        if m == self.mtime or self.path is None:
+            return
+        self.mtime = m
+        try:
+            cfg = load_config(self.path)
+        except ConfigError:
+            return
+        await self.stop()
+        self.config = cfg
+        self.engine = Engine(cfg)
+        await self.start()
+
+
+def _mtime(path: str | None) -> float:
+    try:
+        return os.stat(path).st_mtime if path else 0.0
+    except OSError:
+        return 0.0
+
+
+def create_app(config: GatewayConfig | None = None, config_path: str | None = None) -> Starlette:
+    """The admin Starlette app; reads AGENTGATE_CONFIG when no config is given."""
+    path = config_path or os.environ.get(CONFIG_ENV)
+    if config is None:
+        if path is None:
+            raise RuntimeError(f"set {CONFIG_ENV} to the config file")
+        config = load_config(path)
+    state = AdminState(config, path)
+
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(_: Request) -> Response:
+        await state.refresh()
+        pools = state.engine.pools.values()
+        ready = all(any(ep.healthy for ep in p.endpoints) for p in pools)
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    async def metrics(_: Request) -> Response:
+        body, ctype = await asyncio.to_thread(render_latest)
+        return Response(body, media_type=ctype)
+
+    async def agents(_: Request) -> Response:
+        await state.refresh()
+        out = {}
+        for name, pool in state.engine.pools.items():
+            out[name] = {
+                "health_checked": pool.config.health_check is not None,
+                "endpoints": [
+                    {"url": ep.url, "weight": ep.weight, "healthy": ep.healthy}
+                    for ep in pool.endpoints
+                ],
+                "healthy": sum(ep.healthy for ep in pool.endpoints),
+            }
+        return JSONResponse(out)
+
+    async def config_view(_: Request) -> Response:
+        await state.refresh()
+        return JSONResponse(state.config.redacted())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+            Route("/api/health/agents", agents),
+            Route("/api/config", config_view),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics for the gateway (multi-process aware)."""
