@@ -17,10 +17,15 @@ sudo_() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-# --- Debian packages: wrk (closed loop) and nginx (peer) ---
+# --- Debian packages: wrk (closed loop), nginx (peer), OpenSSL headers to build oha ---
 missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+if [ ! -x "$TOOLS/bin/oha" ]; then
+    # oha is built with native-tls against the system OpenSSL: much lighter than aws-lc.
+    dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+    command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     log "apt-get install ${missing[*]}"
     sudo_ apt-get update -q
@@ -40,10 +45,11 @@ fi
 
 # --- oha: open-loop fixed-rate load with latency correction (no coordinated omission) ---
 if [ ! -x "$TOOLS/bin/oha" ]; then
-    log "cargo install oha $OHA_VERSION into $TOOLS (plain HTTP only: no TLS features)"
-    # Low priority: the machine is shared with other builds.
+    log "cargo install oha $OHA_VERSION into $TOOLS"
+    # oha does not build without a TLS feature; native-tls avoids compiling aws-lc. Low
+    # priority: the machine may be shared with other builds.
     nice -n 10 cargo install oha --version "$OHA_VERSION" --locked --no-default-features \
-        --root "$TOOLS" --quiet
+        --features native-tls --root "$TOOLS" --quiet
 fi
 
 # --- Python peers and the Locust scenario ---
