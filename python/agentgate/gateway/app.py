@@ -192,6 +192,8 @@ class Gateway:
             watcher.add_done_callback(lambda _f: task.cancel())
         try:
             status = await self._proxy(scope, proto, engine, client, d, rid, client_ip)
+        except StreamCut:
+            raise
         except asyncio.CancelledError:
             status = 499  # client went away; the upstream request was cancelled with us
             if not watcher.done():
@@ -319,7 +321,7 @@ class Gateway:
         url = make_url(d.endpoint.url, d.upstream_path)
         start = loop.time()
         try:
-            async with asyncio.timeout(deadline):
+            async with asyncio.timeout_at(deadline):
                 resp = await session.request(
                     method, url, headers=headers, data=body, allow_redirects=False
                 )
@@ -376,17 +378,18 @@ class Gateway:
             out.append(("x-request-id", rid))
         idle = d.agent.config.timeouts.idle
         ok = False
+        transport = None
         try:
             length = resp.content_length
             if length is not None and length <= _BUFFER_RESPONSE:
-                async with asyncio.timeout(_deadline(loop, idle, total_deadline)):
+                async with asyncio.timeout_at(_deadline(loop, idle, total_deadline)):
                     data = await resp.read()
                 proto.response_bytes(status, out, data)
                 ok = True
                 return status
             transport = proto.response_stream(status, out)
             content = resp.content
-            async with asyncio.timeout(_deadline(loop, idle, total_deadline)) as cm:
+            async with asyncio.timeout_at(_deadline(loop, idle, total_deadline)) as cm:
                 while True:
                     chunk = await content.readany()
                     if not chunk:
@@ -396,8 +399,10 @@ class Gateway:
             ok = True
             return status
         except (TimeoutError, aiohttp.ClientError):
-            # headers are gone already; cutting the stream is the only signal left
-            return status
+            if transport is None:
+                raise _Attempt("timeout", 504, "Gateway Timeout", "upstream idle timeout") from None
+            # headers are gone already; aborting the stream is the only signal left
+            raise StreamCut from None
         finally:
             if record:
                 d.endpoint.breaker.record(ok and status < 500)
@@ -405,6 +410,10 @@ class Gateway:
                 resp.release()
             else:
                 resp.close()  # drops the upstream connection, so the upstream sees the cancel
+
+
+class StreamCut(Exception):
+    """The upstream stream broke after the response started; the client connection is cut."""
 
 
 class _UpstreamStatus(Exception):

@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from agentgate.config import PRIORITIES, Agent, ApiKey, GatewayConfig, Route
 from agentgate.gateway.policy import AdmissionPool, Breaker, Clock, Gcra, RetryBudget, Shed
@@ -176,6 +178,16 @@ _SHED = Rejected(503, "Service Unavailable", "shed: the agent pool is at capacit
 _QUEUE_TIMEOUT = Rejected(503, "Service Unavailable", "queue timeout: no capacity in time")
 
 
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~!$&'()*+,;=:@-]*")
+
+
+def _requote(path: str) -> str:
+    # granian hands us the percent-decoded path; the upstream must get a valid request target
+    if _PLAIN_PATH.fullmatch(path):
+        return path
+    return quote(path, safe="/._~!$&'()*+,;=:@-")
+
+
 def _segment_match(path: str, prefix: str) -> bool:
     if not path.startswith(prefix):
         return False
@@ -243,6 +255,7 @@ class Engine:
                 upstream_path = "/" + upstream_path
         else:
             upstream_path = path
+        upstream_path = _requote(upstream_path)
         if query:
             upstream_path = f"{upstream_path}?{query}"
         route.pool.budget.deposit()
