@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-stamp
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: dev test test-rust test-py lint fmt bench bench-core wheel clean
+.PHONY: dev run test test-rust test-py lint fmt bench bench-core wheel clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,15 @@ deps: $(STAMP)
 ## dev: venv with all dev deps and the extension built in release mode, editable
 dev: $(STAMP)
 	$(BIN)/maturin develop --release
+
+## run: build, then start the gateway with the demo config (bundled echo agent behind a route)
+run: dev
+	@echo "Try:"
+	@echo "  curl -H 'Authorization: Bearer demo-key' 'http://127.0.0.1:8000/agents/echo/hello?x=1'"
+	@echo "  curl -N http://127.0.0.1:8000/public/echo/stream      # SSE through the gateway"
+	@echo "  curl http://127.0.0.1:8001/metrics"
+	@echo "  curl http://127.0.0.1:8001/api/health/agents"
+	$(BIN)/python -m agentgate serve --config examples/agentgate.yaml
 
 test: dev test-rust test-py
 

@@ -130,8 +130,7 @@ class Upstream:
         for i in range(events):
             if i == 1 and wait_for is not None:
                 ev = self.event(self.first_chunk, wait_for)
-                while not ev.is_set():
-                    await asyncio.sleep(0.01)
+                await asyncio.to_thread(ev.wait, 10)
             elif i:
                 await asyncio.sleep(delay)
             await resp.write(f"id: {i}\ndata: event {i}\n\n".encode())
