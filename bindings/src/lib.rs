@@ -6,6 +6,7 @@ mod admission;
 mod balancer;
 mod breaker;
 mod clock;
+mod engine;
 mod histogram;
 mod httpsig;
 mod limiter;
@@ -24,5 +25,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     signature::register(m)?;
     httpsig::register(m)?;
     histogram::register(m)?;
+    engine::register(m)?;
     Ok(())
 }

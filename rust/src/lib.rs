@@ -6,6 +6,7 @@ pub mod admission;
 pub mod balancer;
 pub mod breaker;
 pub mod clock;
+pub mod engine;
 pub mod histogram;
 pub mod httpsig;
 pub mod limiter;
