@@ -252,6 +252,7 @@ enum LimitKey {
 
 struct CompiledRoute {
     agent: usize,
+    methods: Box<[Box<str>]>,
     strip_prefix: bool,
     priority: Priority,
     auth_required: bool,
@@ -287,6 +288,9 @@ pub struct Identity {
 /// A compiled, immutable configuration.
 pub struct Snapshot {
     table: RouteTable,
+    // The same routes with method conditions dropped, consulted only after a miss: a hit there
+    // means the path exists but not for this method (405 instead of 404).
+    any_method: Option<RouteTable>,
     routes: Box<[CompiledRoute]>,
     /// Pools by agent index.
     pub pools: Box<[Pool]>,
@@ -493,6 +497,11 @@ impl Snapshot {
             });
             routes.push(CompiledRoute {
                 agent,
+                methods: r
+                    .methods
+                    .iter()
+                    .map(|m| m.to_ascii_uppercase().into())
+                    .collect(),
                 strip_prefix: r.strip_prefix,
                 priority,
                 auth_required: r.auth_required,
@@ -506,6 +515,23 @@ impl Snapshot {
                 e.index, e.id, e.field, e.message
             ))
         })?;
+        let any_method = if specs.iter().any(|s| !s.methods.is_empty()) {
+            let loose: Vec<RouteSpec> = specs
+                .iter()
+                .map(|s| RouteSpec {
+                    methods: Vec::new(),
+                    ..s.clone()
+                })
+                .collect();
+            Some(RouteTable::compile(&loose).map_err(|e| {
+                SpecError(format!(
+                    "routes[{}] ({:?}).{}: {}",
+                    e.index, e.id, e.field, e.message
+                ))
+            })?)
+        } else {
+            None
+        };
         let mut role_caps = HashMap::new();
         for (role, p) in &spec.role_max_priority {
             let p = p
@@ -547,6 +573,7 @@ impl Snapshot {
                 .any(|r| matches!(r.limit, Some((LimitKey::Header(_), _, _))));
         Ok(Snapshot {
             table,
+            any_method,
             routes: routes.into(),
             pools: pools.into(),
             keys,
@@ -630,6 +657,32 @@ impl Snapshot {
         }
     }
 
+    fn miss<'a, H>(&self, req: &RequestHead<'a, H>) -> Rejection
+    where
+        H: Fn(&str) -> Option<&'a str>,
+    {
+        let loose = self
+            .any_method
+            .as_ref()
+            .and_then(|t| t.lookup(req.method, req.host, req.path, &req.header));
+        match loose.and_then(|m| self.routes.get(m.index)) {
+            Some(route) => {
+                let mut r = reject(
+                    405,
+                    "method_not_allowed",
+                    format!("method {} not allowed for {}", req.method, req.path),
+                );
+                r.headers.push(("allow", route.methods.join(", ")));
+                r
+            }
+            None => reject(
+                404,
+                "no_route",
+                format!("no route for {} {}", req.method, req.path),
+            ),
+        }
+    }
+
     /// Route id by index.
     pub fn route_id(&self, index: usize) -> Option<&Arc<str>> {
         self.table.id(index)
@@ -687,11 +740,7 @@ impl Engine {
             .table
             .lookup(req.method, req.host, req.path, &req.header)
         else {
-            return AdmitOutcome::from(reject(
-                404,
-                "no_route",
-                format!("no route for {} {}", req.method, req.path),
-            ));
+            return AdmitOutcome::from(snap.miss(req));
         };
         let route = &snap.routes[m.index];
         let pool = &snap.pools[route.agent];
@@ -866,5 +915,48 @@ impl Engine {
             out.extend(p.admission.expire().into_iter().map(|t| (i, t)));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn engine() -> Engine {
+        let spec: EngineSpec = serde_json::from_value(serde_json::json!({
+            "agents": [{"name": "a", "endpoints": [{"url": "http://a:1"}]}],
+            "routes": [
+                {"id": "get", "path_prefix": "/keep", "methods": ["GET", "head"], "agent": "a"},
+                {"id": "any", "path": "/open", "agent": "a"}
+            ]
+        }))
+        .expect("test spec");
+        Engine::new(spec, AnyClock::Manual(ManualClock::new())).expect("valid spec")
+    }
+
+    fn status(e: &Engine, method: &str, path: &str) -> (u16, Vec<(&'static str, String)>) {
+        let head = RequestHead {
+            method,
+            host: "h",
+            path,
+            client_ip: "ip",
+            header: |_: &str| None,
+        };
+        match e.admit(&head).decision {
+            Admit::Rejected(r) => (r.status, r.headers),
+            Admit::Proceed(_) | Admit::Queued(..) => (200, Vec::new()),
+        }
+    }
+
+    #[test]
+    fn wrong_method_on_an_existing_path_is_405_with_allow() {
+        let e = engine();
+        assert_eq!(status(&e, "GET", "/keep/x").0, 200);
+        let (st, headers) = status(&e, "POST", "/keep/x");
+        assert_eq!(st, 405);
+        assert_eq!(headers, vec![("allow", "GET, HEAD".to_string())]);
+        assert_eq!(status(&e, "POST", "/nowhere").0, 404);
+        assert_eq!(status(&e, "DELETE", "/open").0, 200);
     }
 }
