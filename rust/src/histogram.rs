@@ -98,7 +98,9 @@ pub struct LatencyHistogram {
 
 impl std::fmt::Debug for LatencyHistogram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LatencyHistogram").field("count", &self.count()).finish()
+        f.debug_struct("LatencyHistogram")
+            .field("count", &self.count())
+            .finish()
     }
 }
 
@@ -140,7 +142,10 @@ impl LatencyHistogram {
     }
 
     fn load_counts(&self) -> Vec<u64> {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Count, mean, exact min/max and the usual percentiles.
@@ -152,7 +157,10 @@ impl LatencyHistogram {
         }
         let sum = self.sum.load(Ordering::Relaxed);
         let count = self.count.load(Ordering::Relaxed).max(1);
-        let (min, max) = (self.min.load(Ordering::Relaxed), self.max.load(Ordering::Relaxed));
+        let (min, max) = (
+            self.min.load(Ordering::Relaxed),
+            self.max.load(Ordering::Relaxed),
+        );
         let qs = [0.5, 0.9, 0.95, 0.99, 0.999];
         let mut out = [0u64; 5];
         let mut cum = 0u64;
@@ -188,7 +196,10 @@ impl LatencyHistogram {
         if total == 0 {
             return 0;
         }
-        let (min, max) = (self.min.load(Ordering::Relaxed), self.max.load(Ordering::Relaxed));
+        let (min, max) = (
+            self.min.load(Ordering::Relaxed),
+            self.max.load(Ordering::Relaxed),
+        );
         let r = rank(q, total);
         let mut cum = 0;
         for (i, c) in counts.iter().enumerate() {
@@ -262,7 +273,9 @@ pub struct HistogramSet {
 
 impl std::fmt::Debug for HistogramSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HistogramSet").field("keys", &self.len()).finish()
+        f.debug_struct("HistogramSet")
+            .field("keys", &self.len())
+            .finish()
     }
 }
 
@@ -334,8 +347,10 @@ impl HistogramSet {
     /// Snapshots of every key, sorted by key, plus `OVERFLOW_KEY` if it recorded anything.
     pub fn snapshot_all(&self) -> Vec<(String, Snapshot)> {
         let map = self.map.load_full();
-        let mut out: Vec<(String, Snapshot)> =
-            map.iter().map(|(k, h)| (k.to_string(), h.snapshot())).collect();
+        let mut out: Vec<(String, Snapshot)> = map
+            .iter()
+            .map(|(k, h)| (k.to_string(), h.snapshot()))
+            .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         if self.other.count() > 0 && !map.contains_key(OVERFLOW_KEY) {
             out.push((OVERFLOW_KEY.to_string(), self.other.snapshot()));
@@ -399,7 +414,10 @@ mod tests {
             h.record(v * 1_000);
         }
         let s = h.snapshot();
-        assert_eq!((s.count, s.min, s.max, s.sum), (100, 1_000, 100_000, 5_050_000));
+        assert_eq!(
+            (s.count, s.min, s.max, s.sum),
+            (100, 1_000, 100_000, 5_050_000)
+        );
         assert!((s.mean - 50_500.0).abs() < 1e-9);
         let close = |got: u64, want: u64| (got as f64 - want as f64).abs() <= want as f64 / 256.0;
         assert!(close(s.p50, 50_000), "{}", s.p50);

@@ -58,7 +58,9 @@ impl Quota {
     /// A quota of `per_second` (0 < rate <= 1e9) with `burst >= 1`.
     pub fn new(per_second: f64, burst: u32) -> Result<Quota, LimiterError> {
         if !(per_second.is_finite() && per_second > 0.0) {
-            return Err(LimiterError::Rate(format!("{per_second} must be a finite number > 0")));
+            return Err(LimiterError::Rate(format!(
+                "{per_second} must be a finite number > 0"
+            )));
         }
         let interval = (NANOS_PER_SEC / per_second).round();
         if per_second > NANOS_PER_SEC {
@@ -72,19 +74,31 @@ impl Quota {
             return Err(LimiterError::Burst("must be >= 1".into()));
         }
         let tolerance = interval.checked_mul(burst as u64).ok_or_else(|| {
-            LimiterError::Burst(format!("{burst} at {per_second}/s takes centuries to refill"))
+            LimiterError::Burst(format!(
+                "{burst} at {per_second}/s takes centuries to refill"
+            ))
         })?;
-        Ok(Quota { per_second, burst, interval, tolerance })
+        Ok(Quota {
+            per_second,
+            burst,
+            interval,
+            tolerance,
+        })
     }
 
     /// Parses `"100/s"`, `"6000/m"`, `"10/h"`, `"5/d"` (also `sec`, `second`, `min`, `minute`,
     /// `hour`, `day`; fractional counts allowed) with the given burst.
     pub fn parse(rate: &str, burst: u32) -> Result<Quota, LimiterError> {
         let bad = |why: &str| {
-            LimiterError::Rate(format!("{rate:?}: {why} (expected like \"100/s\", \"6000/m\")"))
+            LimiterError::Rate(format!(
+                "{rate:?}: {why} (expected like \"100/s\", \"6000/m\")"
+            ))
         };
         let (count, unit) = rate.split_once('/').ok_or_else(|| bad("missing '/'"))?;
-        let count: f64 = count.trim().parse().map_err(|_| bad("count is not a number"))?;
+        let count: f64 = count
+            .trim()
+            .parse()
+            .map_err(|_| bad("count is not a number"))?;
         let secs = match unit.trim().to_ascii_lowercase().as_str() {
             "s" | "sec" | "second" => 1.0,
             "m" | "min" | "minute" => 60.0,
@@ -145,7 +159,10 @@ pub struct RateLimiter {
 
 impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimiter").field("quota", &self.quota).field("len", &self.len()).finish()
+        f.debug_struct("RateLimiter")
+            .field("quota", &self.quota)
+            .field("len", &self.len())
+            .finish()
     }
 }
 
@@ -168,7 +185,14 @@ impl RateLimiter {
             quota.burst,
             ceil_secs(quota.tolerance).max(1)
         );
-        Ok(Self { quota, shards, per_shard: max_keys / n, hasher: RandomState::new(), clock, policy })
+        Ok(Self {
+            quota,
+            shards,
+            per_shard: max_keys / n,
+            hasher: RandomState::new(),
+            clock,
+            policy,
+        })
     }
 
     /// The configured quota.
@@ -186,7 +210,10 @@ impl RateLimiter {
         let now = self.clock.now_nanos();
         let shard = self.shard(key);
         if cost > self.quota.burst {
-            let tat = shard.read().get(key).map_or(0, |t| t.load(Ordering::Acquire));
+            let tat = shard
+                .read()
+                .get(key)
+                .map_or(0, |t| t.load(Ordering::Acquire));
             return self.rejected(tat.max(now) - now, u64::MAX, true);
         }
         {
@@ -275,7 +302,14 @@ impl RateLimiter {
 
     /// The `RateLimit-Policy` and `RateLimit` header values for a decision of this limiter.
     pub fn headers(&self, d: &Decision) -> (String, String) {
-        (self.policy.clone(), format!("\"default\";r={};t={}", d.remaining, ceil_secs(d.reset_nanos)))
+        (
+            self.policy.clone(),
+            format!(
+                "\"default\";r={};t={}",
+                d.remaining,
+                ceil_secs(d.reset_nanos)
+            ),
+        )
     }
 
     /// The `RateLimit-Policy` header value (constant per limiter).
@@ -328,7 +362,10 @@ mod tests {
     fn limiter(rate: f64, burst: u32, max_keys: usize) -> (RateLimiter, ManualClock) {
         let clock = ManualClock::new();
         let q = Quota::new(rate, burst).unwrap();
-        (RateLimiter::new(q, max_keys, AnyClock::Manual(clock.clone())).unwrap(), clock)
+        (
+            RateLimiter::new(q, max_keys, AnyClock::Manual(clock.clone())).unwrap(),
+            clock,
+        )
     }
 
     #[test]
@@ -336,14 +373,23 @@ mod tests {
         assert_eq!(Quota::parse("100/s", 5).unwrap().per_second(), 100.0);
         assert_eq!(Quota::parse(" 6000 / m", 5).unwrap().per_second(), 100.0);
         assert_eq!(Quota::parse("36/h", 1).unwrap().interval_nanos(), 100 * SEC);
-        assert_eq!(Quota::parse("0.5/second", 1).unwrap().interval_nanos(), 2 * SEC);
+        assert_eq!(
+            Quota::parse("0.5/second", 1).unwrap().interval_nanos(),
+            2 * SEC
+        );
         for bad in ["100", "x/s", "100/w", "0/s", "-1/s", "inf/s", "NaN/s", ""] {
             let e = Quota::parse(bad, 1).unwrap_err();
             assert!(matches!(e, LimiterError::Rate(_)), "{bad}: {e}");
         }
-        assert!(matches!(Quota::parse("1/s", 0), Err(LimiterError::Burst(_))));
+        assert!(matches!(
+            Quota::parse("1/s", 0),
+            Err(LimiterError::Burst(_))
+        ));
         assert!(matches!(Quota::new(2e9, 1), Err(LimiterError::Rate(_))));
-        assert!(matches!(Quota::parse("1/d", u32::MAX), Err(LimiterError::Burst(_))));
+        assert!(matches!(
+            Quota::parse("1/d", u32::MAX),
+            Err(LimiterError::Burst(_))
+        ));
         let q = Quota::new(1.0, 1).unwrap();
         assert!(RateLimiter::new(q, 0, AnyClock::default()).is_err());
     }

@@ -152,7 +152,9 @@ pub struct RouteTable {
 
 impl std::fmt::Debug for RouteTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RouteTable").field("routes", &self.routes.len()).finish()
+        f.debug_struct("RouteTable")
+            .field("routes", &self.routes.len())
+            .finish()
     }
 }
 
@@ -268,7 +270,10 @@ impl RouteTable {
                 return Err(err("id", "must not be empty".into()));
             }
             if let Some(first) = ids.insert(spec.id.as_str(), index) {
-                return Err(err("id", format!("duplicate id, already used by route #{first}")));
+                return Err(err(
+                    "id",
+                    format!("duplicate id, already used by route #{first}"),
+                ));
             }
             let host = Self::compile_host(spec.host.as_deref()).map_err(|m| err("host", m))?;
             let mut methods = Vec::with_capacity(spec.methods.len());
@@ -281,14 +286,20 @@ impl RouteTable {
             let mut headers: Vec<(Box<str>, Box<str>)> = Vec::with_capacity(spec.headers.len());
             for (name, value) in &spec.headers {
                 if name.is_empty() || !name.bytes().all(is_token_char) {
-                    return Err(err("headers", format!("{name:?} is not a valid header name")));
+                    return Err(err(
+                        "headers",
+                        format!("{name:?} is not a valid header name"),
+                    ));
                 }
                 let lower = name.to_ascii_lowercase();
                 if headers.iter().any(|(n, _)| **n == *lower) {
                     return Err(err("headers", format!("header {name:?} listed twice")));
                 }
                 if value.contains(['\r', '\n', '\0']) {
-                    return Err(err("headers", format!("value of {name:?} contains CR/LF/NUL")));
+                    return Err(err(
+                        "headers",
+                        format!("value of {name:?} contains CR/LF/NUL"),
+                    ));
                 }
                 headers.push((lower.into_boxed_str(), value.as_str().into()));
             }
@@ -301,8 +312,14 @@ impl RouteTable {
             if !raw.starts_with('/') {
                 return Err(err("path", format!("{raw:?} must start with '/'")));
             }
-            if let Some(c) = raw.chars().find(|c| matches!(c, '?' | '#') || c.is_control()) {
-                return Err(err("path", format!("{raw:?} contains {c:?}; give the path only")));
+            if let Some(c) = raw
+                .chars()
+                .find(|c| matches!(c, '?' | '#') || c.is_control())
+            {
+                return Err(err(
+                    "path",
+                    format!("{raw:?} contains {c:?}; give the path only"),
+                ));
             }
             let m = !methods.is_empty() as u128;
             let h = headers.len() as u128;
@@ -321,7 +338,10 @@ impl RouteTable {
                         }
                     }
                     node.prefixes.push(idx);
-                    (pack_rank(1, norm.len() as u128, 0, 0, m, h, idx), norm.len())
+                    (
+                        pack_rank(1, norm.len() as u128, 0, 0, m, h, idx),
+                        norm.len(),
+                    )
                 }
                 PathMatch::Template(p) => {
                     let segs = parse_template(p).map_err(|msg| err("path", msg))?;
@@ -345,7 +365,10 @@ impl RouteTable {
                             }
                         }
                     }
-                    let t = Terminal { route: idx, names: names.into_boxed_slice() };
+                    let t = Terminal {
+                        route: idx,
+                        names: names.into_boxed_slice(),
+                    };
                     if catch {
                         node.catch_all.push(t);
                     } else {
@@ -379,14 +402,19 @@ impl RouteTable {
     }
 
     fn compile_host(host: Option<&str>) -> Result<HostKey, String> {
-        let Some(raw) = host else { return Ok(HostKey::Any) };
+        let Some(raw) = host else {
+            return Ok(HostKey::Any);
+        };
         if raw == "*" {
             return Ok(HostKey::Any);
         }
         if raw.is_empty() {
             return Err("must not be empty (omit it to match any host)".into());
         }
-        if raw.bytes().any(|b| b.is_ascii_whitespace() || b"/?#@".contains(&b) || b < 0x20) {
+        if raw
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b"/?#@".contains(&b) || b < 0x20)
+        {
             return Err(format!("{raw:?} is not a host name"));
         }
         let h = normalize_host(raw).into_owned();
@@ -394,9 +422,9 @@ impl RouteTable {
             Some(rest) if !rest.is_empty() && !rest.contains('*') => {
                 Ok(HostKey::Wildcard(format!(".{rest}")))
             }
-            _ if h.contains('*') => {
-                Err(format!("{raw:?}: a wildcard must be a leading '*.' like \"*.example.com\""))
-            }
+            _ if h.contains('*') => Err(format!(
+                "{raw:?}: a wildcard must be a leading '*.' like \"*.example.com\""
+            )),
             _ if h.is_empty() => Err(format!("{raw:?} is not a host name")),
             _ => Ok(HostKey::Exact(h)),
         }
@@ -431,7 +459,13 @@ impl RouteTable {
     }
 
     /// The best route for a request, or `None`; `header(lowercase_name)` returns a header value.
-    pub fn lookup<'h, H>(&self, method: &str, host: &str, path: &str, header: H) -> Option<RouteMatch>
+    pub fn lookup<'h, H>(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        header: H,
+    ) -> Option<RouteMatch>
     where
         H: Fn(&str) -> Option<&'h str>,
     {
@@ -448,7 +482,8 @@ impl RouteTable {
             best_caps: Vec::new(),
             caps: Vec::new(),
         };
-        if !host.is_empty() && !(self.exact_hosts.is_empty() && self.wildcard_hosts.is_empty()) {
+        let has_hosts = !self.exact_hosts.is_empty() || !self.wildcard_hosts.is_empty();
+        if has_hosts && !host.is_empty() {
             let h = normalize_host(host);
             if let Some(g) = self.exact_hosts.get(&*h) {
                 if s.run(g) {
@@ -499,8 +534,13 @@ where
     H: Fn(&str) -> Option<&'h str>,
 {
     fn accepts(&self, r: &Compiled) -> bool {
-        (r.methods.is_empty() || r.methods.iter().any(|m| m.eq_ignore_ascii_case(self.method)))
-            && r.headers.iter().all(|(n, v)| (self.header)(n) == Some(&**v))
+        (r.methods.is_empty()
+            || r.methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(self.method)))
+            && r.headers
+                .iter()
+                .all(|(n, v)| (self.header)(n) == Some(&**v))
     }
 
     /// Offers rank-sorted candidates; keeps the first acceptable one if it beats the best.
@@ -550,7 +590,10 @@ where
         let path = self.path;
         let len = path.len();
         if pos < len && !node.catch_all.is_empty() {
-            self.offer(node.catch_all.iter().map(|t| (t.route, Some(t))), Some((pos, len)));
+            self.offer(
+                node.catch_all.iter().map(|t| (t.route, Some(t))),
+                Some((pos, len)),
+            );
         }
         let end = path[pos..].find('/').map_or(len, |i| pos + i);
         let seg = &path[pos..end];
@@ -585,7 +628,12 @@ where
                 .collect(),
             None => Vec::new(),
         };
-        Some(RouteMatch { index: route as usize, id: r.id.clone(), params, prefix_len: r.prefix_len })
+        Some(RouteMatch {
+            index: route as usize,
+            id: r.id.clone(),
+            params,
+            prefix_len: r.prefix_len,
+        })
     }
 }
 
@@ -596,14 +644,18 @@ pub struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router").field("table", &*self.table.load()).finish()
+        f.debug_struct("Router")
+            .field("table", &*self.table.load())
+            .finish()
     }
 }
 
 impl Router {
     /// A router serving `table`.
     pub fn new(table: RouteTable) -> Self {
-        Self { table: ArcSwap::from_pointee(table) }
+        Self {
+            table: ArcSwap::from_pointee(table),
+        }
     }
 
     /// Swaps in a new table; lookups in flight finish on the old one.
@@ -617,7 +669,13 @@ impl Router {
     }
 
     /// Looks up in the current table; see [`RouteTable::lookup`].
-    pub fn lookup<'h, H>(&self, method: &str, host: &str, path: &str, header: H) -> Option<RouteMatch>
+    pub fn lookup<'h, H>(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        header: H,
+    ) -> Option<RouteMatch>
     where
         H: Fn(&str) -> Option<&'h str>,
     {
@@ -630,7 +688,13 @@ mod tests {
     use super::*;
 
     fn spec(id: &str, path: PathMatch) -> RouteSpec {
-        RouteSpec { id: id.into(), host: None, methods: vec![], path, headers: vec![] }
+        RouteSpec {
+            id: id.into(),
+            host: None,
+            methods: vec![],
+            path,
+            headers: vec![],
+        }
     }
     fn pre(id: &str, p: &str) -> RouteSpec {
         spec(id, PathMatch::Prefix(p.into()))
@@ -645,15 +709,25 @@ mod tests {
         None
     }
     fn id_of(t: &RouteTable, method: &str, host: &str, path: &str) -> Option<String> {
-        t.lookup(method, host, path, no_headers).map(|m| m.id.to_string())
+        t.lookup(method, host, path, no_headers)
+            .map(|m| m.id.to_string())
     }
 
     #[test]
     fn prefix_respects_segment_boundary() {
         let t = RouteTable::compile(&[pre("echo", "/agents/echo")]).unwrap();
-        assert_eq!(id_of(&t, "GET", "", "/agents/echo").as_deref(), Some("echo"));
-        assert_eq!(id_of(&t, "GET", "", "/agents/echo/").as_deref(), Some("echo"));
-        assert_eq!(id_of(&t, "GET", "", "/agents/echo/x/y").as_deref(), Some("echo"));
+        assert_eq!(
+            id_of(&t, "GET", "", "/agents/echo").as_deref(),
+            Some("echo")
+        );
+        assert_eq!(
+            id_of(&t, "GET", "", "/agents/echo/").as_deref(),
+            Some("echo")
+        );
+        assert_eq!(
+            id_of(&t, "GET", "", "/agents/echo/x/y").as_deref(),
+            Some("echo")
+        );
         assert_eq!(id_of(&t, "GET", "", "/agents/echoes"), None);
         assert_eq!(id_of(&t, "GET", "", "/agents"), None);
         let m = t.lookup("GET", "", "/agents/echo/x/y", no_headers).unwrap();
@@ -663,8 +737,8 @@ mod tests {
 
     #[test]
     fn root_prefix_matches_everything_and_longer_prefix_wins() {
-        let t = RouteTable::compile(&[pre("root", "/"), pre("a", "/a/"), pre("ab", "/a/b")])
-            .unwrap();
+        let t =
+            RouteTable::compile(&[pre("root", "/"), pre("a", "/a/"), pre("ab", "/a/b")]).unwrap();
         assert_eq!(id_of(&t, "GET", "", "/").as_deref(), Some("root"));
         assert_eq!(id_of(&t, "GET", "", "/zzz").as_deref(), Some("root"));
         assert_eq!(id_of(&t, "GET", "", "/a").as_deref(), Some("a"));
@@ -688,11 +762,17 @@ mod tests {
         assert_eq!(m.params, vec![("id".to_string(), "a%20b".to_string())]);
         assert_eq!(m.prefix_len, 0);
         let m = t.lookup("GET", "", "/files/a/b/c.txt", no_headers).unwrap();
-        assert_eq!(m.params, vec![("rest".to_string(), "a/b/c.txt".to_string())]);
+        assert_eq!(
+            m.params,
+            vec![("rest".to_string(), "a/b/c.txt".to_string())]
+        );
         assert_eq!(id_of(&t, "GET", "", "/files/"), None);
         assert_eq!(id_of(&t, "GET", "", "/users//x"), None);
         let m = t.lookup("GET", "", "/t/1/2", no_headers).unwrap();
-        assert_eq!(m.params, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
+        assert_eq!(
+            m.params,
+            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
         assert_eq!(id_of(&t, "GET", "", "/t/1/2/3"), None);
     }
 
@@ -719,7 +799,10 @@ mod tests {
         let mut canary = tpl("canary", "/users/{id}");
         canary.headers = vec![("X-Canary".into(), "1".into())];
         let t = RouteTable::compile(&[tpl("any", "/users/{id}"), canary, post]).unwrap();
-        assert_eq!(id_of(&t, "POST", "", "/users/me").as_deref(), Some("post-me"));
+        assert_eq!(
+            id_of(&t, "POST", "", "/users/me").as_deref(),
+            Some("post-me")
+        );
         // The static template rejects GET, so the parameter template must win.
         assert_eq!(id_of(&t, "GET", "", "/users/me").as_deref(), Some("any"));
         let hdr = |n: &str| if n == "x-canary" { Some("1") } else { None };
@@ -739,12 +822,30 @@ mod tests {
         let mut w2 = pre("wild-deep", "/");
         w2.host = Some("*.eu.example.com".into());
         let t = RouteTable::compile(&[exact("plain", "/health"), a, w, w2]).unwrap();
-        assert_eq!(id_of(&t, "GET", "api.example.com", "/health").as_deref(), Some("exact-host"));
-        assert_eq!(id_of(&t, "GET", "Api.Example.COM:80", "/x").as_deref(), Some("exact-host"));
-        assert_eq!(id_of(&t, "GET", "x.example.com", "/x").as_deref(), Some("wild"));
-        assert_eq!(id_of(&t, "GET", "a.b.example.com.", "/x").as_deref(), Some("wild"));
-        assert_eq!(id_of(&t, "GET", "x.eu.example.com", "/x").as_deref(), Some("wild-deep"));
-        assert_eq!(id_of(&t, "GET", "example.com", "/health").as_deref(), Some("plain"));
+        assert_eq!(
+            id_of(&t, "GET", "api.example.com", "/health").as_deref(),
+            Some("exact-host")
+        );
+        assert_eq!(
+            id_of(&t, "GET", "Api.Example.COM:80", "/x").as_deref(),
+            Some("exact-host")
+        );
+        assert_eq!(
+            id_of(&t, "GET", "x.example.com", "/x").as_deref(),
+            Some("wild")
+        );
+        assert_eq!(
+            id_of(&t, "GET", "a.b.example.com.", "/x").as_deref(),
+            Some("wild")
+        );
+        assert_eq!(
+            id_of(&t, "GET", "x.eu.example.com", "/x").as_deref(),
+            Some("wild-deep")
+        );
+        assert_eq!(
+            id_of(&t, "GET", "example.com", "/health").as_deref(),
+            Some("plain")
+        );
         assert_eq!(id_of(&t, "GET", "example.com", "/x"), None);
         assert_eq!(id_of(&t, "GET", "", "/health").as_deref(), Some("plain"));
     }
@@ -783,7 +884,10 @@ mod tests {
         hd.headers = vec![("X-A".into(), "1".into()), ("x-a".into(), "2".into())];
         let e = RouteTable::compile(&[hd]).unwrap_err();
         assert_eq!(e.field, "headers");
-        assert!(e.to_string().contains("route #0 (id \"hd\"): headers:"), "{e}");
+        assert!(
+            e.to_string().contains("route #0 (id \"hd\"): headers:"),
+            "{e}"
+        );
     }
 
     #[test]
