@@ -844,8 +844,27 @@ fn select(
     signature: &str,
     label: Option<&str>,
 ) -> Result<(String, SignatureParams, Vec<u8>), HttpSigError> {
-    let inputs = parse_dictionary(signature_input, SIG_INPUT)?;
+    let (name, params) = parse_signature_input(signature_input, label)?;
     let sigs = parse_dictionary(signature, SIG)?;
+    let (_, sig_member) = sigs
+        .iter()
+        .find(|(k, _)| *k == name)
+        .ok_or_else(|| HttpSigError::LabelNotFound(name.clone()))?;
+    let Member::Item(BareItem::Bytes(sig), _) = sig_member else {
+        return Err(malformed(
+            SIG,
+            format!("member {name} is not a byte sequence"),
+        ));
+    };
+    Ok((name, params, sig.clone()))
+}
+
+/// Parses one member (`label`, or the first) of a `Signature-Input` value.
+pub fn parse_signature_input(
+    value: &str,
+    label: Option<&str>,
+) -> Result<(String, SignatureParams), HttpSigError> {
+    let inputs = parse_dictionary(value, SIG_INPUT)?;
     let (name, member) = match label {
         Some(l) => inputs
             .iter()
@@ -855,18 +874,7 @@ fn select(
             .first()
             .ok_or_else(|| malformed(SIG_INPUT, "empty dictionary"))?,
     };
-    let params = SignatureParams::from_member(member)?;
-    let (_, sig_member) = sigs
-        .iter()
-        .find(|(k, _)| k == name)
-        .ok_or_else(|| HttpSigError::LabelNotFound(name.clone()))?;
-    let Member::Item(BareItem::Bytes(sig), _) = sig_member else {
-        return Err(malformed(
-            SIG,
-            format!("member {name} is not a byte sequence"),
-        ));
-    };
-    Ok((name.clone(), params, sig.clone()))
+    Ok((name.clone(), SignatureParams::from_member(member)?))
 }
 
 /// Checks a signed request without replay state; `now_unix` is the current UNIX time in seconds.
