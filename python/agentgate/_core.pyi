@@ -137,7 +137,147 @@ class Admission:
 
 # --- signature (crypto.py) ---
 
+_KeyInput = bytes | str
+
+class Ed25519PublicKey:
+    """An Ed25519 public key parsed once, for repeated verification."""
+
+    def __init__(self, key: _KeyInput | Ed25519PublicKey) -> None: ...
+    def verify(self, message: bytes, signature: bytes) -> bool: ...
+    @property
+    def raw(self) -> bytes: ...
+    def to_base64(self) -> str: ...
+    def to_pem(self) -> str: ...
+
+class Ed25519PrivateKey:
+    """An Ed25519 private key parsed once, for repeated signing."""
+
+    def __init__(self, key: _KeyInput | Ed25519PrivateKey) -> None: ...
+    @staticmethod
+    def generate() -> Ed25519PrivateKey: ...
+    def sign(self, message: bytes) -> bytes: ...
+    def public_key(self) -> Ed25519PublicKey: ...
+    @property
+    def seed(self) -> bytes: ...
+    def to_pem(self) -> str: ...
+
+def ed25519_generate() -> tuple[bytes, bytes]: ...
+def ed25519_sign(private_key: _KeyInput | Ed25519PrivateKey, message: bytes) -> bytes: ...
+def ed25519_verify(
+    public_key: _KeyInput | Ed25519PublicKey, message: bytes, signature: bytes
+) -> bool: ...
+def ed25519_verify_batch(
+    items: list[tuple[_KeyInput | Ed25519PublicKey, bytes, bytes]],
+) -> list[bool]: ...
+def ed25519_public_from_private(private_key: _KeyInput | Ed25519PrivateKey) -> bytes: ...
+def ed25519_public_raw(public_key: _KeyInput | Ed25519PublicKey) -> bytes: ...
+def ed25519_public_pem(public_key: _KeyInput | Ed25519PublicKey) -> str: ...
+def ed25519_public_b64(public_key: _KeyInput | Ed25519PublicKey) -> str: ...
+def ed25519_private_pem(private_key: _KeyInput | Ed25519PrivateKey) -> str: ...
+
 # --- httpsig (signing.py) ---
+
+class HttpSignatureError(ValueError):
+    """A signed request was rejected; args are (code, message)."""
+
+class ContentDigestHasher:
+    """Incremental body hasher for streaming."""
+
+    def __init__(self, alg: str = "sha-256") -> None: ...
+    def update(self, chunk: bytes) -> None: ...
+    def header_value(self) -> str: ...
+
+class ContentDigestCheck:
+    """Streaming check of a body against a Content-Digest header."""
+
+    def __init__(self, header: str) -> None: ...
+    def update(self, chunk: bytes) -> None: ...
+    def finish(self) -> bool: ...
+
+class VerifiedSignature:
+    """A verified request signature."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def keyid(self) -> str: ...
+    @property
+    def created(self) -> int | None: ...
+    @property
+    def expires(self) -> int | None: ...
+    @property
+    def nonce(self) -> str | None: ...
+    @property
+    def alg(self) -> str | None: ...
+    @property
+    def tag(self) -> str | None: ...
+    @property
+    def components(self) -> list[str]: ...
+
+class HttpSigVerifier:
+    """Verifies RFC 9421 request signatures against keys, a policy, a clock and a nonce cache."""
+
+    def __init__(
+        self,
+        keys: dict[str, bytes | str | Ed25519PublicKey],
+        *,
+        required_components: list[str] | None = None,
+        require_digest_with_body: bool = True,
+        require_created: bool = True,
+        require_nonce: bool = False,
+        max_age: int | None = 300,
+        skew: int = 60,
+        nonce_capacity: int | None = 100_000,
+        clock: ManualClock | None = None,
+        now: float | None = None,
+    ) -> None: ...
+    def set_key(self, keyid: str, key: bytes | str | Ed25519PublicKey) -> None: ...
+    def remove_key(self, keyid: str) -> bool: ...
+    def now(self) -> int: ...
+    def verify(
+        self,
+        method: str,
+        scheme: str,
+        authority: str,
+        path: str,
+        query: str | None,
+        headers: list[tuple[str, str]],
+        *,
+        has_body: bool = False,
+        label: str | None = None,
+    ) -> VerifiedSignature: ...
+
+def http_content_digest(body: bytes, alg: str = "sha-256") -> str: ...
+def http_verify_content_digest(header: str, body: bytes) -> bool: ...
+def http_sign(
+    method: str,
+    scheme: str,
+    authority: str,
+    path: str,
+    query: str | None,
+    headers: list[tuple[str, str]],
+    components: list[str],
+    private_key: bytes | str | Ed25519PrivateKey,
+    label: str,
+    *,
+    keyid: str | None = None,
+    created: int | None = None,
+    expires: int | None = None,
+    nonce: str | None = None,
+    alg: str | None = None,
+    tag: str | None = None,
+) -> tuple[str, str]: ...
+def http_signature_base(
+    method: str,
+    scheme: str,
+    authority: str,
+    path: str,
+    query: str | None,
+    headers: list[tuple[str, str]],
+    signature_input: str,
+    label: str | None = None,
+) -> str: ...
+def http_signature_bytes(signature: str, label: str) -> bytes | None: ...
 
 # --- engine (gateway/engine.py) ---
 
