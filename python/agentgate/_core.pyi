@@ -116,7 +116,7 @@ class Balancer:
 
 # --- admission (admission.py) ---
 
-class Admission:
+class PriorityAdmission:
     """Priority admission state machine; `agentgate.admission.AdmissionController` drives it."""
 
     def __init__(
