@@ -106,7 +106,7 @@ impl HistogramSnapshot {
     }
     fn __repr__(&self) -> String {
         format!(
-            "HistogramSnapshot(count={}, mean={}, min={}, max={}, p50={}, p99={})",
+            "HistogramSnapshot(count={}, mean={:?}, min={:?}, max={:?}, p50={:?}, p99={:?})",
             self.inner.count,
             self.mean(),
             self.min(),

@@ -61,7 +61,7 @@ impl RateLimitDecision {
     }
     fn __repr__(&self) -> String {
         format!(
-            "RateLimitDecision(allowed={}, limit={}, remaining={}, reset={}, retry_after={})",
+            "RateLimitDecision(allowed={}, limit={}, remaining={}, reset={:?}, retry_after={:?})",
             if self.inner.allowed { "True" } else { "False" },
             self.inner.limit,
             self.inner.remaining,
