@@ -66,6 +66,9 @@ pub struct Rejection {
     detail: String,
     #[pyo3(get)]
     headers: Vec<(&'static str, String)>,
+    /// Agent index of the matched route (None before routing), for tickets in the same result.
+    #[pyo3(get)]
+    agent: Option<usize>,
 }
 
 /// The gateway decision engine: route, auth, priority, rate limit, admission and endpoint pick.
@@ -231,6 +234,7 @@ impl GatewayCore {
                     reason: r.reason,
                     detail: r.detail,
                     headers: r.headers,
+                    agent: out.agent,
                 },
             )?
             .into_any(),
@@ -269,6 +273,7 @@ impl GatewayCore {
                     reason: r.reason,
                     detail: r.detail,
                     headers: r.headers,
+                    agent: Some(agent),
                 },
             )?
             .into_any()),

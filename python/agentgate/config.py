@@ -15,7 +15,9 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 __all__ = [
@@ -223,16 +225,20 @@ class Agent(_Model):
 
 
 class Match(_Model):
-    """What requests a route takes."""
+    """What requests a route takes: one of path / path_prefix / path_template, plus filters."""
 
-    path_prefix: str
+    path_prefix: str | None = None
+    path: str | None = None
+    path_template: str | None = None
     methods: tuple[str, ...] | None = None
+    host: str | None = None
+    headers: dict[str, str] = {}
 
-    @field_validator("path_prefix")
+    @field_validator("path_prefix", "path", "path_template")
     @classmethod
-    def _check_prefix(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError(f"path_prefix must start with '/', got {v!r}")
+    def _check_path(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and not v.startswith("/"):
+            raise ValueError(f"{info.field_name} must start with '/', got {v!r}")
         return v
 
     @field_validator("methods")
@@ -245,6 +251,18 @@ class Match(_Model):
             if not m.isalpha():
                 raise ValueError(f"not an HTTP method: {m!r}")
         return out
+
+    @model_validator(mode="after")
+    def _one_path(self) -> Match:
+        given = [p for p in (self.path_prefix, self.path, self.path_template) if p is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of path_prefix, path, path_template")
+        return self
+
+    @property
+    def pattern(self) -> str:
+        """The path, prefix or template, whichever the route uses."""
+        return self.path_prefix or self.path or self.path_template or ""
 
 
 class RateLimit(_Model):
@@ -272,6 +290,7 @@ class Route(_Model):
     rate_limit: RateLimit | None = None
     priority: Priority = "normal"
     auth: Literal["required", "none"] = "none"
+    roles: tuple[str, ...] = ()
     signature: Literal["required", "none"] = "none"
     retry_non_idempotent: bool = False
     max_body: Size | None = None
@@ -333,8 +352,8 @@ class GatewayConfig(_Model):
     demo_echo: HostPort | None = None  # start the bundled demo echo agent on this address
 
     def route_ids(self) -> list[str]:
-        """Each route's id: the explicit one, or `<agent>:<path_prefix>`."""
-        return [r.id or f"{r.agent}:{r.match.path_prefix}" for r in self.routes]
+        """Each route's id: the explicit one, or `<agent>:<path pattern>`."""
+        return [r.id or f"{r.agent}:{r.match.pattern}" for r in self.routes]
 
     def redacted(self) -> dict[str, Any]:
         """The config as plain data with secrets (key hashes) replaced."""
@@ -401,6 +420,8 @@ def _cross_check(cfg: GatewayConfig, file: str) -> None:
         if rid in seen:
             raise ConfigError(file, f"routes[{i}].id", f"duplicate route id {rid!r}")
         seen[rid] = i
+        if route.roles and route.auth != "required":
+            raise ConfigError(file, f"routes[{i}].roles", "roles need auth: required on the route")
         rl = route.rate_limit
         if route.auth == "none" and rl is not None and rl.key in ("api_key", "tenant"):
             raise ConfigError(

@@ -362,6 +362,8 @@ pub struct AdmitOutcome {
     pub shed: Vec<u64>,
     /// A ticket that was handed a slot this request could not use: the caller wakes it.
     pub granted: Option<u64>,
+    /// Agent (pool) index of the matched route, which `shed` and `granted` tickets belong to.
+    pub agent: Option<usize>,
 }
 
 impl From<Rejection> for AdmitOutcome {
@@ -370,6 +372,7 @@ impl From<Rejection> for AdmitOutcome {
             decision: Admit::Rejected(r),
             shed: Vec::new(),
             granted: None,
+            agent: None,
         }
     }
 }
@@ -857,6 +860,7 @@ impl Engine {
             decision,
             shed: outcome.shed,
             granted,
+            agent: Some(route.agent),
         }
     }
 

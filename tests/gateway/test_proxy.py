@@ -156,10 +156,15 @@ async def test_rate_limit_429_headers(gw: Gateway, http: aiohttp.ClientSession) 
         async with http.get(f"{gw.url}/limited/x") as r:
             statuses.append(r.status)
             last = r
+            body = orjson.loads(await r.read()) if r.status == 429 else {}
+            if r.status == 200:  # admitted responses carry the budget left too
+                assert r.headers["ratelimit-policy"] == '"default";q=2;w=120'
     assert statuses == [200, 200, 429]
     assert int(last.headers["retry-after"]) >= 1
-    assert last.headers["ratelimit-remaining"] == "0"
-    assert "ratelimit-limit" in last.headers
+    # IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers), from the core's limiter
+    assert last.headers["ratelimit"].startswith('"default";r=0;')
+    assert last.headers["ratelimit-policy"] == '"default";q=2;w=120'
+    assert body["type"] == "urn:agentgate:problem:rate_limited"
 
 
 async def test_body_too_large_413(gw: Gateway, http: aiohttp.ClientSession) -> None:

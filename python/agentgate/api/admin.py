@@ -16,7 +16,7 @@ from agentgate.config import ConfigError, GatewayConfig, load_config
 from agentgate.gateway.engine import Engine
 from agentgate.gateway.health import HealthChecker
 from agentgate.gateway.upstream import UpstreamClient
-from agentgate.observe.metrics import render_latest
+from agentgate.observe.metrics import fleet_state, render_latest
 
 __all__ = ["AdminState", "create_app"]
 
@@ -57,9 +57,12 @@ class AdminState:
             cfg = load_config(self.path)
         except ConfigError:
             return
+        try:
+            self.engine.replace(cfg)  # same core: endpoint health learned so far stays
+        except ValueError:
+            return
         await self.stop()
         self.config = cfg
-        self.engine = Engine(cfg)
         await self.start()
 
 
@@ -84,8 +87,8 @@ def create_app(config: GatewayConfig | None = None, config_path: str | None = No
 
     async def readyz(_: Request) -> Response:
         await state.refresh()
-        pools = state.engine.pools.values()
-        ready = all(any(ep.healthy for ep in p.endpoints) for p in pools)
+        pools = state.engine.stats().values()
+        ready = all(any(ep["healthy"] for ep in p["endpoints"]) for p in pools)
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     async def metrics(_: Request) -> Response:
@@ -94,15 +97,27 @@ def create_app(config: GatewayConfig | None = None, config_path: str | None = No
 
     async def agents(_: Request) -> Response:
         await state.refresh()
+        # health from this process's probes; breakers and load from the workers' gauges
+        fleet = await asyncio.to_thread(fleet_state)
         out = {}
-        for name, pool in state.engine.pools.items():
+        for name, pool in state.engine.stats().items():
+            live = fleet.get(name, {})
+            breakers = live.get("breakers", {})
+            eps = [
+                {
+                    "url": ep["url"],
+                    "weight": ep["weight"],
+                    "healthy": ep["healthy"],
+                    "breaker": breakers.get(ep["url"], "closed"),
+                }
+                for ep in pool["endpoints"]
+            ]
             out[name] = {
-                "health_checked": pool.config.health_check is not None,
-                "endpoints": [
-                    {"url": ep.url, "weight": ep.weight, "healthy": ep.healthy}
-                    for ep in pool.endpoints
-                ],
-                "healthy": sum(ep.healthy for ep in pool.endpoints),
+                "health_checked": state.config.agents[name].health_check is not None,
+                "endpoints": eps,
+                "healthy": sum(bool(ep["healthy"]) for ep in eps),
+                "in_flight": live.get("in_flight", 0),
+                "queued": live.get("queued", 0),
             }
         return JSONResponse(out)
 

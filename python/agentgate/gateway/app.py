@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from agentgate.config import ConfigError, GatewayConfig, load_config
-from agentgate.gateway.engine import Admitted, Engine, Rejected
+from agentgate.gateway.engine import Engine, Flight, Rejected
 from agentgate.gateway.health import HealthChecker
 from agentgate.gateway.problem import problem
 from agentgate.gateway.upstream import UpstreamClient, make_url
@@ -44,6 +44,7 @@ _HOP = frozenset(
 _AUTH_HEADERS = frozenset({"authorization", "x-api-key"})
 _BUFFER_REQUEST = 64 * 1024  # small bodies are read whole so a retry can replay them
 _BUFFER_RESPONSE = 256 * 1024  # known-length small responses go out in one write
+_PUBLISH_EVERY = 0.5
 
 
 class _BodyTooLarge(Exception):
@@ -58,6 +59,11 @@ class _Attempt(Exception):
         self.status = status
         self.title = title
         self.detail = detail
+
+    @property
+    def reason(self) -> str:
+        """Problem type suffix."""
+        return "upstream_" + self.kind.replace("-", "_")
 
 
 def _connection_tokens(value: str | None) -> frozenset[str]:
@@ -91,6 +97,7 @@ class Gateway:
         loop.run_until_complete(self._install(cfg))
         if self.config_path:
             self._tasks.append(loop.create_task(self._watch_config()))
+        self._tasks.append(loop.create_task(self._publish()))
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         """Per-worker teardown."""
@@ -102,12 +109,16 @@ class Gateway:
             loop.run_until_complete(self.client.close())
 
     async def _install(self, cfg: GatewayConfig) -> None:
-        engine = Engine(cfg)
+        engine = self.engine
+        if engine is None:
+            engine = Engine(cfg)
+        else:
+            # same core: breakers, rate-limit budgets and queues of unchanged parts carry over
+            engine.replace(cfg)
         client = UpstreamClient(cfg)
         old_client, old_health = self.client, self._health
-        self.metrics.bind(engine)
-        # one attribute store each: a request sees either the old pair or the new pair's engine
         self.engine, self.client = engine, client
+        self.metrics.bind(engine)
         self._health = HealthChecker(engine, client, self.metrics)
         self._health.start()
         if old_health is not None:
@@ -133,6 +144,13 @@ class Gateway:
                 stamps.append(0.0)
         return (float(stamps[0]), float(stamps[1]))
 
+    async def _publish(self) -> None:
+        # breaker/in-flight/queue gauges from the core, off the request path
+        while True:
+            await asyncio.sleep(_PUBLISH_EVERY)
+            if self.engine is not None:
+                self.metrics.publish(self.engine)
+
     async def _watch_config(self) -> None:
         while True:
             await asyncio.sleep(0.5)
@@ -151,7 +169,11 @@ class Gateway:
         except ConfigError as e:
             log.error("config reload refused, keeping the running config: %s", e)
             return False
-        await self._install(cfg)
+        try:
+            await self._install(cfg)
+        except ValueError as e:
+            log.error("config reload refused, keeping the running config: %s", e)
+            return False
         log.info("config reloaded from %s", self.config_path)
         return True
 
@@ -168,34 +190,41 @@ class Gateway:
         rid = get("x-request-id") or uuid.uuid4().hex
         client_ip = scope.client.rpartition(":")[0] or scope.client
         method = scope.method
-        d = engine.admit(method, scope.path, scope.query_string, get, client_ip)
-        if isinstance(d, Rejected):
-            self.metrics.rejected(d.status)
-            h, body = problem(d.status, d.title, d.detail, rid, d.headers)
-            proto.response_bytes(d.status, h, body)
+        host = scope.authority or get("host") or ""
+        d = engine.admit(method, host, scope.path, scope.query_string, headers, client_ip)
+        if type(d) is Rejected:
+            self._reject(proto, d, rid)
             return
-        if not d.agent.admission.try_acquire():
-            rej = await engine.acquire(d)
-            if rej is not None:
-                self.metrics.shed(d)
-                h, body = problem(rej.status, rej.title, rej.detail, rid, rej.headers)
-                proto.response_bytes(rej.status, h, body)
-                return
-        else:
-            d.has_slot = True
-        client.in_flight += 1
-        self.metrics.start(d)
-        status = 502
+        assert isinstance(d, Flight)
         watcher = asyncio.ensure_future(proto.client_disconnect())
         task = asyncio.current_task()
         if task is not None:
             watcher.add_done_callback(lambda _f: task.cancel())
+        if d.ticket is not None:
+            try:
+                rej = await engine.wait(d)
+            except asyncio.CancelledError:
+                watcher.cancel()
+                if watcher.done() and task is not None:
+                    task.uncancel()  # the client left while queued; the ticket is withdrawn
+                    return
+                raise
+            if rej is not None:
+                watcher.cancel()
+                engine.finish(d, 0.0, "cancelled")
+                self.metrics.shed(d)
+                self._reject(proto, rej, rid)
+                return
+        client.in_flight += 1
+        self.metrics.start(d)
+        status = 502
         try:
             status = await self._proxy(scope, proto, engine, client, d, rid, client_ip)
         except StreamCut:
             raise
         except asyncio.CancelledError:
             status = 499  # client went away; the upstream request was cancelled with us
+            d.outcome = "cancelled"
             if not watcher.done():
                 raise
             current = asyncio.current_task()
@@ -204,18 +233,23 @@ class Gateway:
         finally:
             watcher.cancel()
             client.in_flight -= 1
-            engine.finish(d)
-            self.metrics.finish(d, status, engine.clock() - d.started)
+            engine.finish(d, d.latency, d.outcome)
+            self.metrics.finish(d, status, asyncio.get_running_loop().time() - d.started)
+
+    def _reject(self, proto: Any, r: Rejected, rid: str) -> None:
+        self.metrics.rejected(r.status)
+        h, body = problem(r.status, r.title, r.detail, rid, r.headers, r.reason)
+        proto.response_bytes(r.status, h, body)
 
     def _upstream_headers(
-        self, scope: Any, d: Admitted, rid: str, client_ip: str
+        self, scope: Any, d: Flight, rid: str, client_ip: str
     ) -> list[tuple[str, str]]:
         items = scope.headers.items()
         drop = _HOP
         conn = scope.headers.get("connection")
         if conn:
             drop = _HOP | _connection_tokens(conn)
-        if d.route.config.auth == "required":
+        if d.route.hide_auth:
             drop = drop | _AUTH_HEADERS
         out = [(k, v) for k, v in items if k not in drop and k != "x-forwarded-for"]
         xff = scope.headers.get("x-forwarded-for")
@@ -236,7 +270,7 @@ class Gateway:
         proto: Any,
         engine: Engine,
         client: UpstreamClient,
-        d: Admitted,
+        d: Flight,
         rid: str,
         client_ip: str,
     ) -> int:
@@ -244,7 +278,7 @@ class Gateway:
         method = scope.method
         cl = get("content-length")
         te = get("transfer-encoding")
-        max_body = d.route.config.max_body
+        max_body = d.route.max_body
         body: bytes | AsyncIterator[bytes] | None = None
         replayable = True
         if cl is not None and cl.isdigit() and int(cl) <= _BUFFER_REQUEST:
@@ -267,12 +301,12 @@ class Gateway:
                     proto, session, d, method, up_headers, body, rid, total_deadline, loop
                 )
             except _Attempt as fail:
-                engine.record(d, False)
+                d.outcome = "failure"
                 failed = fail
                 kind, status = fail.kind, fail.status
                 retry_after = None
             except _UpstreamStatus as us:
-                engine.record(d, us.resp.status < 500)
+                d.outcome = "failure" if us.resp.status >= 500 else "success"
                 kind, status = str(us.resp.status), us.resp.status
                 retry_after = us.retry_after
                 sent = True
@@ -282,7 +316,7 @@ class Gateway:
                 and (replayable or body is None)
                 and (retry_after is None or retry_after <= pol.retries.backoff.max)
                 and (total_deadline is None or loop.time() + (retry_after or 0.0) < total_deadline)
-                and engine.retry(d, method)
+                and engine.retry(d, method, d.latency, d.outcome)
             )
             if can_retry:
                 if sent:
@@ -298,7 +332,7 @@ class Gateway:
                 # out of retries: the upstream's own answer goes to the client as it is
                 return await self._respond(proto, d, resp, rid, total_deadline, loop, False)
             assert failed is not None
-            h, pbody = problem(failed.status, failed.title, failed.detail, rid)
+            h, pbody = problem(failed.status, failed.title, failed.detail, rid, (), failed.reason)
             proto.response_bytes(failed.status, h, pbody)
             return failed.status
 
@@ -306,7 +340,7 @@ class Gateway:
         self,
         proto: Any,
         session: aiohttp.ClientSession,
-        d: Admitted,
+        d: Flight,
         method: str,
         headers: list[tuple[str, str]],
         body: bytes | AsyncIterator[bytes] | None,
@@ -318,11 +352,32 @@ class Gateway:
         deadline = loop.time() + t.first_byte if t.first_byte else None
         if total_deadline is not None and (deadline is None or total_deadline < deadline):
             deadline = total_deadline
-        url = make_url(d.endpoint.url, d.upstream_path)
+        url = make_url(d.url, d.upstream_path)
         start = loop.time()
         try:
+            resp = await self._send(session, method, url, headers, body, deadline, total_deadline)
+        finally:
+            d.latency = loop.time() - start
+        self.metrics.upstream_latency(d, d.latency)
+        st = resp.status
+        if st >= 500 or st == 429:
+            ra = resp.headers.get("retry-after")
+            raise _UpstreamStatus(resp, float(ra) if ra and ra.isdigit() else None)
+        return await self._respond(proto, d, resp, rid, total_deadline, loop)
+
+    @staticmethod
+    async def _send(
+        session: aiohttp.ClientSession,
+        method: str,
+        url: Any,
+        headers: list[tuple[str, str]],
+        body: bytes | AsyncIterator[bytes] | None,
+        deadline: float | None,
+        total_deadline: float | None,
+    ) -> aiohttp.ClientResponse:
+        try:
             async with asyncio.timeout_at(deadline):
-                resp = await session.request(
+                return await session.request(
                     method, url, headers=headers, data=body, allow_redirects=False
                 )
         except aiohttp.ConnectionTimeoutError:
@@ -344,17 +399,11 @@ class Gateway:
             raise _Attempt(
                 "too-large", 413, "Content Too Large", "request body too large"
             ) from None
-        self.metrics.upstream_latency(d, loop.time() - start)
-        st = resp.status
-        if st >= 500 or st == 429:
-            ra = resp.headers.get("retry-after")
-            raise _UpstreamStatus(resp, float(ra) if ra and ra.isdigit() else None)
-        return await self._respond(proto, d, resp, rid, total_deadline, loop)
 
     async def _respond(
         self,
         proto: Any,
-        d: Admitted,
+        d: Flight,
         resp: aiohttp.ClientResponse,
         rid: str,
         total_deadline: float | None,
@@ -376,6 +425,9 @@ class Gateway:
             out.append((name, v.decode("latin-1")))
         if not has_rid:
             out.append(("x-request-id", rid))
+        if d.ratelimit is not None:
+            out.append(("ratelimit-policy", d.ratelimit[0]))
+            out.append(("ratelimit", d.ratelimit[1]))
         idle = d.agent.config.timeouts.idle
         ok = False
         transport = None
@@ -405,7 +457,7 @@ class Gateway:
             raise StreamCut from None
         finally:
             if record:
-                d.endpoint.breaker.record(ok and status < 500)
+                d.outcome = "success" if ok and status < 500 else "failure"
             if ok:
                 resp.release()
             else:

@@ -1,128 +1,138 @@
-"""The per-request decision, behind one seam: `Engine.admit(...)` → Admitted | Rejected.
+"""The per-request decision, behind one seam: the Rust `GatewayCore` plus the asyncio side.
 
-Today it composes small Python policies (`policy.py`); the plan is one Rust call
-(`core.admit(request head)`), so nothing here knows about sockets, streams or aiohttp.
+`Engine.admit(...)` is one call into the core (route, API key, roles, priority, rate limit,
+admission, endpoint pick). What the core cannot do for an asyncio handler lives here: parking
+queued requests on futures keyed by `(agent, ticket)`, waking them when a slot frees up, failing
+shed and expired tickets, and the per-request retry policy (budget, idempotency, backoff).
+A reload compiles the new config to a spec and `replace`s it on the same core, so breakers,
+rate-limit budgets and queues of unchanged parts carry over.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import asyncio
+import math
 import random
 import re
-import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
-from agentgate.config import PRIORITIES, Agent, ApiKey, GatewayConfig, Route
-from agentgate.gateway.policy import AdmissionPool, Breaker, Clock, Gcra, RetryBudget, Shed
+import orjson
 
-__all__ = ["Admitted", "EndpointState", "Engine", "PoolState", "Rejected", "RouteState"]
+from agentgate._core import GatewayCore
+from agentgate._core import Rejection as CoreRejection
+from agentgate.config import Agent, GatewayConfig, Route
 
-_PRIO = {p: i for i, p in enumerate(PRIORITIES)}
+if TYPE_CHECKING:
+    from agentgate._core import Admission, ManualClock
+
+__all__ = [
+    "AgentState",
+    "Engine",
+    "Flight",
+    "Rejected",
+    "RetryBudget",
+    "RouteState",
+    "compile_spec",
+]
+
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_EXPIRE_EVERY = 0.02  # queue-timeout resolution while anything waits
 
-HeaderGet = Callable[[str], str | None]
+
+class Headers(Protocol):
+    """What `admit` needs of the request headers: `get(lowercase_name)`."""
+
+    def get(self, name: str, /) -> str | None:
+        """The header value, if present."""
+        ...
 
 
 @dataclass(slots=True, frozen=True)
 class Rejected:
-    """A request answered by the gateway itself: status, problem title/detail, extra headers."""
+    """A request answered by the gateway itself: status, problem type/title/detail, headers."""
 
     status: int
-    title: str
+    reason: str
     detail: str
     headers: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def title(self) -> str:
+        """The standard reason phrase of the status."""
+        return _title(self.status)
 
-class EndpointState:
-    """One endpoint: URL, weight, health (active checks) and breaker (passive ejection)."""
 
-    __slots__ = ("breaker", "healthy", "index", "url", "weight")
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
-    def __init__(self, index: int, url: str, weight: int, breaker: Breaker) -> None:
+
+def _from_core(r: CoreRejection) -> Rejected:
+    return Rejected(r.status, r.reason, r.detail, tuple(r.headers))
+
+
+_SHED = Rejected(503, "shed", "shed under load in favour of higher priorities")
+_QUEUE_TIMEOUT = Rejected(503, "queue_timeout", "queue timeout: no capacity in time")
+_GONE = Rejected(503, "no_endpoint", "agent no longer configured")
+
+
+class RetryBudget:
+    """Token budget: each request deposits `ratio`, each retry spends 1 (plus a small floor)."""
+
+    __slots__ = ("_cap", "_ratio", "tokens")
+
+    def __init__(self, ratio: float, floor: float = 10.0) -> None:
+        self._ratio = ratio
+        self._cap = max(floor, 100.0)
+        self.tokens = floor
+
+    def deposit(self) -> None:
+        """Called once per original request."""
+        t = self.tokens + self._ratio
+        self.tokens = t if t < self._cap else self._cap
+
+    def withdraw(self) -> bool:
+        """Take one retry from the budget if there is one."""
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class AgentState:
+    """Python-side policy of one agent pool (index = the core's agent index)."""
+
+    __slots__ = ("budget", "config", "index", "name")
+
+    def __init__(self, index: int, name: str, config: Agent) -> None:
         self.index = index
-        self.url = url
-        self.weight = weight
-        self.breaker = breaker
-        self.healthy = True
-
-    def available(self) -> bool:
-        """Healthy and the breaker would let a request through."""
-        return self.healthy and self.breaker.peek()
-
-
-class PoolState:
-    """An agent pool: endpoints, admission, retry budget."""
-
-    __slots__ = ("admission", "budget", "config", "endpoints", "name")
-
-    def __init__(self, name: str, config: Agent, clock: Clock) -> None:
         self.name = name
         self.config = config
-        cb = config.circuit_breaker
-        self.endpoints = [
-            EndpointState(
-                i,
-                ep.url,
-                ep.weight,
-                Breaker(
-                    cb.consecutive_failures, cb.error_rate, cb.min_requests, cb.open_for, clock
-                ),
-            )
-            for i, ep in enumerate(config.endpoints)
-        ]
-        self.admission = AdmissionPool(config.max_concurrency, config.max_queue)
         self.budget = RetryBudget(config.retries.budget)
-
-    def pick(self, exclude: int = -1) -> EndpointState | Rejected:
-        """Weighted random pick among available endpoints (avoiding `exclude` when possible)."""
-        eps = self.endpoints
-        if len(eps) == 1:
-            ep = eps[0]
-            if not ep.healthy:
-                return _NO_HEALTHY
-            return ep if ep.breaker.allow() else _BREAKER_OPEN
-        cands = [e for e in eps if e.index != exclude and e.available()]
-        if not cands:
-            cands = [e for e in eps if e.available()]
-            if not cands:
-                if not any(e.healthy for e in eps):
-                    return _NO_HEALTHY
-                return _BREAKER_OPEN
-        total = 0
-        for e in cands:
-            total += e.weight
-        r = random.random() * total
-        for e in cands:
-            r -= e.weight
-            if r < 0 and e.breaker.allow():
-                return e
-        for e in cands:
-            if e.breaker.allow():
-                return e
-        return _BREAKER_OPEN
 
 
 class RouteState:
-    """A compiled route: prefix, methods, limiter and the pool it goes to."""
+    """Python-side policy of one route (index = the core's route index)."""
 
-    __slots__ = ("config", "id", "limiter", "methods", "pool", "prefix", "priority")
+    __slots__ = ("agent", "config", "hide_auth", "id", "max_body", "retry_non_idempotent")
 
-    def __init__(self, rid: str, config: Route, pool: PoolState, clock: Clock) -> None:
+    def __init__(self, rid: str, config: Route, agent: AgentState) -> None:
         self.id = rid
         self.config = config
-        self.prefix = config.match.path_prefix.rstrip("/")
-        self.methods = frozenset(config.match.methods) if config.match.methods else None
-        self.pool = pool
-        self.priority = _PRIO[config.priority]
-        rl = config.rate_limit
-        self.limiter = Gcra(rl.rate, rl.burst, clock) if rl is not None else None
+        self.agent = agent
+        self.max_body = config.max_body
+        self.retry_non_idempotent = config.retry_non_idempotent
+        self.hide_auth = config.auth == "required"
 
 
-class Admitted:
-    """An admitted request: where it goes and under which policy; `finish` it exactly once."""
+class Flight:
+    """One admitted request: where it goes; `Engine.finish` it exactly once."""
 
     __slots__ = (
         "agent",
@@ -130,52 +140,34 @@ class Admitted:
         "endpoint",
         "has_slot",
         "key_id",
+        "latency",
+        "outcome",
         "priority",
+        "ratelimit",
         "route",
         "started",
         "tenant",
+        "ticket",
         "upstream_path",
+        "url",
     )
 
-    def __init__(
-        self,
-        route: RouteState,
-        endpoint: EndpointState,
-        upstream_path: str,
-        key: ApiKey | None,
-        priority: int,
-        started: float,
-    ) -> None:
+    def __init__(self, a: Admission, route: RouteState, upstream_path: str, now: float) -> None:
         self.route = route
-        self.agent = route.pool
-        self.endpoint = endpoint
+        self.agent = route.agent
+        self.endpoint: int | None = a.endpoint
+        self.url: str = a.url
+        self.ticket = a.ticket
+        self.key_id = a.key_id
+        self.tenant = a.tenant
+        self.priority = a.priority
+        self.ratelimit = a.ratelimit
         self.upstream_path = upstream_path
-        self.key_id = key.id if key is not None else None
-        self.tenant = key.tenant if key is not None else None
-        self.priority = priority
-        self.started = started
+        self.started = now
         self.attempts = 1
-        self.has_slot = False
-
-    @property
-    def base_url(self) -> str:
-        """Base URL of the chosen endpoint."""
-        return self.endpoint.url
-
-    @property
-    def policy(self) -> Agent:
-        """Timeouts, retries, breaker settings of the agent."""
-        return self.agent.config
-
-
-_BREAKER_OPEN = Rejected(503, "Service Unavailable", "circuit breaker open for every endpoint")
-_NO_HEALTHY = Rejected(503, "Service Unavailable", "no healthy endpoint")
-_NO_ROUTE = Rejected(404, "Not Found", "no route matches this path")
-_UNAUTHORIZED = Rejected(
-    401, "Unauthorized", "missing or unknown API key", (("www-authenticate", "Bearer"),)
-)
-_SHED = Rejected(503, "Service Unavailable", "shed: the agent pool is at capacity")
-_QUEUE_TIMEOUT = Rejected(503, "Service Unavailable", "queue timeout: no capacity in time")
+        self.has_slot = a.ticket is None
+        self.latency = 0.0  # of the current attempt, to response headers
+        self.outcome = "cancelled"  # of the current attempt, until it has one
 
 
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~!$&'()*+,;=:@-]*")
@@ -188,187 +180,275 @@ def _requote(path: str) -> str:
     return quote(path, safe="/._~!$&'()*+,;=:@-")
 
 
-def _segment_match(path: str, prefix: str) -> bool:
-    if not path.startswith(prefix):
-        return False
-    n = len(prefix)
-    return len(path) == n or path[n] == "/" or prefix == ""
+def _strip(path: str, n: int) -> str:
+    # the core counts bytes; paths are nearly always ASCII, where bytes are characters
+    rest = path[n:] if path.isascii() else path.encode()[n:].decode("utf-8", "replace")
+    if not rest:
+        return "/"
+    return rest if rest[0] == "/" else "/" + rest
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def compile_spec(config: GatewayConfig, order: Iterable[str] = ()) -> tuple[bytes, list[str]]:
+    """The core's engine spec (JSON) for a config, and the agent order it uses.
+
+    Agents listed in `order` (the running order) keep their index, so requests in flight across
+    a reload still finish against the right pool; agents dropped from the config stay as idle
+    pools (no route reaches them) until the process ends.
+    """
+    names = list(order)
+    known = set(names)
+    names.extend(n for n in config.agents if n not in known)
+    agents: list[dict[str, Any]] = []
+    for name in names:
+        a = config.agents.get(name)
+        if a is None:
+            agents.append({"name": name, "endpoints": [{"url": "http://retired.invalid"}]})
+            continue
+        cb = a.circuit_breaker
+        wait = _ms(a.queue_timeout)
+        agents.append(
+            {
+                "name": name,
+                "endpoints": [{"url": e.url, "weight": e.weight} for e in a.endpoints],
+                "breaker": {
+                    "consecutive_failures": cb.consecutive_failures,
+                    "error_rate": cb.error_rate,
+                    "min_requests": cb.min_requests,
+                    "open_ms": _ms(cb.open_for),
+                    "max_open_ms": _ms(cb.open_for),
+                },
+                "max_concurrency": a.max_concurrency,
+                "max_queue": a.max_queue,
+                "max_wait_ms": [wait, wait, wait, wait],
+            }
+        )
+    routes: list[dict[str, Any]] = []
+    for rid, r in zip(config.route_ids(), config.routes, strict=True):
+        m = r.match
+        spec: dict[str, Any] = {
+            "id": rid,
+            "agent": r.agent,
+            "methods": list(m.methods or ()),
+            "strip_prefix": r.strip_prefix,
+            "priority": r.priority,
+            "auth_required": r.auth == "required",
+            "roles": list(r.roles),
+        }
+        if m.host is not None:
+            spec["host"] = m.host
+        if m.path is not None:
+            spec["path"] = m.path
+        elif m.path_template is not None:
+            spec["path_template"] = m.path_template
+        else:
+            spec["path_prefix"] = m.path_prefix
+        if m.headers:
+            spec["headers"] = [[k.lower(), v] for k, v in m.headers.items()]
+        rl = r.rate_limit
+        if rl is not None:
+            spec["rate_limit"] = {
+                "key": rl.key,
+                "per_second": rl.rate,
+                "burst": max(1, rl.burst or math.ceil(rl.rate)),
+            }
+        routes.append(spec)
+    body = {
+        "agents": agents,
+        "routes": routes,
+        "api_keys": [
+            {
+                "id": k.id,
+                "sha256": k.hash.removeprefix("sha256:"),
+                "tenant": k.tenant,
+                "roles": list(k.roles),
+            }
+            for k in config.auth.api_keys
+        ],
+        "role_max_priority": {n: r.max_priority for n, r in config.auth.roles.items()},
+    }
+    return orjson.dumps(body), names
 
 
 class Engine:
-    """Decides per request from one validated config; swap the whole Engine to reload."""
+    """Decides per request through one `GatewayCore`; `replace` swaps configs in place."""
 
-    def __init__(self, config: GatewayConfig, clock: Clock = time.monotonic) -> None:
+    def __init__(self, config: GatewayConfig, clock: ManualClock | None = None) -> None:
+        spec, names = compile_spec(config)
+        self.core = GatewayCore(spec, clock=clock)
+        self._waiters: dict[tuple[int, int], asyncio.Future[Rejected | None]] = {}
+        self._expirer: asyncio.Task[None] | None = None
+        self._install(config, names, {})
+
+    def _install(self, config: GatewayConfig, names: list[str], old: dict[str, AgentState]) -> None:
+        agents = []
+        for i, name in enumerate(names):
+            a = config.agents.get(name)
+            prev = old.get(name)
+            if a is None and prev is not None:
+                agents.append(prev)  # retired: kept only so in-flight requests finish
+            elif a is not None:
+                keep = prev is not None and prev.config.retries == a.retries
+                agents.append(prev if keep and prev is not None else AgentState(i, name, a))
+                if prev is not None and keep:
+                    prev.config = a
+        by_name = {a.name: a for a in agents}
         self.config = config
-        self.clock = clock
-        self.pools = {name: PoolState(name, a, clock) for name, a in config.agents.items()}
-        routes = [
-            RouteState(rid, r, self.pools[r.agent], clock)
+        self.agents = agents
+        self.routes = [
+            RouteState(rid, r, by_name[r.agent])
             for rid, r in zip(config.route_ids(), config.routes, strict=True)
         ]
-        # longest prefix first so the most specific route wins
-        self.routes = sorted(routes, key=lambda r: len(r.prefix), reverse=True)
-        self._keys = {k.hash.removeprefix("sha256:"): k for k in config.auth.api_keys}
-        self._role_cap = {
-            name: _PRIO[role.max_priority] for name, role in config.auth.roles.items()
-        }
+
+    def replace(self, config: GatewayConfig) -> None:
+        """Swap in a new config on the same core; ValueError leaves the old one running."""
+        spec, names = compile_spec(config, (a.name for a in self.agents))
+        self.core.replace(spec)
+        self._install(config, names, {a.name: a for a in self.agents})
 
     # ---- the decision ----
     def admit(
-        self, method: str, path: str, query: str, header: HeaderGet, client_ip: str
-    ) -> Admitted | Rejected:
-        """Route, authenticate, rate-limit, prioritise and pick an endpoint for one request."""
-        route = None
-        allowed_elsewhere = False
-        for r in self.routes:
-            if _segment_match(path, r.prefix):
-                if r.methods is None or method in r.methods:
-                    route = r
-                    break
-                allowed_elsewhere = True
-        if route is None:
-            if allowed_elsewhere:
-                return Rejected(405, "Method Not Allowed", f"method {method} not allowed here")
-            return _NO_ROUTE
-        cfg = route.config
-        key = None
-        if cfg.auth == "required":
-            key = self.authenticate(header)
-            if key is None:
-                return _UNAUTHORIZED
-        if cfg.max_body is not None:
-            cl = header("content-length")
-            if cl is not None and cl.isdigit() and int(cl) > cfg.max_body:
-                return Rejected(413, "Content Too Large", f"body exceeds {cfg.max_body} bytes")
-        limiter = route.limiter
-        if limiter is not None:
-            rej = self._limit(route, limiter, key, header, client_ip)
-            if rej is not None:
-                return rej
-        priority = self._priority(route, key, header("x-priority"))
-        ep = route.pool.pick()
-        if isinstance(ep, Rejected):
-            return ep
-        if cfg.strip_prefix:
-            upstream_path = path[len(route.prefix) :] or "/"
-            if upstream_path[0] != "/":
-                upstream_path = "/" + upstream_path
-        else:
-            upstream_path = path
+        self, method: str, host: str, path: str, query: str, headers: Headers, client_ip: str
+    ) -> Flight | Rejected:
+        """Route, authenticate, rate-limit, prioritise and admit one request."""
+        d, shed, granted = self.core.admit(method, host, path, headers, client_ip)
+        if type(d) is CoreRejection:
+            agent = d.agent
+            if agent is not None:
+                if granted is not None:
+                    self._wake(agent, granted)  # the slot this request could not use
+                for t in shed or ():
+                    self._fail(agent, t, _SHED)
+            return _from_core(d)
+        a: Admission = d  # type: ignore[assignment]
+        if shed is not None:
+            for t in shed:
+                self._fail(a.agent, t, _SHED)
+        route = self.routes[a.route]
+        max_body = route.max_body
+        if max_body is not None:
+            cl = headers.get("content-length")
+            if cl is not None and cl.isdigit() and int(cl) > max_body:
+                self._drop(a)
+                return Rejected(413, "too_large", f"body exceeds {max_body} bytes")
+        upstream_path = _strip(path, a.strip) if a.strip else path
         upstream_path = _requote(upstream_path)
         if query:
             upstream_path = f"{upstream_path}?{query}"
-        route.pool.budget.deposit()
-        return Admitted(route, ep, upstream_path, key, priority, self.clock())
+        route.agent.budget.deposit()
+        return Flight(a, route, upstream_path, asyncio.get_running_loop().time())
 
-    def authenticate(self, header: HeaderGet) -> ApiKey | None:
-        """The API key from `Authorization: Bearer` or `X-API-Key`, if it is a known one."""
-        raw = header("authorization")
-        if raw is not None and raw[:7].lower() == "bearer ":
-            secret = raw[7:].strip()
-        else:
-            secret = header("x-api-key") or ""
-        if not secret:
-            return None
-        digest = hashlib.sha256(secret.encode()).hexdigest()
-        key = self._keys.get(digest)
-        if key is None:
-            return None
-        # the dict lookup found a candidate; confirm in constant time as the rule requires
-        if not hmac.compare_digest(digest, key.hash[7:]):
-            return None
-        return key
+    def _drop(self, a: Admission) -> None:
+        if a.ticket is None:
+            self._wake(a.agent, self.core.finish(a.agent, a.endpoint, 0.0, "cancelled"))
+        elif not self.core.cancel(a.agent, a.ticket):
+            self._wake(a.agent, self.core.release(a.agent))
 
-    def _limit(
-        self, route: RouteState, limiter: Gcra, key: ApiKey | None, header: HeaderGet, ip: str
-    ) -> Rejected | None:
-        kind = route.config.rate_limit.key if route.config.rate_limit else "ip"
-        if kind == "ip":
-            k = ip
-        elif kind == "api_key":
-            k = key.id if key is not None else ip
-        elif kind == "tenant":
-            k = key.tenant if key is not None else ip
-        else:
-            k = header(kind[7:]) or ""
-        ok, remaining, reset = limiter.check(k)
-        if ok:
-            return None
-        secs = max(1, int(reset + 0.999))
-        return Rejected(
-            429,
-            "Too Many Requests",
-            f"rate limit of {limiter.rate:g}/s exceeded",
-            (
-                ("retry-after", str(secs)),
-                ("ratelimit-limit", str(limiter.burst)),
-                ("ratelimit-remaining", str(remaining)),
-                ("ratelimit-reset", str(secs)),
-                (
-                    "ratelimit-policy",
-                    f"{limiter.burst};w={max(1, round(limiter.burst / limiter.rate))}",
-                ),
-            ),
-        )
-
-    def _priority(self, route: RouteState, key: ApiKey | None, asked: str | None) -> int:
-        base = route.priority
-        if asked is None:
-            return base
-        want = _PRIO.get(asked.strip().lower())
-        if want is None or want <= base:
-            return base if want is None else want
-        cap = base
-        if key is not None:
-            for role in key.roles:
-                c = self._role_cap.get(role, base)
-                if c > cap:
-                    cap = c
-        return want if want <= cap else cap
-
-    # ---- admission ----
-    async def acquire(self, d: Admitted) -> Rejected | None:
-        """Take a concurrency slot in the pool, queueing by priority; None when admitted."""
-        pool = d.agent.admission
+    # ---- queueing ----
+    async def wait(self, f: Flight) -> Rejected | None:
+        """Wait for a slot under the flight's ticket, then pick an endpoint; None when admitted."""
+        ticket = f.ticket
+        assert ticket is not None
+        agent = f.agent.index
+        key = (agent, ticket)
+        fut: asyncio.Future[Rejected | None] = asyncio.get_running_loop().create_future()
+        self._waiters[key] = fut
+        if self._expirer is None or self._expirer.done():
+            self._expirer = asyncio.get_running_loop().create_task(self._expire_loop())
         try:
-            await pool.acquire(d.priority, d.agent.config.queue_timeout)
-        except Shed:
-            return _SHED
-        except TimeoutError:
-            return _QUEUE_TIMEOUT
-        d.has_slot = True
+            rej = await fut
+        except asyncio.CancelledError:
+            if self._waiters.pop(key, None) is not None:
+                if not self.core.cancel(agent, ticket):
+                    self._wake(agent, self.core.release(agent))
+            elif fut.done() and not fut.cancelled() and fut.result() is None:
+                self._wake(agent, self.core.release(agent))  # granted as we gave up
+            raise
+        if rej is not None:
+            return rej
+        f.has_slot = True
+        picked = self.core.pick(agent)
+        if type(picked) is CoreRejection:
+            return _from_core(picked)
+        f.endpoint, f.url = picked  # type: ignore[misc]
         return None
 
-    # ---- outcomes ----
-    def record(self, d: Admitted, ok: bool) -> None:
-        """Record one attempt's outcome against its endpoint's breaker."""
-        d.endpoint.breaker.record(ok)
+    def _wake(self, agent: int, ticket: int | None) -> None:
+        while ticket is not None:
+            fut = self._waiters.pop((agent, ticket), None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+                return
+            # nobody waits under that ticket any more: pass the slot on
+            ticket = self.core.release(agent)
 
-    def retry(self, d: Admitted, method: str, allow_non_idempotent: bool = False) -> bool:
-        """Whether another attempt is allowed; if so, moves `d` to another endpoint."""
-        pol = d.agent.config.retries
-        if d.attempts > pol.attempts:
+    def _fail(self, agent: int, ticket: int, why: Rejected) -> None:
+        fut = self._waiters.pop((agent, ticket), None)
+        if fut is not None and not fut.done():
+            fut.set_result(why)
+
+    def expire(self) -> int:
+        """Fail tickets that waited longer than their queue timeout; returns how many."""
+        expired = self.core.expire()
+        for agent, ticket in expired:
+            self._fail(agent, ticket, _QUEUE_TIMEOUT)
+        return len(expired)
+
+    async def _expire_loop(self) -> None:
+        while self._waiters:
+            await asyncio.sleep(_EXPIRE_EVERY)
+            self.expire()
+
+    @property
+    def queued(self) -> int:
+        """Requests of this process parked in a queue."""
+        return len(self._waiters)
+
+    # ---- attempts and outcomes ----
+    def retry(self, f: Flight, method: str, latency: float, outcome: str) -> bool:
+        """End a failed attempt; if policy allows another, pick an endpoint for it."""
+        agent = f.agent
+        pol = agent.config.retries
+        allowed = (
+            f.attempts <= pol.attempts
+            and (method in _IDEMPOTENT or f.route.retry_non_idempotent)
+            and agent.budget.withdraw()
+        )
+        if not allowed:
             return False
-        if method not in _IDEMPOTENT and not (
-            allow_non_idempotent or d.route.config.retry_non_idempotent
-        ):
+        self.core.finish(agent.index, f.endpoint, latency, outcome, keep_slot=True)
+        f.endpoint = None
+        picked = self.core.pick(agent.index)
+        if type(picked) is CoreRejection:
             return False
-        if not d.agent.budget.withdraw():
-            return False
-        ep = d.agent.pick(exclude=d.endpoint.index)
-        if isinstance(ep, Rejected):
-            return False
-        d.endpoint = ep
-        d.attempts += 1
+        f.endpoint, f.url = picked  # type: ignore[misc]
+        f.attempts += 1
         return True
 
-    def backoff(self, d: Admitted) -> float:
-        """Full-jitter exponential backoff for the next retry of `d`."""
-        b = d.agent.config.retries.backoff
-        return random.uniform(0.0, min(b.max, b.base * (2 ** (d.attempts - 2))))
+    def backoff(self, f: Flight) -> float:
+        """Full-jitter exponential backoff for the next retry of `f`."""
+        b = f.agent.config.retries.backoff
+        return random.uniform(0.0, min(b.max, b.base * (2 ** (f.attempts - 2))))
 
-    def finish(self, d: Admitted) -> None:
-        """Release the request's slot; call exactly once per admitted request."""
-        if d.has_slot:
-            d.has_slot = False
-            d.agent.admission.release()
+    def finish(self, f: Flight, latency: float, outcome: str) -> None:
+        """End the last attempt and release the slot; call exactly once per admitted request."""
+        agent = f.agent.index
+        if f.has_slot:
+            f.has_slot = False
+            self._wake(agent, self.core.finish(agent, f.endpoint, latency, outcome))
+        elif f.endpoint is not None:
+            self.core.finish(agent, f.endpoint, latency, outcome, keep_slot=True)
+        f.endpoint = None
+
+    # ---- health and stats ----
+    def set_healthy(self, agent: int, endpoint: int, healthy: bool) -> None:
+        """Active health check result for one endpoint."""
+        self.core.set_healthy(agent, endpoint, healthy)
+
+    def stats(self) -> dict[str, Any]:
+        """Per agent: endpoints (url, healthy, breaker…), in_flight and queue depths."""
+        s: dict[str, Any] = self.core.stats()
+        return {name: s[name] for name in self.config.agents if name in s}

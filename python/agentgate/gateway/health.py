@@ -1,4 +1,7 @@
-"""Active health checks: probe every endpoint of pools that configure `health_check`."""
+"""Active health checks: probe every endpoint of pools that configure `health_check`.
+
+Results go to the core (`set_healthy`), where the balancer skips unhealthy endpoints.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import aiohttp
 from agentgate.gateway.upstream import make_url
 
 if TYPE_CHECKING:
-    from agentgate.gateway.engine import EndpointState, Engine, PoolState
+    from agentgate.gateway.engine import AgentState, Engine
     from agentgate.gateway.upstream import UpstreamClient
     from agentgate.observe.metrics import Metrics
 
@@ -19,7 +22,7 @@ __all__ = ["HealthChecker"]
 
 
 class HealthChecker:
-    """One task per checked pool; flips `EndpointState.healthy` after N successes/failures."""
+    """One task per checked pool; flips an endpoint's health after N successes/failures."""
 
     def __init__(self, engine: Engine, client: UpstreamClient, metrics: Metrics | None) -> None:
         self.engine = engine
@@ -30,9 +33,9 @@ class HealthChecker:
     def start(self) -> None:
         """Start probing (inside the running loop)."""
         loop = asyncio.get_running_loop()
-        for pool in self.engine.pools.values():
-            if pool.config.health_check is not None:
-                self._tasks.append(loop.create_task(self._run(pool)))
+        for agent in self.engine.agents:
+            if agent.name in self.engine.config.agents and agent.config.health_check is not None:
+                self._tasks.append(loop.create_task(self._run(agent)))
 
     def stop(self) -> None:
         """Stop probing."""
@@ -40,39 +43,43 @@ class HealthChecker:
             t.cancel()
         self._tasks.clear()
 
-    async def _run(self, pool: PoolState) -> None:
-        hc = pool.config.health_check
+    async def _run(self, agent: AgentState) -> None:
+        hc = agent.config.health_check
         assert hc is not None
-        ups = {ep.index: 0 for ep in pool.endpoints}
-        downs = {ep.index: 0 for ep in pool.endpoints}
-        session = self.client.session(pool.name)
+        urls = [ep.url for ep in agent.config.endpoints]
+        # start from what the core knows: a reload must not re-admit an ejected endpoint
+        known = self.engine.stats().get(agent.name, {}).get("endpoints", [])
+        healthy = [bool(e["healthy"]) for e in known] if len(known) == len(urls) else []
+        healthy = healthy or [True] * len(urls)
+        ups = [0] * len(urls)
+        downs = [0] * len(urls)
+        session = self.client.session(agent.name)
         while True:
             results = await asyncio.gather(
-                *(self._probe(session, ep, hc.path, hc.timeout) for ep in pool.endpoints)
+                *(self._probe(session, url, hc.path, hc.timeout) for url in urls)
             )
-            for ep, ok in zip(pool.endpoints, results, strict=True):
+            for i, ok in enumerate(results):
                 if ok:
-                    ups[ep.index] += 1
-                    downs[ep.index] = 0
-                    if not ep.healthy and ups[ep.index] >= hc.healthy:
-                        ep.healthy = True
+                    ups[i] += 1
+                    downs[i] = 0
+                    flip = not healthy[i] and ups[i] >= hc.healthy
                 else:
-                    downs[ep.index] += 1
-                    ups[ep.index] = 0
-                    if ep.healthy and downs[ep.index] >= hc.unhealthy:
-                        ep.healthy = False
+                    downs[i] += 1
+                    ups[i] = 0
+                    flip = healthy[i] and downs[i] >= hc.unhealthy
+                if flip:
+                    healthy[i] = not healthy[i]
+                    self.engine.set_healthy(agent.index, i, healthy[i])
                 if self.metrics is not None:
-                    self.metrics.endpoint_health(pool.name, ep)
+                    self.metrics.endpoint_health(agent.name, urls[i], healthy[i])
             await asyncio.sleep(hc.interval)
 
     @staticmethod
-    async def _probe(
-        session: aiohttp.ClientSession, ep: EndpointState, path: str, limit: float
-    ) -> bool:
+    async def _probe(session: aiohttp.ClientSession, base: str, path: str, limit: float) -> bool:
         with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
             async with (
                 asyncio.timeout(limit or None),
-                session.get(make_url(ep.url, path), allow_redirects=False) as resp,
+                session.get(make_url(base, path), allow_redirects=False) as resp,
             ):
                 await resp.read()
                 return 200 <= resp.status < 300

@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client import multiprocess as _mp
 
 if TYPE_CHECKING:
-    from agentgate.gateway.engine import Admitted, EndpointState, Engine
+    from agentgate.gateway.engine import Engine, Flight
 
-__all__ = ["Metrics", "render_latest"]
+__all__ = ["Metrics", "fleet_state", "render_latest"]
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _CLASSES = ("1xx", "1xx", "2xx", "3xx", "4xx", "5xx")
@@ -67,26 +67,36 @@ HEALTHY = Gauge(
 )
 
 
+_BREAKER_CODE = {"closed": 0, "open": 1, "half_open": 2, "half-open": 2}
+
+
 class Metrics:
-    """Hot-path metric updates with per-(agent, route) children resolved once."""
+    """Hot-path metric updates with per-(agent, route) children resolved once.
+
+    Breaker states, in-flight and queue depths come from the core's `stats()`, published by
+    `publish` on a timer instead of per request.
+    """
 
     def __init__(self) -> None:
         self._req: dict[tuple[str, str, int], Any] = {}
         self._lat: dict[tuple[str, str], Any] = {}
         self._up: dict[str, Any] = {}
-        self._flight: dict[str, Any] = {}
         self._rej: dict[int, Any] = {}
-        self._breaker: dict[tuple[str, str], int] = {}
+        self._shed: dict[str, Any] = {}
 
     def bind(self, engine: Engine) -> None:
         """Pre-create children for a (new) config so the first requests pay nothing extra."""
-        for name, pool in engine.pools.items():
-            self._flight.setdefault(name, IN_FLIGHT.labels(name))
+        for name in engine.config.agents:
             self._up.setdefault(name, UPSTREAM.labels(name))
-            QUEUE.labels(name).set(0)
-            for ep in pool.endpoints:
-                BREAKER.labels(name, ep.url).set(ep.breaker.state)
-                HEALTHY.labels(name, ep.url).set(1 if ep.healthy else 0)
+        self.publish(engine)
+
+    def publish(self, engine: Engine) -> None:
+        """Copy the core's per-agent state (breakers, in-flight, queues) into the gauges."""
+        for name, st in engine.stats().items():
+            IN_FLIGHT.labels(name).set(st["in_flight"])
+            QUEUE.labels(name).set(sum(st["queue"]))
+            for ep in st["endpoints"]:
+                BREAKER.labels(name, ep["url"]).set(_BREAKER_CODE.get(ep["breaker"], 1))
 
     def rejected(self, status: int) -> None:
         """A request the gateway answered itself."""
@@ -95,27 +105,30 @@ class Metrics:
             c = self._rej[status] = REJECTED.labels(str(status))
         c.inc()
 
-    def shed(self, d: Admitted) -> None:
+    def shed(self, d: Flight) -> None:
         """A request shed or timed out in the queue."""
-        SHED.labels(d.agent.name).inc()
-        self.rejected(503)
+        name = d.agent.name
+        c = self._shed.get(name)
+        if c is None:
+            c = self._shed[name] = SHED.labels(name)
+        c.inc()
 
-    def start(self, d: Admitted) -> None:
-        """A request took a pool slot."""
-        self._flight[d.agent.name].inc()
-        q = d.agent.admission.queued
-        if q:
-            QUEUE.labels(d.agent.name).set(q)
+    def start(self, d: Flight) -> None:
+        """A request took a pool slot (in-flight gauges come from the core)."""
 
-    def retry(self, d: Admitted) -> None:
+    def retry(self, d: Flight) -> None:
         """One retry."""
         RETRIES.labels(d.agent.name).inc()
 
-    def upstream_latency(self, d: Admitted, seconds: float) -> None:
+    def upstream_latency(self, d: Flight, seconds: float) -> None:
         """Time to response headers of one attempt."""
-        self._up[d.agent.name].observe(seconds)
+        name = d.agent.name
+        h = self._up.get(name)
+        if h is None:
+            h = self._up[name] = UPSTREAM.labels(name)
+        h.observe(seconds)
 
-    def finish(self, d: Admitted, status: int, seconds: float) -> None:
+    def finish(self, d: Flight, status: int, seconds: float) -> None:
         """A proxied request ended with `status` after `seconds`."""
         agent = d.agent.name
         rid = d.route.id
@@ -130,33 +143,53 @@ class Metrics:
         if h is None:
             h = self._lat[(agent, rid)] = LATENCY.labels(agent, rid)
         h.observe(seconds)
-        self._flight[agent].dec()
-        ep = d.endpoint
-        state = ep.breaker.state
-        bkey = (agent, ep.url)
-        if self._breaker.get(bkey, 0) != state:
-            self._breaker[bkey] = state
-            BREAKER.labels(agent, ep.url).set(state)
-        if d.agent.admission.queued or QUEUE_NONZERO.get(agent):
-            q = d.agent.admission.queued
-            QUEUE.labels(agent).set(q)
-            QUEUE_NONZERO[agent] = q > 0
 
-    def endpoint_health(self, agent: str, ep: EndpointState) -> None:
-        """Publish one endpoint's active-check result and breaker state."""
-        HEALTHY.labels(agent, ep.url).set(1 if ep.healthy else 0)
-        BREAKER.labels(agent, ep.url).set(ep.breaker.state)
+    def endpoint_health(self, agent: str, url: str, healthy: bool) -> None:
+        """Publish one endpoint's active-check result."""
+        HEALTHY.labels(agent, url).set(1 if healthy else 0)
 
 
-QUEUE_NONZERO: dict[str, bool] = {}
-
-
-def render_latest() -> tuple[bytes, str]:
-    """Exposition text for /metrics: all workers' files when multi-process, else this process."""
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
+def _registry() -> Any:
+    from prometheus_client import REGISTRY
 
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         _mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        return registry
+    return REGISTRY
+
+
+_BREAKER_NAME = ("closed", "open", "half_open")
+
+
+def fleet_state() -> dict[str, dict[str, Any]]:
+    """Per agent, across every worker: in_flight, queued and breaker state per endpoint URL."""
+    out: dict[str, dict[str, Any]] = {}
+    codes: dict[tuple[str, str], int] = {}
+    for metric in _registry().collect():
+        kind = metric.name
+        if kind not in ("agentgate_in_flight", "agentgate_queue_depth", "agentgate_breaker_state"):
+            continue
+        for sample in metric.samples:
+            name = sample.labels.get("agent")
+            if name is None:
+                continue
+            a = out.setdefault(name, {"in_flight": 0, "queued": 0, "breakers": {}})
+            if kind == "agentgate_in_flight":
+                a["in_flight"] += int(sample.value)
+            elif kind == "agentgate_queue_depth":
+                a["queued"] += int(sample.value)
+            else:
+                key = (name, sample.labels.get("endpoint", ""))
+                codes[key] = max(codes.get(key, 0), int(sample.value))
+    for (name, url), code in codes.items():
+        state = _BREAKER_NAME[code] if 0 <= code < 3 else "open"
+        out[name]["breakers"][url] = state
+    return out
+
+
+def render_latest() -> tuple[bytes, str]:
+    """Exposition text for /metrics: all workers' files when multi-process, else this process."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST
