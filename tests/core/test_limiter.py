@@ -1,0 +1,94 @@
+"""Rate limiter through the real extension, driven by a ManualClock (no sleeping)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agentgate._core import ManualClock
+from agentgate.limits import RateLimitDecision, RateLimiter
+
+
+def test_burst_then_rate() -> None:
+    clock = ManualClock()
+    lim = RateLimiter("10/s", burst=3, clock=clock)
+    decisions = [lim.check("k") for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert [d.remaining for d in decisions] == [2, 1, 0, 0]
+    denied = decisions[-1]
+    assert isinstance(denied, RateLimitDecision)
+    assert not denied
+    assert denied.limit == 3
+    assert denied.retry_after == pytest.approx(0.1)
+    assert denied.reset == pytest.approx(0.3)
+    assert lim.check("other").allowed
+    clock.advance(denied.retry_after)
+    assert lim.check("k")
+    assert not lim.check("k")
+
+
+def test_cost_and_cost_above_burst() -> None:
+    clock = ManualClock()
+    lim = RateLimiter(100.0, burst=10, clock=clock)
+    assert lim.check("k", cost=10).allowed
+    d = lim.check("k", cost=11)
+    assert not d.allowed and d.cost_exceeds_burst
+    assert math.isinf(d.retry_after)
+    assert "Retry-After" not in lim.headers(d)
+    assert lim.check("k", cost=0).remaining == 0
+
+
+def test_headers() -> None:
+    clock = ManualClock()
+    lim = RateLimiter("100/s", burst=100, clock=clock)
+    for _ in range(50):
+        lim.check("k")
+    d = lim.check("k")
+    assert lim.headers(d) == {
+        "RateLimit-Policy": '"default";q=100;w=1',
+        "RateLimit": '"default";r=49;t=1',
+    }
+    lim = RateLimiter("30/m", burst=1, clock=clock)
+    lim.check("k")
+    d = lim.check("k")
+    assert lim.headers(d) == {
+        "RateLimit-Policy": '"default";q=1;w=2',
+        "RateLimit": '"default";r=0;t=2',
+        "Retry-After": "2",
+    }
+
+
+def test_bounded_keys_and_sweep() -> None:
+    clock = ManualClock()
+    lim = RateLimiter("1/s", burst=1, max_keys=100, clock=clock)
+    for i in range(5000):
+        assert lim.check(f"key-{i}").allowed
+        assert len(lim) <= 100
+    clock.advance(1.0)
+    assert lim.sweep() > 0
+    assert len(lim) == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"rate": "100", "burst": 1}, "rate:"),
+        ({"rate": "100/week", "burst": 1}, "unknown unit"),
+        ({"rate": -1.0, "burst": 1}, "rate:"),
+        ({"rate": "1/s", "burst": 0}, "burst:"),
+        ({"rate": "1/s", "burst": -1}, "burst must be"),
+        ({"rate": "1/s", "burst": 1, "max_keys": 0}, "max_keys"),
+        ({"rate": [1], "burst": 1}, "rate must be"),
+    ],
+)
+def test_bad_config(kwargs: dict[str, object], needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        RateLimiter(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_cost() -> None:
+    lim = RateLimiter("1/s", burst=1)
+    with pytest.raises(ValueError, match="cost"):
+        lim.check("k", cost=-1)
+    assert lim.rate == 1.0 and lim.burst == 1
