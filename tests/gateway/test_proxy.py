@@ -365,3 +365,32 @@ async def test_reload_on_change_and_invalid_config_refused(
         assert "routes[" in g.output() and "unknown agent 'nope'" in g.output()
     finally:
         assert stop_gateway(g) == 0
+
+
+async def test_reload_keeps_tripped_breaker_and_spent_rate_limit(
+    upstream: Upstream, upstream2: Upstream, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    g = start_gateway(config(upstream, upstream2), tmp_path)
+    try:
+        for _ in range(2):
+            async with http.get(f"{g.url}/brk/flaky?key=rl-b&fail=100") as r:
+                assert r.status == 503
+            async with http.get(f"{g.url}/limited/x") as r:
+                assert r.status == 200
+        extra = "  - {id: new, match: {path_prefix: /new}, agent: up, strip_prefix: true}\n"
+        g.config.write_text(config(upstream, upstream2, extra))
+        for _ in range(100):
+            async with http.get(f"{g.url}/new/x") as r:
+                if r.status == 200:
+                    break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("route never appeared after reload")
+        async with http.get(f"{g.url}/brk/flaky?key=rl-b&fail=100") as r:
+            assert r.status == 503
+            assert orjson.loads(await r.read())["type"] == "urn:agentgate:problem:circuit_open"
+        assert upstream.hits["rl-b"] == 2  # still open after the reload: upstream untouched
+        async with http.get(f"{g.url}/limited/x") as r:
+            assert r.status == 429  # the reload did not hand out a fresh budget
+    finally:
+        assert stop_gateway(g) == 0
