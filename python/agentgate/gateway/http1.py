@@ -1,0 +1,938 @@
+"""Lean HTTP/1.1 upstream client: asyncio protocols + llhttp (httptools), for the data plane.
+
+Why not aiohttp: a reverse proxy needs none of a general client's machinery (cookie jars, URL
+objects, redirects, multidicts, tracing, decompression), and on the hot path that machinery costs
+about two thirds of the gateway's throughput. This client does one thing: send a request head
+(plus an optional body) on a pooled keep-alive connection and hand back the response head as soon
+as it is parsed, with the body streamed, flow-controlled and timed.
+
+Timers are ``loop.call_at`` handles owned by the connection (one at a time: connect, first byte,
+idle between chunks, capped by the absolute deadline), never ``asyncio.wait_for`` per chunk.
+Waiters are futures that are only ever resolved with a result; the outcome (response, error) is
+read from the connection or response afterwards, so no "exception was never retrieved" noise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl as _ssl
+from collections import deque
+from collections.abc import AsyncIterable, Iterable
+from typing import Final
+
+import httptools
+
+__all__ = [
+    "ConnectError",
+    "ConnectTimeout",
+    "DeadlineExceeded",
+    "FirstByteTimeout",
+    "Http1Client",
+    "Http1Pool",
+    "IdleTimeout",
+    "ProtocolError",
+    "ResetError",
+    "Response",
+    "UpstreamError",
+    "UpstreamTimeout",
+]
+
+
+class UpstreamError(Exception):
+    """Base of every failure talking to an upstream (the gateway maps it to 502/504)."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """Base of the timeouts (the gateway maps them to 504)."""
+
+
+class ConnectError(UpstreamError):
+    """The TCP (or TLS) connection could not be established."""
+
+
+class ConnectTimeout(UpstreamTimeout):
+    """The connection was not established within the connect timeout."""
+
+
+class FirstByteTimeout(UpstreamTimeout):
+    """The response head was not received within the first-byte timeout after the request."""
+
+
+class IdleTimeout(UpstreamTimeout):
+    """No body bytes (or no write progress on upload) within the idle timeout."""
+
+
+class DeadlineExceeded(UpstreamTimeout):
+    """The request's absolute deadline (loop time) passed."""
+
+
+class ResetError(UpstreamError):
+    """The connection was lost before or while reading the response."""
+
+
+class ProtocolError(UpstreamError):
+    """The upstream sent something that is not a valid HTTP/1.1 response."""
+
+
+Body = bytes | bytearray | memoryview | AsyncIterable[bytes] | None
+
+_HIGH_WATER: Final = 256 * 1024
+_COALESCE: Final = 64 * 1024
+_CRLF: Final = b"\r\n"
+_LAST_CHUNK: Final = b"0\r\n\r\n"
+_EMPTY_LEN_METHODS: Final = frozenset(("POST", "PUT", "PATCH"))
+
+
+class _Unsolicited(Exception):
+    """Bytes arrived on a connection with no request in flight."""
+
+
+class _Conn(asyncio.Protocol):
+    """One upstream connection: parser callbacks, write flow control and the phase timer."""
+
+    __slots__ = (
+        "active",
+        "drain_fut",
+        "error",
+        "got_bytes",
+        "head_fut",
+        "headers",
+        "idle",
+        "idle_since",
+        "interim",
+        "is_head",
+        "loop",
+        "no_reuse",
+        "parser",
+        "pool",
+        "read_paused",
+        "reason",
+        "reset_parser",
+        "resp",
+        "reused",
+        "timer",
+        "transport",
+        "write_paused",
+    )
+
+    def __init__(self, pool: Http1Pool) -> None:
+        self.pool = pool
+        self.loop = pool._loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.active = False
+        self.error: UpstreamError | None = None
+        self.got_bytes = False
+        self.head_fut: asyncio.Future[Response | None] | None = None
+        self.drain_fut: asyncio.Future[None] | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.reason = b""
+        self.resp: Response | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.idle = False
+        self.idle_since = 0.0
+        self.interim = False
+        self.is_head = False
+        self.no_reuse = False
+        self.read_paused = False
+        self.write_paused = False
+        self.reset_parser = False
+        self.reused = False
+
+    # --- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser; any parse error poisons the connection."""
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.fail(ProtocolError("upstream switched protocols (upgrade is not supported)"))
+        except httptools.HttpParserError as e:
+            cause = e.__context__
+            if isinstance(cause, _Unsolicited):
+                self.fail(ProtocolError("upstream sent bytes with no request in flight"))
+            else:
+                self.fail(ProtocolError(f"invalid response from upstream: {e}"))
+        if self.reset_parser:
+            # After a HEAD response llhttp still expects the announced body: start over.
+            self.reset_parser = False
+            self.parser = httptools.HttpResponseParser(self)
+
+    def eof_received(self) -> bool | None:
+        """Let the transport close; connection_lost decides what the EOF meant."""
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Finish a close-delimited body, or fail whatever is in flight."""
+        resp = self.resp
+        if (
+            exc is None
+            and self.error is None
+            and resp is not None
+            and self.head_fut is None
+            and _close_delimited(resp.headers)
+        ):
+            self.no_reuse = True
+            self.on_message_complete()
+        if self.error is None:
+            if self.active:
+                what = "before the response head" if resp is None else "in the middle of the body"
+                detail = f": {exc}" if exc is not None else ""
+                self.fail(ResetError(f"upstream closed the connection {what}{detail}"))
+            else:
+                self.fail(ResetError("upstream closed the connection"))
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        """The kernel buffer is full: uploads wait for resume_writing."""
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        """Wake an upload waiting to write."""
+        self.write_paused = False
+        fut = self.drain_fut
+        if fut is not None:
+            self.drain_fut = None
+            if not fut.done():
+                fut.set_result(None)
+
+    # --- httptools callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        """A response (interim or final) starts."""
+        if not self.active:
+            raise _Unsolicited
+        self.headers = []
+        self.reason = b""
+
+    def on_status(self, status: bytes) -> None:
+        """Reason phrase, possibly in pieces."""
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """One complete header line."""
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        """Skip 1xx; otherwise build the Response and wake the request."""
+        parser = self.parser
+        status = parser.get_status_code()
+        if status < 200:
+            self.interim = True
+            return
+        timer = self.timer
+        if timer is not None:
+            self.timer = None
+            timer.cancel()
+        resp = Response(
+            status, self.reason.decode("latin-1"), self.headers, parser.get_http_version(), self
+        )
+        self.resp = resp
+        fut = self.head_fut
+        self.head_fut = None
+        if fut is not None and not fut.done():
+            fut.set_result(resp)
+        if self.is_head:
+            self.reset_parser = True
+            self.on_message_complete()
+
+    def on_body(self, body: bytes) -> None:
+        """Buffer a body piece for the consumer; pause reading past the high-water mark."""
+        resp = self.resp
+        if resp is None:
+            return
+        resp._chunks.append(body)
+        size = resp._size + len(body)
+        resp._size = size
+        fut = resp._waiter
+        if fut is not None:
+            resp._waiter = None
+            if not fut.done():
+                fut.set_result(None)
+        if size > self.pool._high_water and not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        """The response is complete: hand the body over and put the connection back."""
+        if self.interim:
+            self.interim = False
+            return
+        resp = self.resp
+        if resp is None or not self.active:
+            return
+        self.active = False
+        self.resp = None
+        resp._conn = None
+        resp._done = True
+        fut = resp._waiter
+        if fut is not None:
+            resp._waiter = None
+            if not fut.done():
+                fut.set_result(None)
+        timer = self.timer
+        if timer is not None:
+            self.timer = None
+            timer.cancel()
+        transport = self.transport
+        if transport is None:
+            return
+        if self.read_paused:
+            self.read_paused = False
+            transport.resume_reading()
+        if self.no_reuse or not self.parser.should_keep_alive() or resp.version != "1.1":
+            self.error = ResetError("connection not reusable")
+            transport.close()
+        else:
+            self.pool._put(self)
+
+    # --- state transitions --------------------------------------------------------------------
+
+    def fail(self, error: UpstreamError) -> None:
+        """Poison the connection: record the error, wake every waiter, abort the transport."""
+        if self.error is None:
+            self.error = error
+        self.active = False
+        if self.idle:
+            self.idle = False
+            with contextlib.suppress(ValueError):
+                self.pool._idle.remove(self)
+        timer = self.timer
+        if timer is not None:
+            self.timer = None
+            timer.cancel()
+        fut = self.head_fut
+        if fut is not None:
+            self.head_fut = None
+            if not fut.done():
+                fut.set_result(None)
+        dfut = self.drain_fut
+        if dfut is not None:
+            self.drain_fut = None
+            if not dfut.done():
+                dfut.set_result(None)
+        resp = self.resp
+        if resp is not None:
+            self.resp = None
+            resp._conn = None
+            if resp._exc is None and not resp._done:
+                resp._exc = self.error
+            rfut = resp._waiter
+            if rfut is not None:
+                resp._waiter = None
+                if not rfut.done():
+                    rfut.set_result(None)
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+
+    def expire(self, error_type: type[UpstreamTimeout], message: str) -> None:
+        """Timer callback: the current phase took too long."""
+        self.timer = None
+        self.fail(error_type(message))
+
+    def arm(self, when: float | None, error_type: type[UpstreamTimeout], message: str) -> None:
+        """Start the phase timer (replacing any previous one)."""
+        timer = self.timer
+        if timer is not None:
+            timer.cancel()
+        self.timer = (
+            None if when is None else self.loop.call_at(when, self.expire, error_type, message)
+        )
+
+    def disarm(self) -> None:
+        """Cancel the phase timer."""
+        timer = self.timer
+        if timer is not None:
+            self.timer = None
+            timer.cancel()
+
+
+def _close_delimited(headers: list[tuple[str, str]]) -> bool:
+    """True when the response has no Content-Length and no Transfer-Encoding: EOF ends it."""
+    for name, _ in headers:
+        n = len(name)
+        if (n == 14 and name.lower() == "content-length") or (
+            n == 17 and name.lower() == "transfer-encoding"
+        ):
+            return False
+    return True
+
+
+def _deadline_of(
+    loop: asyncio.AbstractEventLoop,
+    timeout: float | None,
+    deadline: float | None,
+    error_type: type[UpstreamTimeout],
+) -> tuple[float | None, type[UpstreamTimeout]]:
+    """The earlier of now+timeout and the absolute deadline, with the error that goes with it."""
+    when = None if timeout is None else loop.time() + timeout
+    if deadline is not None and (when is None or deadline <= when):
+        return deadline, DeadlineExceeded
+    return when, error_type
+
+
+class Response:
+    """A response whose head is parsed; the body streams in behind it."""
+
+    __slots__ = (
+        "_body",
+        "_chunks",
+        "_conn",
+        "_deadline",
+        "_done",
+        "_exc",
+        "_idle_timeout",
+        "_released",
+        "_size",
+        "_waiter",
+        "headers",
+        "reason",
+        "status",
+        "version",
+    )
+
+    def __init__(
+        self, status: int, reason: str, headers: list[tuple[str, str]], version: str, conn: _Conn
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.version = version
+        self._conn: _Conn | None = conn
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._done = False
+        self._exc: UpstreamError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._released = False
+        self._idle_timeout: float | None = None
+        self._deadline: float | None = None
+        self._body: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason!r} complete={self._done}>"
+
+    @property
+    def body_complete(self) -> bool:
+        """True when the whole body is already buffered (body_bytes() works without awaiting)."""
+        return self._done and not self._released
+
+    def body_bytes(self) -> bytes:
+        """The whole body, when body_complete; raises RuntimeError otherwise."""
+        if not self._done or self._released:
+            raise RuntimeError("body is not complete (use await read() or async for)")
+        body = self._body
+        if body is None:
+            chunks = self._chunks
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self._body = body
+        return body
+
+    async def read(self) -> bytes:
+        """Read the rest of the body into one bytes object."""
+        if self._done:
+            return self.body_bytes()
+        parts: list[bytes] = []
+        while True:
+            chunks = self._chunks
+            if chunks:
+                parts.extend(chunks)
+                chunks.clear()
+                self._size = 0
+                conn = self._conn
+                if conn is not None and conn.read_paused and conn.transport is not None:
+                    conn.read_paused = False
+                    conn.transport.resume_reading()
+            if self._done:
+                break
+            self._check()
+            await self._wait()
+        body = b"".join(parts)
+        self._chunks.append(body)
+        self._body = body
+        return body
+
+    def __aiter__(self) -> Response:
+        return self
+
+    async def __anext__(self) -> bytes:
+        """The next body piece as it arrived from the upstream."""
+        while True:
+            chunks = self._chunks
+            if chunks:
+                self._body = None
+                chunk = chunks.popleft()
+                size = self._size - len(chunk)
+                self._size = size
+                conn = self._conn
+                if (
+                    conn is not None
+                    and conn.read_paused
+                    and size <= conn.pool._low_water
+                    and conn.transport is not None
+                ):
+                    conn.read_paused = False
+                    conn.transport.resume_reading()
+                return chunk
+            if self._done:
+                if self._released:
+                    raise RuntimeError("response was released")
+                raise StopAsyncIteration
+            self._check()
+            await self._wait()
+
+    def _check(self) -> None:
+        if self._released:
+            raise RuntimeError("response was released")
+        exc = self._exc
+        if exc is not None:
+            raise exc
+
+    async def _wait(self) -> None:
+        """Wait for the next body event with the idle/deadline timer armed."""
+        conn = self._conn
+        if conn is None:  # pragma: no cover - _done or _exc is always set when detached
+            raise ResetError("connection lost")
+        loop = conn.loop
+        when, error_type = _deadline_of(loop, self._idle_timeout, self._deadline, IdleTimeout)
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiter = fut
+        if when is not None:
+            conn.arm(when, error_type, "upstream body stalled")
+        try:
+            await fut
+        except BaseException:
+            # Cancelled mid-body (client went away): the connection cannot be reused. Once the
+            # body completed the connection may already serve another request: leave it alone.
+            self._waiter = None
+            if self._conn is conn:
+                conn.fail(ResetError("response reading was cancelled"))
+            raise
+        if when is not None and self._conn is conn:
+            conn.disarm()
+
+    def release(self) -> None:
+        """Done with this response: a finished connection is already pooled, else it is closed."""
+        if self._released:
+            return
+        self._released = True
+        self._chunks.clear()
+        self._size = 0
+        self._body = None
+        conn = self._conn
+        if conn is not None:
+            self._conn = None
+            conn.fail(ResetError("response released before the end of the body"))
+
+    async def aclose(self) -> None:
+        """Async alias of release()."""
+        self.release()
+
+    async def __aenter__(self) -> Response:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            self._conn = None
+            # The loop may already be closed at interpreter exit.
+            with contextlib.suppress(Exception):
+                conn.fail(ResetError("response dropped before the end of the body"))
+
+
+class Http1Pool:
+    """Keep-alive HTTP/1.1 connections to one upstream endpoint; create it inside the loop.
+
+    Timeouts are seconds (None: none). Per-request timeouts default to the pool's; pass
+    ``math.inf`` to disable one for a single request. ``deadline`` is absolute loop time.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_high_water",
+        "_host_line",
+        "_idle",
+        "_loop",
+        "_low_water",
+        "connect_timeout",
+        "first_byte_timeout",
+        "host",
+        "idle_timeout",
+        "keepalive_ttl",
+        "max_idle",
+        "port",
+        "server_hostname",
+        "ssl",
+    )
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        max_idle: int = 128,
+        connect_timeout: float | None = 5.0,
+        first_byte_timeout: float | None = 60.0,
+        idle_timeout: float | None = 60.0,
+        keepalive_ttl: float | None = 30.0,
+        read_high_water: int = _HIGH_WATER,
+        ssl: _ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        host_header: str | None = None,
+    ) -> None:
+        if max_idle < 0:
+            raise ValueError(f"max_idle must be >= 0, got {max_idle}")
+        if read_high_water < 1:
+            raise ValueError(f"read_high_water must be >= 1, got {read_high_water}")
+        self._loop = asyncio.get_running_loop()
+        self.host = host
+        self.port = port
+        self.max_idle = max_idle
+        self.connect_timeout = connect_timeout
+        self.first_byte_timeout = first_byte_timeout
+        self.idle_timeout = idle_timeout
+        self.keepalive_ttl = keepalive_ttl
+        self.ssl = ssl
+        self.server_hostname = server_hostname
+        self._high_water = read_high_water
+        self._low_water = read_high_water // 4
+        if host_header is None:
+            default_port = 443 if ssl is not None else 80
+            host_header = host if port == default_port else f"{host}:{port}"
+            if ":" in host and not host.startswith("["):
+                host_header = f"[{host}]" if port == default_port else f"[{host}]:{port}"
+        self._host_line = f"host: {host_header}\r\n"
+        self._idle: list[_Conn] = []
+        self._closed = False
+
+    @property
+    def idle_count(self) -> int:
+        """Connections currently parked for reuse."""
+        return len(self._idle)
+
+    def _new_conn(self) -> _Conn:
+        return _Conn(self)
+
+    def _put(self, conn: _Conn) -> None:
+        idle = self._idle
+        transport = conn.transport
+        if transport is None:
+            return
+        if self._closed or len(idle) >= self.max_idle:
+            conn.error = ResetError("pool full or closed")
+            transport.close()
+            return
+        conn.idle = True
+        conn.idle_since = self._loop.time()
+        idle.append(conn)
+
+    def _get(self) -> _Conn | None:
+        idle = self._idle
+        ttl = self.keepalive_ttl
+        while idle:
+            conn = idle.pop()
+            conn.idle = False
+            transport = conn.transport
+            if conn.error is not None or transport is None or transport.is_closing():
+                continue
+            if ttl is not None and self._loop.time() - conn.idle_since > ttl:
+                conn.error = ResetError("keep-alive ttl expired")
+                transport.close()
+                continue
+            conn.reused = True
+            return conn
+        return None
+
+    async def _connect(self, deadline: float | None) -> _Conn:
+        loop = self._loop
+        when, error_type = _deadline_of(loop, self.connect_timeout, deadline, ConnectTimeout)
+        try:
+            async with asyncio.timeout_at(when):
+                _, conn = await loop.create_connection(
+                    self._new_conn,
+                    self.host,
+                    self.port,
+                    ssl=self.ssl,
+                    server_hostname=self.server_hostname if self.ssl is not None else None,
+                )
+        except TimeoutError:
+            raise error_type(f"connect to {self.host}:{self.port} timed out") from None
+        except OSError as e:
+            raise ConnectError(f"connect to {self.host}:{self.port} failed: {e}") from e
+        return conn
+
+    def _encode_head(
+        self, method: str, target: str, headers: Iterable[tuple[str, str]], body_len: int
+    ) -> tuple[bytes, int]:
+        """The request head and the caller's Content-Length (-1 if none) with framing added."""
+        if " " in target or not target:
+            raise ValueError(f"invalid request target {target!r}")
+        parts = [f"{method} {target} HTTP/1.1\r\n"]
+        given = -1
+        has_host = False
+        for name, value in headers:
+            n = len(name)
+            if n == 4 and name.lower() == "host":
+                has_host = True
+            elif n == 14 and name.lower() == "content-length":
+                try:
+                    given = int(value)
+                except ValueError:
+                    raise ValueError(f"invalid content-length header {value!r}") from None
+                if given < 0:
+                    raise ValueError(f"invalid content-length header {value!r}")
+            elif n == 17 and name.lower() == "transfer-encoding":
+                continue  # hop-by-hop: this client decides the framing
+            parts.append(f"{name}: {value}\r\n")
+        if not has_host:
+            parts.append(self._host_line)
+        if given < 0:
+            if body_len >= 0:
+                parts.append(f"content-length: {body_len}\r\n")
+            elif body_len == -2:
+                parts.append("transfer-encoding: chunked\r\n")
+            elif method in _EMPTY_LEN_METHODS:
+                parts.append("content-length: 0\r\n")
+        elif body_len >= 0 and given != body_len:
+            raise ValueError(f"content-length {given} does not match the body length {body_len}")
+        parts.append("\r\n")
+        head = "".join(parts)
+        # One C-speed scan each instead of per-header checks: any CR/LF inside a name, value,
+        # method or target (header injection) shows up as extra line breaks.
+        lines = len(parts)
+        if head.count("\n") != lines or head.count("\r") != lines:
+            raise ValueError("CR or LF inside the request line or a header")
+        try:
+            return head.encode("latin-1"), given
+        except UnicodeEncodeError:
+            raise ValueError("request head is not latin-1 encodable") from None
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[str, str]] = (),
+        body: Body = None,
+        *,
+        first_byte_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        deadline: float | None = None,
+    ) -> Response:
+        """Send one request; return as soon as the response head is parsed.
+
+        ``headers`` must already be filtered of hop-by-hop headers. ``body`` is None, bytes, or
+        an async iterable of bytes (sent chunked unless headers carry a Content-Length).
+        Raises an UpstreamError subclass on failure; a stale keep-alive connection that dies
+        before any response byte is retried once on a fresh connection.
+        """
+        if self._closed:
+            raise RuntimeError("pool is closed")
+        loop = self._loop
+        stream: AsyncIterable[bytes] | None = None
+        if body is None:
+            head, given = self._encode_head(method, target, headers, -1)
+            payload = b""
+        elif isinstance(body, (bytes, bytearray, memoryview)):
+            head, given = self._encode_head(method, target, headers, len(body))
+            payload = bytes(body) if not isinstance(body, bytes) else body
+        else:
+            stream = body
+            payload = b""
+            head, given = self._encode_head(method, target, headers, -2)
+        if first_byte_timeout is None:
+            first_byte_timeout = self.first_byte_timeout
+        elif first_byte_timeout == float("inf"):
+            first_byte_timeout = None
+        if idle_timeout is None:
+            idle_timeout = self.idle_timeout
+        elif idle_timeout == float("inf"):
+            idle_timeout = None
+        is_head = method == "HEAD"
+        first = head + payload if len(payload) <= _COALESCE else None
+        attempt = 0
+        while True:
+            attempt += 1
+            conn = self._get()
+            if conn is None:
+                conn = await self._connect(deadline)
+            transport = conn.transport
+            if transport is None:  # pragma: no cover - closed between connect and here
+                raise ResetError("connection closed before the request was sent")
+            fut: asyncio.Future[Response | None] = loop.create_future()
+            conn.head_fut = fut
+            conn.active = True
+            conn.got_bytes = False
+            conn.is_head = is_head
+            conn.no_reuse = False
+            pulled = False
+            try:
+                if stream is None:
+                    if first is not None:
+                        transport.write(first)
+                    else:
+                        transport.write(head)
+                        transport.write(payload)
+                else:
+                    transport.write(head)
+                    pulled = await self._upload(conn, stream, given, idle_timeout, deadline)
+                if not fut.done():
+                    when, error_type = _deadline_of(
+                        loop, first_byte_timeout, deadline, FirstByteTimeout
+                    )
+                    if when is not None:
+                        conn.arm(when, error_type, "upstream sent no response head in time")
+                resp = await fut
+            except BaseException:
+                # Cancelled (client went away) or the body iterator failed. If the head already
+                # arrived, the Response owns the connection (and may have pooled it already).
+                if fut.done() and not fut.cancelled() and (done := fut.result()) is not None:
+                    done.release()
+                else:
+                    conn.fail(ResetError("request was aborted"))
+                raise
+            if resp is not None:
+                resp._idle_timeout = idle_timeout
+                resp._deadline = deadline
+                return resp
+            error = conn.error
+            if error is None:  # pragma: no cover - fail() always records an error
+                error = ResetError("connection lost")
+            if (
+                attempt == 1
+                and conn.reused
+                and not conn.got_bytes
+                and type(error) is ResetError
+                and not pulled
+            ):
+                continue  # the classic keep-alive race: the server closed it as we sent
+            raise error
+
+    async def _upload(
+        self,
+        conn: _Conn,
+        stream: AsyncIterable[bytes],
+        given: int,
+        idle_timeout: float | None,
+        deadline: float | None,
+    ) -> bool:
+        """Stream the body (chunked unless a Content-Length was given); True once one was pulled."""
+        chunked = given < 0
+        sent = 0
+        pulled = False
+        async for chunk in stream:
+            pulled = True
+            transport = conn.transport
+            if conn.error is not None or transport is None or conn.head_fut is None:
+                # Failed, or the upstream already answered (e.g. 413): stop sending; the
+                # connection is out of sync with the body framing so it is not reused.
+                conn.no_reuse = True
+                return pulled
+            n = len(chunk)
+            if not n:
+                continue
+            sent += n
+            if chunked:
+                if n <= _COALESCE:
+                    transport.write(b"%X\r\n%b\r\n" % (n, chunk))
+                else:
+                    transport.write(b"%X\r\n" % n)
+                    transport.write(chunk)
+                    transport.write(_CRLF)
+            else:
+                if sent > given:
+                    conn.fail(ResetError("request body is longer than its content-length"))
+                    raise ValueError(f"request body is longer than content-length {given}")
+                transport.write(chunk)
+            if conn.write_paused:
+                await self._drain(conn, idle_timeout, deadline)
+        if conn.error is not None or conn.transport is None or conn.head_fut is None:
+            conn.no_reuse = True
+            return pulled
+        if chunked:
+            conn.transport.write(_LAST_CHUNK)
+        elif sent != given:
+            conn.fail(ResetError("request body is shorter than its content-length"))
+            raise ValueError(f"request body has {sent} bytes, content-length says {given}")
+        return pulled
+
+    async def _drain(self, conn: _Conn, idle_timeout: float | None, deadline: float | None) -> None:
+        loop = self._loop
+        when, error_type = _deadline_of(loop, idle_timeout, deadline, IdleTimeout)
+        while conn.write_paused and conn.error is None:
+            fut: asyncio.Future[None] = loop.create_future()
+            conn.drain_fut = fut
+            if when is not None:
+                conn.arm(when, error_type, "upstream stopped reading the request body")
+            await fut
+            conn.disarm()
+
+    def close(self) -> None:
+        """Close idle connections; in-flight ones close when their response ends."""
+        self._closed = True
+        idle = self._idle
+        self._idle = []
+        for conn in idle:
+            conn.idle = False
+            conn.error = ResetError("pool closed")
+            if conn.transport is not None:
+                conn.transport.close()
+
+
+class Http1Client:
+    """Pools keyed by (host, port), created on first use; create it inside the running loop."""
+
+    __slots__ = ("_options", "_pools")
+
+    def __init__(self, **pool_options: object) -> None:
+        self._pools: dict[tuple[str, int], Http1Pool] = {}
+        self._options = pool_options
+
+    def pool(self, host: str, port: int) -> Http1Pool:
+        """The pool for one endpoint."""
+        key = (host, port)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = Http1Pool(host, port, **self._options)  # type: ignore[arg-type]
+            self._pools[key] = pool
+        return pool
+
+    async def request(
+        self,
+        host: str,
+        port: int,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[str, str]] = (),
+        body: Body = None,
+        *,
+        first_byte_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        deadline: float | None = None,
+    ) -> Response:
+        """Http1Pool.request on the endpoint's pool."""
+        return await self.pool(host, port).request(
+            method,
+            target,
+            headers,
+            body,
+            first_byte_timeout=first_byte_timeout,
+            idle_timeout=idle_timeout,
+            deadline=deadline,
+        )
+
+    def close(self) -> None:
+        """Close every pool."""
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
