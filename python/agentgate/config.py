@@ -338,6 +338,8 @@ class SignatureConfig(_Model):
     trusted_keys: tuple[TrustedKey, ...] = ()
     window: Duration = 300.0
     max_body: Size = 1024 * 1024
+    require_nonce: bool = False
+    nonce_cache: int = Field(default=100_000, ge=1)
 
 
 class GatewayConfig(_Model):

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from agentgate._core import ContentDigestCheck
 from agentgate.config import ConfigError, GatewayConfig, load_config
 from agentgate.gateway.engine import Engine, Flight, Rejected
 from agentgate.gateway.health import HealthChecker
@@ -84,6 +85,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._health: HealthChecker | None = None
         self._stamp: tuple[float, float] = (0.0, 0.0)
+        self._sig_max_body = 1024 * 1024
 
     # ---- lifecycle ----
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -118,6 +120,7 @@ class Gateway:
         client = UpstreamClient(cfg)
         old_client, old_health = self.client, self._health
         self.engine, self.client = engine, client
+        self._sig_max_body = cfg.signatures.max_body
         self.metrics.bind(engine)
         self._health = HealthChecker(engine, client, self.metrics)
         self._health.start()
@@ -191,7 +194,9 @@ class Gateway:
         client_ip = scope.client.rpartition(":")[0] or scope.client
         method = scope.method
         host = scope.authority or get("host") or ""
-        d = engine.admit(method, host, scope.path, scope.query_string, headers, client_ip)
+        d = engine.admit(
+            method, host, scope.path, scope.query_string, headers, client_ip, scope.scheme
+        )
         if type(d) is Rejected:
             self._reject(proto, d, rid)
             return
@@ -281,7 +286,21 @@ class Gateway:
         max_body = d.route.max_body
         body: bytes | AsyncIterator[bytes] | None = None
         replayable = True
-        if cl is not None and cl.isdigit() and int(cl) <= _BUFFER_REQUEST:
+        if d.digest is not None:
+            # signed body: buffered under a cap and checked against Content-Digest before any
+            # byte goes upstream, since a streamed body cannot be taken back
+            cap = self._sig_max_body if max_body is None else min(max_body, self._sig_max_body)
+            try:
+                body = await _read_capped(proto, cap, d.digest)
+            except _BodyTooLarge:
+                r = Rejected(413, "too_large", f"signed body exceeds {cap} bytes")
+                self._reject(proto, r, rid)
+                return 413
+            if not d.digest.finish():
+                r = Rejected(401, "bad_signature", "Content-Digest does not match the body")
+                self._reject(proto, r, rid)
+                return 401
+        elif cl is not None and cl.isdigit() and int(cl) <= _BUFFER_REQUEST:
             body = await proto() if int(cl) else b""
         elif cl is not None or te is not None:
             body = _stream_body(proto, max_body)
@@ -479,6 +498,18 @@ def _deadline(loop: asyncio.AbstractEventLoop, idle: float, total: float | None)
     if total is not None and (d is None or total < d):
         return total
     return d
+
+
+async def _read_capped(proto: Any, cap: int, digest: ContentDigestCheck) -> bytes:
+    parts: list[bytes] = []
+    n = 0
+    async for chunk in proto:
+        n += len(chunk)
+        if n > cap:
+            raise _BodyTooLarge
+        digest.update(chunk)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 async def _stream_body(proto: Any, max_body: int | None) -> AsyncIterator[bytes]:

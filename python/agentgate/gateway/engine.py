@@ -22,9 +22,14 @@ from urllib.parse import quote
 
 import orjson
 
-from agentgate._core import GatewayCore
+from agentgate._core import (
+    ContentDigestCheck,
+    GatewayCore,
+    HttpSignatureError,
+    HttpSigVerifier,
+)
 from agentgate._core import Rejection as CoreRejection
-from agentgate.config import Agent, GatewayConfig, Route
+from agentgate.config import Agent, GatewayConfig, Route, SignatureConfig, decode_public_key
 
 if TYPE_CHECKING:
     from agentgate._core import Admission, ManualClock
@@ -39,15 +44,20 @@ __all__ = [
     "compile_spec",
 ]
 
+_SIG_COMPONENTS = ["@method", "@authority", "@path"]
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _EXPIRE_EVERY = 0.02  # queue-timeout resolution while anything waits
 
 
 class Headers(Protocol):
-    """What `admit` needs of the request headers: `get(lowercase_name)`."""
+    """What `admit` needs of the request headers: `get(lowercase_name)` and `items()`."""
 
     def get(self, name: str, /) -> str | None:
         """The header value, if present."""
+        ...
+
+    def items(self) -> Iterable[tuple[str, str]]:
+        """Every header (only read on signed routes)."""
         ...
 
 
@@ -120,7 +130,15 @@ class AgentState:
 class RouteState:
     """Python-side policy of one route (index = the core's route index)."""
 
-    __slots__ = ("agent", "config", "hide_auth", "id", "max_body", "retry_non_idempotent")
+    __slots__ = (
+        "agent",
+        "config",
+        "hide_auth",
+        "id",
+        "max_body",
+        "retry_non_idempotent",
+        "signed",
+    )
 
     def __init__(self, rid: str, config: Route, agent: AgentState) -> None:
         self.id = rid
@@ -129,6 +147,7 @@ class RouteState:
         self.max_body = config.max_body
         self.retry_non_idempotent = config.retry_non_idempotent
         self.hide_auth = config.auth == "required"
+        self.signed = config.signature == "required"
 
 
 class Flight:
@@ -137,6 +156,7 @@ class Flight:
     __slots__ = (
         "agent",
         "attempts",
+        "digest",
         "endpoint",
         "has_slot",
         "key_id",
@@ -168,6 +188,8 @@ class Flight:
         self.has_slot = a.ticket is None
         self.latency = 0.0  # of the current attempt, to response headers
         self.outcome = "cancelled"  # of the current attempt, until it has one
+        # signed request with a body: the body must match this before it is forwarded
+        self.digest: ContentDigestCheck | None = None
 
 
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~!$&'()*+,;=:@-]*")
@@ -281,7 +303,40 @@ class Engine:
         self.core = GatewayCore(spec, clock=clock)
         self._waiters: dict[tuple[int, int], asyncio.Future[Rejected | None]] = {}
         self._expirer: asyncio.Task[None] | None = None
+        self._clock = clock
+        self.verifier = self._verifier(config.signatures)
         self._install(config, names, {})
+
+    def _verifier(self, sig: SignatureConfig) -> HttpSigVerifier:
+        keys: dict[str, Any] = {k.keyid: decode_public_key(k.public_key) for k in sig.trusted_keys}
+        return HttpSigVerifier(
+            keys,
+            required_components=_SIG_COMPONENTS,
+            require_digest_with_body=True,
+            require_created=True,
+            require_nonce=sig.require_nonce,
+            max_age=max(1, round(sig.window)),
+            nonce_capacity=sig.nonce_cache,
+            clock=self._clock,
+        )
+
+    def _update_verifier(self, old: SignatureConfig, new: SignatureConfig) -> None:
+        if old == new:
+            return
+        if (old.window, old.require_nonce, old.nonce_cache) != (
+            new.window,
+            new.require_nonce,
+            new.nonce_cache,
+        ):
+            self.verifier = self._verifier(new)
+            return
+        # only keys changed: update in place so the nonce cache (replay protection) survives
+        wanted = {k.keyid: decode_public_key(k.public_key) for k in new.trusted_keys}
+        for k in old.trusted_keys:
+            if k.keyid not in wanted:
+                self.verifier.remove_key(k.keyid)
+        for keyid, raw in wanted.items():
+            self.verifier.set_key(keyid, raw)
 
     def _install(self, config: GatewayConfig, names: list[str], old: dict[str, AgentState]) -> None:
         agents = []
@@ -307,11 +362,19 @@ class Engine:
         """Swap in a new config on the same core; ValueError leaves the old one running."""
         spec, names = compile_spec(config, (a.name for a in self.agents))
         self.core.replace(spec)
+        self._update_verifier(self.config.signatures, config.signatures)
         self._install(config, names, {a.name: a for a in self.agents})
 
     # ---- the decision ----
     def admit(
-        self, method: str, host: str, path: str, query: str, headers: Headers, client_ip: str
+        self,
+        method: str,
+        host: str,
+        path: str,
+        query: str,
+        headers: Headers,
+        client_ip: str,
+        scheme: str = "http",
     ) -> Flight | Rejected:
         """Route, authenticate, rate-limit, prioritise and admit one request."""
         d, shed, granted = self.core.admit(method, host, path, headers, client_ip)
@@ -334,12 +397,50 @@ class Engine:
             if cl is not None and cl.isdigit() and int(cl) > max_body:
                 self._drop(a)
                 return Rejected(413, "too_large", f"body exceeds {max_body} bytes")
+        digest = None
+        if route.signed:
+            checked = self._verify(method, scheme, host, path, query, headers)
+            if isinstance(checked, Rejected):
+                self._drop(a)
+                return checked
+            digest = checked
         upstream_path = _strip(path, a.strip) if a.strip else path
         upstream_path = _requote(upstream_path)
         if query:
             upstream_path = f"{upstream_path}?{query}"
         route.agent.budget.deposit()
-        return Flight(a, route, upstream_path, asyncio.get_running_loop().time())
+        f = Flight(a, route, upstream_path, asyncio.get_running_loop().time())
+        if digest is not None:
+            f.digest = digest
+        return f
+
+    def _verify(
+        self, method: str, scheme: str, host: str, path: str, query: str, headers: Headers
+    ) -> ContentDigestCheck | Rejected | None:
+        cl = headers.get("content-length")
+        has_body = (cl is not None and cl != "0") or headers.get("transfer-encoding") is not None
+        pairs = list(headers.items())
+        try:
+            # granian gives the decoded path; re-quoting restores what the client put on the wire
+            self.verifier.verify(
+                method, scheme, host, _requote(path), query or None, pairs, has_body=has_body
+            )
+        except HttpSignatureError as e:
+            code, message = e.args
+            return Rejected(
+                401,
+                "bad_signature",
+                f"signature rejected ({code}): {message}",
+                (("www-authenticate", 'Signature realm="agentgate"'),),
+            )
+        if not has_body:
+            return None
+        try:
+            return ContentDigestCheck(
+                ", ".join(v for k, v in pairs if k.lower() == "content-digest")
+            )
+        except ValueError as e:
+            return Rejected(401, "bad_signature", f"malformed Content-Digest: {e}")
 
     def _drop(self, a: Admission) -> None:
         if a.ticket is None:

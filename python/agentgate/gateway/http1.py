@@ -19,7 +19,7 @@ import contextlib
 import ssl as _ssl
 from collections import deque
 from collections.abc import AsyncIterable, Iterable
-from typing import Final
+from typing import Final, cast
 
 import httptools
 
@@ -144,8 +144,8 @@ class _Conn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only duck-typed ones.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         """Feed the parser; any parse error poisons the connection."""
