@@ -122,7 +122,7 @@ class ChatAgent(HttpUser):
                 return
             resp.success()
             if first is not None:
-                events.request.fire(
+                events.request.fire(  # type: ignore[no-untyped-call]
                     request_type="SSE",
                     name="echo SSE first event",
                     response_time=first * 1000.0,

@@ -207,20 +207,44 @@ def wait_ready(
     raise RuntimeError(f"not ready after {limit:.0f}s on :{port}{path} ({last})\n{tail}")
 
 
-def tree_rss(pid: int) -> int:
-    """Resident set size in bytes of a process and all its descendants."""
+def tree_memory(pid: int) -> dict[str, Any]:
+    """Memory of a process and all its descendants: summed RSS, PSS, and per process.
+
+    RSS double-counts pages that forked workers share with their parent; PSS splits them, so
+    it is the fairer total for multi-process servers (granian, nginx). PSS needs Linux.
+    """
     import psutil
 
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return {"rss": 0, "pss": None, "processes": []}
+    rss, pss, rows = 0, 0, []
+    pss_ok = True
     for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += p.memory_info().rss
-    return total
+        try:
+            info = p.memory_info()
+            row: dict[str, Any] = {
+                "pid": p.pid,
+                "rss": info.rss,
+                "cmd": " ".join(p.cmdline())[:160],
+            }
+            try:
+                row["pss"] = p.memory_full_info().pss
+                pss += row["pss"]
+            except (psutil.AccessDenied, AttributeError):
+                pss_ok = False
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        rss += info.rss
+        rows.append(row)
+    return {"rss": rss, "pss": pss if pss_ok else None, "processes": rows}
+
+
+def tree_rss(pid: int) -> int:
+    """Summed resident set size in bytes of a process tree."""
+    return int(tree_memory(pid)["rss"])
 
 
 # --- servers under test --------------------------------------------------------------------
@@ -527,7 +551,10 @@ def measure(server: Server, settings: Settings, cpus: CpuLayout, tmp: Path) -> d
             )
             rss_samples.append(tree_rss(rss_pid))
         result["sse"] = run_sse(server, settings)
-        result["rss_mib"] = tree_rss(rss_pid) / 2**20
+        memory = tree_memory(rss_pid)
+        result["rss_mib"] = memory["rss"] / 2**20
+        result["pss_mib"] = None if memory["pss"] is None else memory["pss"] / 2**20
+        result["processes"] = memory["processes"]
         result["rss_peak_sampled_mib"] = max([*rss_samples, 0]) / 2**20
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
         result["error"] = str(e)
@@ -587,6 +614,8 @@ def summarize(runs: list[dict[str, Any]], settings: Settings) -> dict[str, Any]:
             }
             row[f"lat_{rate}"]["failed"] = sum(r[key].get("failed", 0) for r in mine)
         row["rss_mib"] = _median([r["rss_mib"] for r in mine])
+        row["pss_mib"] = _median([r.get("pss_mib") for r in mine])
+        row["processes"] = len(mine[-1].get("processes", []))
         row["sse_ttfe_ms"] = _median([r["sse"]["ttfe_ms_median"] for r in mine])
         row["sse_total_ms"] = _median([r["sse"]["total_ms_median"] for r in mine])
         row["sse_incomplete"] = sum(r["sse"]["streams"] - r["sse"]["complete"] for r in mine)
@@ -652,11 +681,12 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], settings: Settings) 
         f"{meta['machine']}, {meta['date']}. CPU layout: {meta['cpu_layout']}. "
         f"Throughput: wrk -t1 -c{settings.wrk_connections} -d{settings.wrk_seconds}s (2xx only). "
         f"Latency: oha at a fixed rate, {settings.oha_seconds}s, latency correction (open loop), "
-        f"1 KiB. SSE: time to first event, median of {settings.sse_streams} fresh streams.",
+        f"1 KiB. Memory: the server's whole process tree after the load. "
+        f"SSE: time to first event, median of {settings.sse_streams} fresh streams.",
         "",
         "| server | req/s 1 KiB | req/s 16 KiB | × nginx (1K/16K) | × aiohttp (1K/16K) "
         + "".join(f"| p50 / p99 / p99.9 @ {r} req/s (ms) " for r in settings.rates)
-        + f"| added p99 @ {r1} (ms) | RSS (MiB) | SSE first event (ms) |",
+        + f"| added p99 @ {r1} (ms) | RSS / PSS (MiB, procs) | SSE first event (ms) |",
         "|---|---:|---:|---:|---:|" + "---:|" * len(settings.rates) + "---:|---:|---:|",
     ]
     for name in SERVER_NAMES:
@@ -682,7 +712,7 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], settings: Settings) 
             cells.append(cell)
         cells += [
             _f(row[f"added_p99_{r1}_ms"], "{:+.2f}"),
-            _f(row["rss_mib"], "{:.1f}"),
+            f"{_f(row['rss_mib'], '{:.1f}')} / {_f(row['pss_mib'], '{:.1f}')} ({row['processes']})",
             _f(row["sse_ttfe_ms"], "{:.2f}"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -691,7 +721,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], settings: Settings) 
         lines += ["", "| agentgate target | this run | goal | met |", "|---|---:|---|:---:|"]
         for t in checks:
             met = "–" if t["met"] is None else ("yes" if t["met"] else "NO")
-            lines.append(f"| {t['target']} | {t['value']} | {t['goal']} | {met} |")
+            value = "–" if t["value"] is None else t["value"]
+            lines.append(f"| {t['target']} | {value} | {t['goal']} | {met} |")
     return "\n".join(lines)
 
 
@@ -744,6 +775,7 @@ def versions() -> dict[str, str]:
 
 def main() -> None:
     """Entry point."""
+    global UPSTREAM_PORT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="JSON results (default: loadtests/results/gateway.json; "
                     "--quick: loadtests/results/gateway.quick.tmp)")  # fmt: skip
@@ -751,7 +783,11 @@ def main() -> None:
     ap.add_argument("--only", help=f"comma-separated servers among {','.join(SERVER_NAMES)}")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, 2 s per load")
     ap.add_argument("--no-md", action="store_true", help="do not rewrite BENCHMARKS.md")
+    ap.add_argument(
+        "--upstream-port", type=int, default=UPSTREAM_PORT, help="port of the Go upstream"
+    )
     args = ap.parse_args()
+    UPSTREAM_PORT = args.upstream_port
 
     settings = Settings.quick() if args.quick else Settings()
     if args.rounds:
@@ -770,6 +806,8 @@ def main() -> None:
         or ROOT / "loadtests/results" / ("gateway.quick.tmp" if args.quick else "gateway.json")
     )
 
+    # Make's or a CI runner's SIGTERM must still stop the servers (each in its own session).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cpus = CpuLayout.detect()
     if cpus.load:
         os.sched_setaffinity(0, {int(c) for c in cpus.load.split(",")})
