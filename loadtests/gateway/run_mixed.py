@@ -2,7 +2,7 @@
 
     python loadtests/gateway/run_mixed.py [locust args, default: -u 50 -r 10 -t 30s]
 
-Starts three Go upstreams (19001 echo, 19002 search, 19003 flaky with 30 % failures), then
+Starts three Go upstreams (19101 echo, 19102 search, 19103 flaky with 30 % failures), then
 `agentgate serve --config loadtests/gateway/agentgate-mixed.yaml` on :8000, waits until a proxied
 call answers, and runs `locust --headless -f loadtests/locustfile.py --host http://127.0.0.1:8000`.
 Needs the upstream binary (loadtests/gateway/tools.sh builds it). Traffic stays on 127.0.0.1.
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench
 
-UPSTREAMS = ((19001, 0.0), (19002, 0.0), (19003, 0.3))
+UPSTREAMS = ((19101, 0.0), (19102, 0.0), (19103, 0.3))
 DEFAULT_ARGS = ["-u", "50", "-r", "10", "-t", "30s"]
 
 
