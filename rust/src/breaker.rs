@@ -447,7 +447,10 @@ impl CircuitBreaker {
         loop {
             match w.state() {
                 ST_CLOSED => {
-                    self.consecutive.store(0, Ordering::Relaxed);
+                    // Load first: avoid dirtying a shared cache line on every success.
+                    if self.consecutive.load(Ordering::Relaxed) != 0 {
+                        self.consecutive.store(0, Ordering::Relaxed);
+                    }
                     self.window.add(self.clock.now_nanos(), false);
                     return;
                 }
