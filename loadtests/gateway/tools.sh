@@ -12,6 +12,9 @@ PY="${PY:-$ROOT/.venv/bin/python}"
 OHA_VERSION="${OHA_VERSION:-1.16.0}"
 
 log() { printf '[tools] %s\n' "$*" >&2; }
+need() { command -v "$1" >/dev/null 2>&1 || { log "$1 is required ($2)"; exit 1; }; }
+need cargo "to build oha"
+need go "to build the upstream"
 
 sudo_() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
