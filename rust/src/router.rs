@@ -47,6 +47,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
@@ -112,6 +113,53 @@ impl RouteMatch {
     }
 }
 
+/// FxHash: the keys hashed are route-table segments chosen by the operator, never by clients, so
+/// a fast non-keyed hash is safe here (a client can only pick which key to look up).
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// Most parameters one template may capture (captures live in fixed arrays during lookup).
+pub const MAX_PARAMS: usize = 16;
+
 struct Compiled {
     id: Arc<str>,
     methods: Box<[Box<str>]>,
@@ -128,7 +176,7 @@ struct Terminal {
 
 #[derive(Default)]
 struct Node {
-    statics: HashMap<Box<str>, Node>,
+    statics: FastMap<Box<str>, Node>,
     param: Option<Box<Node>>,
     ends: Vec<Terminal>,
     catch_all: Vec<Terminal>,
@@ -137,7 +185,7 @@ struct Node {
 
 #[derive(Default)]
 struct Group {
-    exact: HashMap<Box<str>, Vec<u32>>,
+    exact: FastMap<Box<str>, Vec<u32>>,
     root: Node,
 }
 
@@ -145,8 +193,8 @@ struct Group {
 pub struct RouteTable {
     routes: Vec<Compiled>,
     hostless: Group,
-    exact_hosts: HashMap<Box<str>, Group>,
-    wildcard_hosts: HashMap<Box<str>, Group>,
+    exact_hosts: FastMap<Box<str>, Group>,
+    wildcard_hosts: FastMap<Box<str>, Group>,
     needs_headers: bool,
 }
 
@@ -250,8 +298,8 @@ impl RouteTable {
         let mut table = RouteTable {
             routes: Vec::with_capacity(specs.len()),
             hostless: Group::default(),
-            exact_hosts: HashMap::new(),
-            wildcard_hosts: HashMap::new(),
+            exact_hosts: FastMap::default(),
+            wildcard_hosts: FastMap::default(),
             needs_headers: false,
         };
         let mut ids: HashMap<&str, usize> = HashMap::with_capacity(specs.len());
@@ -345,6 +393,11 @@ impl RouteTable {
                 }
                 PathMatch::Template(p) => {
                     let segs = parse_template(p).map_err(|msg| err("path", msg))?;
+                    let n_params = segs.iter().filter(|s| !matches!(s, Seg::Static(_))).count();
+                    if n_params > MAX_PARAMS {
+                        let msg = format!("{n_params} parameters, at most {MAX_PARAMS} allowed");
+                        return Err(err("path", msg));
+                    }
                     let mut node = &mut group.root;
                     let (mut statics, mut chars, mut catch) = (0u128, 0u128, false);
                     let mut names: Vec<Box<str>> = Vec::new();
@@ -479,8 +532,10 @@ impl RouteTable {
             header,
             best: None,
             best_rank: 0,
-            best_caps: Vec::new(),
-            caps: Vec::new(),
+            best_caps: [(0, 0); MAX_PARAMS],
+            n_best: 0,
+            caps: [(0, 0); MAX_PARAMS],
+            n_caps: 0,
         };
         let has_hosts = !self.exact_hosts.is_empty() || !self.wildcard_hosts.is_empty();
         if has_hosts && !host.is_empty() {
@@ -525,8 +580,10 @@ struct Search<'t, 'p, H> {
     header: H,
     best: Option<(u32, Option<&'t Terminal>)>,
     best_rank: u128,
-    best_caps: Vec<(usize, usize)>,
-    caps: Vec<(usize, usize)>,
+    best_caps: [(usize, usize); MAX_PARAMS],
+    n_best: usize,
+    caps: [(usize, usize); MAX_PARAMS],
+    n_caps: usize,
 }
 
 impl<'t, 'p, 'h, H> Search<'t, 'p, H>
@@ -556,9 +613,13 @@ where
             if self.accepts(r) {
                 self.best = Some((route, term));
                 self.best_rank = r.rank;
-                self.best_caps.clear();
-                self.best_caps.extend_from_slice(&self.caps);
-                self.best_caps.extend(extra);
+                let n = self.n_caps;
+                self.best_caps[..n].copy_from_slice(&self.caps[..n]);
+                self.n_best = n;
+                if let (Some(e), Some(slot)) = (extra, self.best_caps.get_mut(n)) {
+                    *slot = e;
+                    self.n_best += 1;
+                }
                 return;
             }
         }
@@ -567,10 +628,15 @@ where
     /// Searches one host group; true if something matched there.
     fn run(&mut self, g: &'t Group) -> bool {
         let path = self.path;
-        if let Some(list) = g.exact.get(path) {
+        let exact = if g.exact.is_empty() {
+            None
+        } else {
+            g.exact.get(path)
+        };
+        if let Some(list) = exact {
             self.offer(list.iter().map(|r| (*r, None)), None);
         }
-        self.caps.clear();
+        self.n_caps = 0;
         self.walk(&g.root, 1);
         // Prefixes: follow static children only, collecting the prefix routes on the way.
         let mut node = &g.root;
@@ -606,13 +672,18 @@ where
             }
         }
         if let (Some(child), false) = (node.param.as_deref(), seg.is_empty()) {
-            self.caps.push((pos, end));
+            // Compile caps captures at MAX_PARAMS, so a deeper slot is never needed.
+            let Some(slot) = self.caps.get_mut(self.n_caps) else {
+                return;
+            };
+            *slot = (pos, end);
+            self.n_caps += 1;
             if last {
                 self.offer(child.ends.iter().map(|t| (t.route, Some(t))), None);
             } else {
                 self.walk(child, end + 1);
             }
-            self.caps.pop();
+            self.n_caps -= 1;
         }
     }
 
@@ -623,7 +694,7 @@ where
             Some(t) => t
                 .names
                 .iter()
-                .zip(&self.best_caps)
+                .zip(&self.best_caps[..self.n_best])
                 .map(|(n, (a, b))| (n.to_string(), self.path[*a..*b].to_string()))
                 .collect(),
             None => Vec::new(),
@@ -888,6 +959,22 @@ mod tests {
             e.to_string().contains("route #0 (id \"hd\"): headers:"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn param_count_is_capped() {
+        let names = |n: usize| (0..n).map(|i| format!("/{{p{i}}}")).collect::<String>();
+        let ok = RouteTable::compile(&[tpl("ok", &names(MAX_PARAMS))]).unwrap();
+        let path = "/x".repeat(MAX_PARAMS);
+        assert_eq!(
+            ok.lookup("GET", "", &path, no_headers)
+                .unwrap()
+                .params
+                .len(),
+            MAX_PARAMS
+        );
+        let e = RouteTable::compile(&[tpl("big", &names(MAX_PARAMS + 1))]).unwrap_err();
+        assert_eq!(e.field, "path");
     }
 
     #[test]
