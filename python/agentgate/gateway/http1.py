@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl as _ssl
+import weakref
 from collections import deque
 from collections.abc import AsyncIterable, Iterable
 from typing import Final, cast
@@ -128,7 +129,8 @@ class _Conn(asyncio.Protocol):
         self.drain_fut: asyncio.Future[None] | None = None
         self.headers: list[tuple[str, str]] = []
         self.reason = b""
-        self.resp: Response | None = None
+        # Weak, so a Response dropped without release() is collected and closes the connection.
+        self.resp: weakref.ref[Response] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.idle = False
         self.idle_since = 0.0
@@ -171,7 +173,8 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Finish a close-delimited body, or fail whatever is in flight."""
-        resp = self.resp
+        ref = self.resp
+        resp = None if ref is None else ref()
         if (
             exc is None
             and self.error is None
@@ -234,7 +237,7 @@ class _Conn(asyncio.Protocol):
         resp = Response(
             status, self.reason.decode("latin-1"), self.headers, parser.get_http_version(), self
         )
-        self.resp = resp
+        self.resp = weakref.ref(resp)
         fut = self.head_fut
         self.head_fut = None
         if fut is not None and not fut.done():
@@ -245,7 +248,8 @@ class _Conn(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         """Buffer a body piece for the consumer; pause reading past the high-water mark."""
-        resp = self.resp
+        ref = self.resp
+        resp = None if ref is None else ref()
         if resp is None:
             return
         resp._chunks.append(body)
@@ -265,7 +269,8 @@ class _Conn(asyncio.Protocol):
         if self.interim:
             self.interim = False
             return
-        resp = self.resp
+        ref = self.resp
+        resp = None if ref is None else ref()
         if resp is None or not self.active:
             return
         self.active = False
@@ -318,9 +323,10 @@ class _Conn(asyncio.Protocol):
             self.drain_fut = None
             if not dfut.done():
                 dfut.set_result(None)
-        resp = self.resp
+        ref = self.resp
+        resp = None if ref is None else ref()
+        self.resp = None
         if resp is not None:
-            self.resp = None
             resp._conn = None
             if resp._exc is None and not resp._done:
                 resp._exc = self.error
@@ -383,6 +389,7 @@ class Response:
     """A response whose head is parsed; the body streams in behind it."""
 
     __slots__ = (
+        "__weakref__",
         "_body",
         "_chunks",
         "_conn",
