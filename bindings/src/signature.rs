@@ -179,9 +179,26 @@ enum BatchKey {
     Bare(VerifyingKey),
 }
 
-/// Verifies many (key, message, signature) items; equals per-item verify. Releases the GIL.
+fn batch_mode(mode: &str) -> PyResult<core::BatchMode> {
+    match mode {
+        "exact" => Ok(core::BatchMode::Exact),
+        "exact-batched" => Ok(core::BatchMode::ExactBatched),
+        "fast" => Ok(core::BatchMode::Fast),
+        other => Err(PyValueError::new_err(format!(
+            "mode must be 'exact', 'exact-batched' or 'fast', got {other:?}"
+        ))),
+    }
+}
+
+/// Verifies many (key, message, signature) items (see BatchMode). Releases the GIL.
 #[pyfunction]
-fn ed25519_verify_batch(py: Python<'_>, items: Vec<Bound<'_, PyAny>>) -> PyResult<Vec<bool>> {
+#[pyo3(signature = (items, mode = "exact"))]
+fn ed25519_verify_batch(
+    py: Python<'_>,
+    items: Vec<Bound<'_, PyAny>>,
+    mode: &str,
+) -> PyResult<Vec<bool>> {
+    let mode = batch_mode(mode)?;
     let mut keys = Vec::with_capacity(items.len());
     let mut data: Vec<(PyBackedBytes, PyBackedBytes)> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -204,6 +221,12 @@ fn ed25519_verify_batch(py: Python<'_>, items: Vec<Bound<'_, PyAny>>) -> PyResul
         let mut bare: HashMap<[u8; 32], PublicKey> = HashMap::new();
         for k in &keys {
             if let BatchKey::Bare(vk) = k {
+                if mode == core::BatchMode::Exact {
+                    // Exact mode never looks at torsion: skip the classification.
+                    bare.entry(vk.to_bytes())
+                        .or_insert_with(|| PublicKey::unclassified(*vk));
+                    continue;
+                }
                 bare.entry(vk.to_bytes())
                     .or_insert_with(|| PublicKey::new(*vk));
             }
@@ -219,7 +242,7 @@ fn ed25519_verify_batch(py: Python<'_>, items: Vec<Bound<'_, PyAny>>) -> PyResul
                 Some((key, &m[..], &s[..]))
             })
             .collect();
-        core::verify_batch_keys(&refs)
+        core::verify_batch_keys_with(&refs, mode)
     }))
 }
 

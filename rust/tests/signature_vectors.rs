@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use agentgate_core::signature::{
-    parse_private_key, parse_public_key, sign, verify, verify_batch, verify_batch_keys, PublicKey,
-    VerifyingKey,
+    parse_private_key, parse_public_key, sign, verify, verify_batch, verify_batch_keys,
+    verify_batch_keys_with, verify_batch_with, BatchMode, PublicKey, VerifyingKey,
 };
 use serde::Deserialize;
 
@@ -142,6 +142,8 @@ fn wycheproof() -> Vec<Flat> {
     out
 }
 
+const MODES: [BatchMode; 3] = [BatchMode::Exact, BatchMode::ExactBatched, BatchMode::Fast];
+
 #[test]
 fn wycheproof_all_cases() {
     let cases = wycheproof();
@@ -172,10 +174,19 @@ fn wycheproof_batch_equals_singles() {
         .collect();
     let expected: Vec<bool> = cases.iter().map(|c| c.valid).collect();
     assert_eq!(verify_batch(&items), expected);
+    for mode in MODES {
+        assert_eq!(verify_batch_with(&items, mode), expected, "{mode:?}");
+    }
     // Also in small windows, so that many different batch compositions are exercised.
     for window in [2usize, 5, 8, 17] {
         for (chunk_items, chunk_expected) in items.chunks(window).zip(expected.chunks(window)) {
-            assert_eq!(verify_batch(chunk_items), chunk_expected, "window {window}");
+            for mode in MODES {
+                assert_eq!(
+                    verify_batch_with(chunk_items, mode),
+                    chunk_expected,
+                    "window {window} {mode:?}"
+                );
+            }
         }
     }
     let keys: Vec<PublicKey> = cases.iter().map(|c| PublicKey::new(c.key)).collect();
@@ -185,6 +196,9 @@ fn wycheproof_batch_equals_singles() {
         .map(|(k, c)| (k, c.msg.as_slice(), c.sig.as_slice()))
         .collect();
     assert_eq!(verify_batch_keys(&by_key), expected);
+    for mode in MODES {
+        assert_eq!(verify_batch_keys_with(&by_key, mode), expected, "{mode:?}");
+    }
 }
 
 mod props {
@@ -203,7 +217,9 @@ mod props {
                 chosen.iter().map(|c| (&c.key, c.msg.as_slice(), c.sig.as_slice())).collect();
             let singles: Vec<bool> = items.iter().map(|(k, m, s)| verify(k, m, s)).collect();
             prop_assert_eq!(&singles, &chosen.iter().map(|c| c.valid).collect::<Vec<_>>());
-            prop_assert_eq!(verify_batch(&items), singles);
+            for mode in MODES {
+                prop_assert_eq!(&verify_batch_with(&items, mode), &singles, "{:?}", mode);
+            }
         }
     }
 }

@@ -64,6 +64,10 @@ def test_wycheproof_batch_equals_expected() -> None:
     items = [(pk, bytes.fromhex(t["msg"]), bytes.fromhex(t["sig"])) for pk, t in WYCHE_CASES]
     expected = [t["result"] == "valid" for _, t in WYCHE_CASES]
     assert crypto.verify_batch(items) == expected
+    assert crypto.verify_batch(items, mode="exact-batched") == expected
+    assert crypto.verify_batch(items, mode="fast") == expected
+    with pytest.raises(ValueError, match="mode must be"):
+        crypto.verify_batch(items, mode="sloppy")  # type: ignore[arg-type]
     rng = random.Random(7)
     for _ in range(20):
         picks = [rng.randrange(len(items)) for _ in range(rng.randrange(1, 40))]
@@ -87,7 +91,8 @@ def test_batch_equals_singles_with_tampering_and_parsed_keys() -> None:
             key = kp.public_b64()
         items.append((key, msg, bytes(sig)))
     singles = [crypto.verify(k, m, s) for k, m, s in items]
-    assert crypto.verify_batch(items) == singles
+    for mode in ("exact", "exact-batched", "fast"):
+        assert crypto.verify_batch(items, mode=mode) == singles, mode
     assert singles.count(False) == len([i for i in range(80) if i % 7 == 3])
     assert crypto.verify_batch([]) == []
 
@@ -175,7 +180,7 @@ def test_malformed_public_keys_raise(key: bytes | str, fragment: str) -> None:
 
 
 def test_malformed_private_keys_and_types() -> None:
-    with pytest.raises(ValueError, match="private key.*expected 32"):
+    with pytest.raises(ValueError, match=r"private key.*expected 32"):
         crypto.sign(b"shortkey", b"m")
     kp = crypto.generate_keypair()
     with pytest.raises(ValueError, match="bad PEM label 'PUBLIC KEY', expected 'PRIVATE KEY'"):
