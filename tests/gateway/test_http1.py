@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -860,3 +862,75 @@ async def test_closed_pool_refuses_requests() -> None:
             await pool.request("GET", "/size/1", [])
         with pytest.raises(ValueError):
             Http1Pool("127.0.0.1", app.port, max_idle=-1)
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1 (cert path, key path)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agentgate-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("loop_name", list(LOOPS))
+def test_tls_upstream(loop_name: str, tmp_path: Path) -> None:
+    """HTTPS upstreams: verified against the given CA, pooled like plain ones."""
+    cert, key = _self_signed(tmp_path)
+
+    async def scenario() -> None:
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_ctx.load_cert_chain(cert, key)
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                await read_request(reader)
+                writer.write(ok(b"secure"))
+                await writer.drain()
+
+        server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        pool = Http1Pool("127.0.0.1", port, ssl=client_ctx, server_hostname="127.0.0.1")
+        for _ in range(3):
+            resp = await pool.request("GET", "/", [])
+            assert await resp.read() == b"secure"
+        assert pool.idle_count == 1
+        pool.close()
+        untrusted = Http1Pool("127.0.0.1", port, ssl=ssl.create_default_context())
+        with pytest.raises(ConnectError):
+            await untrusted.request("GET", "/", [])
+        server.close()
+
+    with asyncio.Runner(loop_factory=LOOPS[loop_name]) as runner:
+        runner.run(asyncio.wait_for(scenario(), 60))
