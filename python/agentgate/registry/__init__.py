@@ -1,0 +1,1 @@
+"""Template registry: versions, canonical digests, signatures, trust roots and search."""
