@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -21,9 +22,8 @@ from agentgate.registry.semver import (
     satisfies,
 )
 
-_VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "semver_vectors.json"
-if not _VECTORS.exists():  # the CI clone has shared/ beside the repo; the dev checkout at /work
-    _VECTORS = Path("/work/shared/testdata/semver_vectors.json")
+# shared/ sits beside the repository checkout (in CI and in the dev tree alike).
+_VECTORS = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "semver_vectors.json"
 DATA: dict[str, Any] = json.loads(_VECTORS.read_text())
 NODE = DATA["node_semver"]
 
@@ -31,7 +31,7 @@ NODE = DATA["node_semver"]
 @pytest.mark.parametrize("chain", DATA["spec_precedence_chains"]["chains"])
 def test_spec_precedence_chains(chain: list[str]) -> None:
     versions = [Version.parse(v) for v in chain]
-    for a, b in zip(versions, versions[1:], strict=False):
+    for a, b in itertools.pairwise(versions):
         assert a < b and b > a and compare(a, b) == -1 and compare(b, a) == 1
     assert sorted(reversed(versions)) == versions
 

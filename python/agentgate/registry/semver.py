@@ -194,7 +194,7 @@ _NULL_VERSION = Version(0, 0, 0, (0,))
 
 
 def _hyphen_replace(m: re.Match[str]) -> str:
-    frm, f_major, f_minor, f_patch, f_pre = m.group(1, 2, 3, 4, 5)
+    frm, f_major, f_minor, f_patch = m.group(1, 2, 3, 4)
     to, t_major, t_minor, t_patch, t_pre = m.group(7, 8, 9, 10, 11)
     if _is_x(f_major):
         lo = ""
@@ -319,8 +319,8 @@ def _parse_set(text: str, whole: str) -> list[_Comparator]:
     text = _TILDE_TRIM.sub(lambda m: f"{m.group(1)}~", text)
     text = _CARET_TRIM.sub(lambda m: f"{m.group(1)}^", text)
     parts: list[str] = []
-    for comp in text.split(" "):
-        c = _each(comp, _replace_caret)
+    for token in text.split(" "):
+        c = _each(token, _replace_caret)
         c = _each(c, _replace_tilde)
         c = _each(c, _replace_xrange)
         c = _STAR.sub("", c.strip(), count=1)
