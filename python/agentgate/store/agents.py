@@ -1,0 +1,269 @@
+"""Agents and versioned policies (tenant-scoped)."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from agentgate.errors import Conflict, NotFound
+from agentgate.store._base import ScopedRepo, dumps, loads, need, new_id
+from agentgate.store.db import Row
+from agentgate.store.models import Agent, Policy
+
+__all__ = ["AgentRepo", "PolicyRepo"]
+
+_AG = (
+    "id, tenant_id, name, template_ref, template_digest, params, replicas, routes, state, "
+    "revision, created_at, updated_at"
+)
+_PO = "tenant_id, name, version, rego, active, created_at, created_by"
+
+
+def _agent(r: Row) -> Agent:
+    return Agent(
+        id=r["id"],
+        tenant_id=r["tenant_id"],
+        name=r["name"],
+        template_ref=r["template_ref"],
+        template_digest=r["template_digest"],
+        params=loads(r["params"]),
+        replicas=int(r["replicas"]),
+        routes=loads(r["routes"]),
+        state=r["state"],
+        revision=int(r["revision"]),
+        created_at=float(r["created_at"]),
+        updated_at=float(r["updated_at"]),
+    )
+
+
+def _policy(r: Row) -> Policy:
+    return Policy(
+        tenant_id=r["tenant_id"],
+        name=r["name"],
+        version=int(r["version"]),
+        rego=r["rego"],
+        active=bool(r["active"]),
+        created_at=float(r["created_at"]),
+        created_by=r["created_by"],
+    )
+
+
+class AgentRepo(ScopedRepo):
+    """Agents of one tenant, unique by name; updates can be conditional on `revision`."""
+
+    async def create(
+        self,
+        name: str,
+        *,
+        template_ref: str,
+        template_digest: str,
+        params: dict[str, Any] | None = None,
+        replicas: int = 1,
+        routes: builtins.list[Any] | None = None,
+        state: str = "pending",
+    ) -> Agent:
+        """Insert an agent (Conflict on a taken name; NotFound if the digest is not this
+        tenant's template)."""
+        now = self._clock()
+        aid = new_id()
+        await self._db.execute(
+            f"INSERT INTO agents ({_AG}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+            aid,
+            self._tenant,
+            name,
+            template_ref,
+            template_digest,
+            dumps(params or {}),
+            replicas,
+            dumps(routes or []),
+            state,
+            now,
+            now,
+        )
+        return await self.get(name)
+
+    async def get(self, name: str) -> Agent:
+        """An agent by name, or NotFound."""
+        row = await self._db.fetchrow(
+            f"SELECT {_AG} FROM agents WHERE tenant_id = ? AND name = ?", self._tenant, name
+        )
+        return _agent(need(row, f"agent {name}"))
+
+    async def get_by_id(self, agent_id: str) -> Agent:
+        """An agent by id, or NotFound."""
+        row = await self._db.fetchrow(
+            f"SELECT {_AG} FROM agents WHERE tenant_id = ? AND id = ?", self._tenant, agent_id
+        )
+        return _agent(need(row, "agent"))
+
+    async def list(
+        self, *, state: str | None = None, limit: int = 1000, offset: int = 0
+    ) -> builtins.list[Agent]:
+        """Agents by name, optionally only those in `state`."""
+        sql = f"SELECT {_AG} FROM agents WHERE tenant_id = ?"
+        args: list[Any] = [self._tenant]
+        if state is not None:
+            sql += " AND state = ?"
+            args.append(state)
+        rows = await self._db.fetch(f"{sql} ORDER BY name LIMIT ? OFFSET ?", *args, limit, offset)
+        return [_agent(r) for r in rows]
+
+    async def update(
+        self,
+        name: str,
+        *,
+        expected_revision: int | None = None,
+        template_ref: str | None = None,
+        template_digest: str | None = None,
+        params: dict[str, Any] | None = None,
+        replicas: int | None = None,
+        routes: builtins.list[Any] | None = None,
+        state: str | None = None,
+    ) -> Agent:
+        """Change the given fields and bump `revision`; a stale `expected_revision` is Conflict."""
+        sets = ["revision = revision + 1", "updated_at = ?"]
+        args: list[Any] = [self._clock()]
+        for col, val in (
+            ("template_ref", template_ref),
+            ("template_digest", template_digest),
+            ("params", None if params is None else dumps(params)),
+            ("replicas", replicas),
+            ("routes", None if routes is None else dumps(routes)),
+            ("state", state),
+        ):
+            if val is not None:
+                sets.append(f"{col} = ?")
+                args.append(val)
+        sql = f"UPDATE agents SET {', '.join(sets)} WHERE tenant_id = ? AND name = ?"
+        args.extend([self._tenant, name])
+        if expected_revision is not None:
+            sql += " AND revision = ?"
+            args.append(expected_revision)
+        n = await self._db.execute(sql, *args)
+        if n == 0:
+            current = await self.get(name)  # NotFound if it does not exist at all
+            raise Conflict(
+                f"agent {name} is at revision {current.revision}, not {expected_revision}"
+            )
+        return await self.get(name)
+
+    async def delete(self, name: str) -> None:
+        """Delete an agent; NotFound if absent."""
+        n = await self._db.execute(
+            "DELETE FROM agents WHERE tenant_id = ? AND name = ?", self._tenant, name
+        )
+        if n == 0:
+            raise NotFound(f"agent {name} not found")
+
+    async def usage(self) -> tuple[int, int]:
+        """(number of agents, total replicas) of the tenant, for quota policies."""
+        row = await self._db.fetchrow(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(replicas), 0) AS r FROM agents WHERE tenant_id = ?",
+            self._tenant,
+        )
+        r = need(row, "usage")
+        return int(r["n"]), int(r["r"])
+
+
+class PolicyRepo(ScopedRepo):
+    """Named Rego policies with immutable versions 1, 2, …; at most one active version per name."""
+
+    async def add(
+        self, name: str, rego: str, *, created_by: str | None = None, activate: bool = True
+    ) -> Policy:
+        """Store the next version of `name`, optionally making it the active one."""
+        async with self._db.transaction() as tx:
+            row = await tx.fetchrow(
+                "SELECT COALESCE(MAX(version), 0) AS v FROM policies "
+                "WHERE tenant_id = ? AND name = ?",
+                self._tenant,
+                name,
+            )
+            version = int(need(row, "policy")["v"]) + 1
+            if activate:
+                await tx.execute(
+                    "UPDATE policies SET active = 0 WHERE tenant_id = ? AND name = ?",
+                    self._tenant,
+                    name,
+                )
+            await tx.execute(
+                f"INSERT INTO policies ({_PO}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                self._tenant,
+                name,
+                version,
+                rego,
+                int(activate),
+                self._clock(),
+                created_by,
+            )
+        return await self.get(name, version)
+
+    async def get(self, name: str, version: int | None = None) -> Policy:
+        """A version, or (version None) the active one; NotFound otherwise."""
+        if version is None:
+            row = await self._db.fetchrow(
+                f"SELECT {_PO} FROM policies WHERE tenant_id = ? AND name = ? AND active = 1",
+                self._tenant,
+                name,
+            )
+        else:
+            row = await self._db.fetchrow(
+                f"SELECT {_PO} FROM policies WHERE tenant_id = ? AND name = ? AND version = ?",
+                self._tenant,
+                name,
+                version,
+            )
+        return _policy(need(row, f"policy {name}"))
+
+    async def list(self, *, active_only: bool = False) -> builtins.list[Policy]:
+        """Policies by name and version (only active versions if asked)."""
+        act = " AND active = 1" if active_only else ""
+        rows = await self._db.fetch(
+            f"SELECT {_PO} FROM policies WHERE tenant_id = ?{act} ORDER BY name, version",
+            self._tenant,
+        )
+        return [_policy(r) for r in rows]
+
+    async def versions(self, name: str) -> builtins.list[Policy]:
+        """All versions of one policy, oldest first."""
+        rows = await self._db.fetch(
+            f"SELECT {_PO} FROM policies WHERE tenant_id = ? AND name = ? ORDER BY version",
+            self._tenant,
+            name,
+        )
+        return [_policy(r) for r in rows]
+
+    async def activate(self, name: str, version: int) -> Policy:
+        """Make `version` the active one (e.g. roll back)."""
+        async with self._db.transaction() as tx:
+            hit = await tx.fetchrow(
+                "SELECT 1 AS ok FROM policies WHERE tenant_id = ? AND name = ? AND version = ?",
+                self._tenant,
+                name,
+                version,
+            )
+            need(hit, f"policy {name} v{version}")
+            await tx.execute(
+                "UPDATE policies SET active = CASE WHEN version = ? THEN 1 ELSE 0 END "
+                "WHERE tenant_id = ? AND name = ?",
+                version,
+                self._tenant,
+                name,
+            )
+        return await self.get(name, version)
+
+    async def deactivate(self, name: str) -> None:
+        """No active version any more; NotFound if the policy does not exist."""
+        n = await self._db.execute(
+            "UPDATE policies SET active = 0 WHERE tenant_id = ? AND name = ?", self._tenant, name
+        )
+        if n == 0:
+            raise NotFound(f"policy {name} not found")
+
+    async def delete(self, name: str) -> None:
+        """Delete all versions; NotFound if absent."""
+        n = await self._db.execute(
+            "DELETE FROM policies WHERE tenant_id = ? AND name = ?", self._tenant, name
+        )
+        if n == 0:
+            raise NotFound(f"policy {name} not found")

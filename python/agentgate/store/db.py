@@ -1,0 +1,275 @@
+"""Two database backends behind one tiny executor interface (`fetch`, `fetchrow`, `execute`).
+
+SQL is written once with `?` placeholders in the subset both engines accept; the PostgreSQL
+backend rewrites them to `$n`. Integrity errors become `Conflict` / `NotFound` / `Invalid` here so
+repositories stay SQL + mapping. Rows come back as plain dicts on both backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+
+from agentgate.errors import Conflict, Invalid, NotFound
+
+__all__ = ["Database", "Executor", "PostgresDatabase", "Row", "SqliteDatabase"]
+
+Row = dict[str, Any]
+T = TypeVar("T")
+
+
+class Executor(Protocol):
+    """Runs statements on one connection (or a pool, outside a transaction)."""
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        """All rows of a query."""
+        ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        """The first row of a query, or None."""
+        ...
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; returns the number of rows it changed."""
+        ...
+
+
+class Database(Executor, Protocol):
+    """A connected backend: statements, transactions, close."""
+
+    dialect: Literal["sqlite", "postgresql"]
+
+    def transaction(self) -> AbstractAsyncContextManager[Executor]:
+        """A write transaction: commits on normal exit, rolls back on an exception."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def _integrity(sql: str, message: str, kind: str) -> Exception:
+    if kind == "unique":
+        return Conflict(f"already exists ({message})")
+    if kind == "fk":
+        # A failing DELETE means something still points at the row; an insert/update means
+        # the row it points at is missing (possibly because it belongs to another tenant).
+        if sql.lstrip().upper().startswith("DELETE"):
+            return Conflict(f"still referenced ({message})")
+        return NotFound(f"referenced object does not exist ({message})")
+    return Invalid(f"constraint failed ({message})")
+
+
+# --- SQLite -------------------------------------------------------------------------------
+
+
+class _SqliteConn:
+    """Statements on the one SQLite connection, each run on the connection's own thread."""
+
+    def __init__(self, conn: sqlite3.Connection, pool: ThreadPoolExecutor) -> None:
+        self._conn = conn
+        self._pool = pool
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    def _exec(self, sql: str, args: Sequence[Any]) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, args)
+        except sqlite3.IntegrityError as e:
+            msg = str(e)
+            kind = "unique" if "UNIQUE" in msg or "PRIMARY KEY" in msg else "other"
+            if "FOREIGN KEY" in msg:
+                kind = "fk"
+            raise _integrity(sql, msg, kind) from e
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        """All rows of a query."""
+
+        def go() -> list[Row]:
+            cur = self._exec(sql, args)
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+        return await self._run(go)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        """The first row of a query, or None."""
+
+        def go() -> Row | None:
+            cur = self._exec(sql, args)
+            r = cur.fetchone()
+            if r is None:
+                return None
+            return dict(zip([d[0] for d in cur.description], r, strict=True))
+
+        return await self._run(go)
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; returns the number of rows it changed."""
+        return await self._run(lambda: self._exec(sql, args).rowcount)
+
+
+class SqliteDatabase:
+    """SQLite file in WAL mode with foreign keys on; one connection, one writer at a time."""
+
+    dialect: Literal["sqlite", "postgresql"] = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection, pool: ThreadPoolExecutor) -> None:
+        self._raw = conn
+        self._pool = pool
+        self._conn = _SqliteConn(conn, pool)
+        # One connection serves everyone: a transaction holds it from BEGIN to COMMIT.
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteDatabase:
+        """Open (creating) the database file and set the pragmas."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentgate-sqlite")
+
+        def connect() -> sqlite3.Connection:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+            return conn
+
+        conn = await asyncio.get_running_loop().run_in_executor(pool, connect)
+        return cls(conn, pool)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        """All rows of a query."""
+        async with self._lock:
+            return await self._conn.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        """The first row of a query, or None."""
+        async with self._lock:
+            return await self._conn.fetchrow(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; returns the number of rows it changed."""
+        async with self._lock:
+            return await self._conn.execute(sql, *args)
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Executor]:
+        async with self._lock:
+            # IMMEDIATE takes the write lock up front, so concurrent processes queue here
+            # instead of failing at the first write with SQLITE_BUSY.
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+
+    def transaction(self) -> AbstractAsyncContextManager[Executor]:
+        """A write transaction (BEGIN IMMEDIATE … COMMIT), rolled back on an exception."""
+        return self._tx()
+
+    async def close(self) -> None:
+        """Close the connection and its thread."""
+        async with self._lock:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._raw.close)
+        self._pool.shutdown(wait=True)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+@lru_cache(maxsize=1024)
+def _pg_sql(sql: str) -> str:
+    counter = iter(range(1, 10_000))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+def _rowcount(status: str) -> int:
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+class _PgConn:
+    """Statements on an asyncpg connection or pool, with errors mapped."""
+
+    def __init__(self, target: Any) -> None:
+        self._t = target
+
+    def _map(self, sql: str, e: Exception) -> Exception:
+
+        if isinstance(e, asyncpg.UniqueViolationError):
+            return _integrity(sql, str(e), "unique")
+        if isinstance(e, asyncpg.ForeignKeyViolationError):
+            return _integrity(sql, str(e), "fk")
+        return _integrity(sql, str(e), "other")
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        """All rows of a query."""
+
+        try:
+            rows = await self._t.fetch(_pg_sql(sql), *args)
+        except asyncpg.IntegrityConstraintViolationError as e:
+            raise self._map(sql, e) from e
+        return [dict(r.items()) for r in rows]
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        """The first row of a query, or None."""
+
+        try:
+            r = await self._t.fetchrow(_pg_sql(sql), *args)
+        except asyncpg.IntegrityConstraintViolationError as e:
+            raise self._map(sql, e) from e
+        return None if r is None else dict(r.items())
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; returns the number of rows it changed."""
+
+        try:
+            status: str = await self._t.execute(_pg_sql(sql), *args)
+        except asyncpg.IntegrityConstraintViolationError as e:
+            raise self._map(sql, e) from e
+        return _rowcount(status)
+
+
+class PostgresDatabase(_PgConn):
+    """PostgreSQL through an asyncpg pool."""
+
+    dialect: Literal["sqlite", "postgresql"] = "postgresql"
+
+    def __init__(self, pool: Any) -> None:
+        super().__init__(pool)
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresDatabase:
+        """Connect a pool to `url` (postgresql://…)."""
+
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+        return cls(pool)
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Executor]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield _PgConn(conn)
+
+    def transaction(self) -> AbstractAsyncContextManager[Executor]:
+        """A transaction on one pooled connection, rolled back on an exception."""
+        return self._tx()
+
+    async def close(self) -> None:
+        """Close the pool."""
+        await self._pool.close()
