@@ -10,5 +10,6 @@ pub mod engine;
 pub mod histogram;
 pub mod httpsig;
 pub mod limiter;
+pub mod policy;
 pub mod router;
 pub mod signature;
