@@ -80,6 +80,7 @@ class TenantScope:
     """Every repository of one tenant; the tenant id cannot be changed or forgotten."""
 
     tenant_id: str
+    clock: Clock
     api_keys: ApiKeyRepo
     templates: TemplateRepo
     signatures: SignatureRepo
@@ -121,6 +122,7 @@ class Store:
         db, c = self.db, self.clock
         return TenantScope(
             tenant_id=tenant_id,
+            clock=c,
             api_keys=ApiKeyRepo(db, tenant_id, c),
             templates=TemplateRepo(db, tenant_id, c),
             signatures=SignatureRepo(db, tenant_id, c),
