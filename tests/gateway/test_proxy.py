@@ -326,9 +326,14 @@ async def test_admin_endpoints(gw: Gateway, http: aiohttp.ClientSession) -> None
         assert r.status == 200
     async with http.get(f"{gw.admin}/healthz") as r:
         assert r.status == 200
-    async with http.get(f"{gw.admin}/metrics") as r:
-        text = await r.text()
-    assert 'agentgate_requests_total{agent="up",route="up",status_class="2xx"}' in text
+    want = 'agentgate_requests_total{agent="up",route="up",status_class="2xx"}'
+    for _ in range(50):  # the worker flushes its counts every 0.5 s
+        async with http.get(f"{gw.admin}/metrics") as r:
+            text = await r.text()
+        if want in text and "agentgate_rejected_total" in text:
+            break
+        await asyncio.sleep(0.1)
+    assert want in text
     assert "agentgate_request_duration_seconds_bucket" in text
     assert "agentgate_rejected_total" in text
     async with http.get(f"{gw.admin}/api/health/agents") as r:

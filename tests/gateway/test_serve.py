@@ -73,9 +73,23 @@ async def test_metrics_totals_with_two_workers(up: Upstream, tmp_path: Path) -> 
             for _ in range(n):
                 async with s.get(f"{g.url}/up/x") as r:
                     assert r.status == 200
+            # workers count locally and flush every 0.5 s: poll until both flushed
+            total = -1.0
+            for _ in range(60):
+                async with s.get(f"{g.admin}/metrics") as r:
+                    text = await r.text()
+                lines = [
+                    ln for ln in text.splitlines() if ln.startswith("agentgate_requests_total{")
+                ]
+                total = sum(float(ln.rsplit(" ", 1)[1]) for ln in lines)
+                if total >= n:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.2)  # and nothing is counted twice by later flushes
             async with s.get(f"{g.admin}/metrics") as r:
                 text = await r.text()
         line = next(ln for ln in text.splitlines() if ln.startswith("agentgate_requests_total{"))
+        assert total == n
         assert float(line.rsplit(" ", 1)[1]) == n
     finally:
         stop_gateway(g)

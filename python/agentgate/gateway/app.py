@@ -9,18 +9,27 @@ import asyncio
 import contextlib
 import logging
 import os
-import uuid
 from collections.abc import AsyncIterator
+from itertools import count
 from typing import Any
-
-import aiohttp
 
 from agentgate._core import ContentDigestCheck
 from agentgate.config import ConfigError, GatewayConfig, load_config
 from agentgate.gateway.engine import Engine, Flight, Rejected
 from agentgate.gateway.health import HealthChecker
+from agentgate.gateway.http1 import (
+    ConnectError,
+    ConnectTimeout,
+    DeadlineExceeded,
+    FirstByteTimeout,
+    IdleTimeout,
+    ResetError,
+    Response,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from agentgate.gateway.problem import problem
-from agentgate.gateway.upstream import UpstreamClient, make_url
+from agentgate.gateway.upstream import Endpoint, UpstreamClient
 from agentgate.observe.metrics import Metrics
 
 __all__ = ["CONFIG_ENV", "Gateway", "app"]
@@ -43,9 +52,13 @@ _HOP = frozenset(
     }
 )
 _AUTH_HEADERS = frozenset({"authorization", "x-api-key"})
+# what never goes upstream as the client sent it (X-Forwarded-For is re-added, extended)
+_DROP_REQ = _HOP | {"x-forwarded-for"}
+_DROP_REQ_AUTH = _DROP_REQ | _AUTH_HEADERS
 _BUFFER_REQUEST = 64 * 1024  # small bodies are read whole so a retry can replay them
 _BUFFER_RESPONSE = 256 * 1024  # known-length small responses go out in one write
 _PUBLISH_EVERY = 0.5
+_WATCH_AFTER = 0.05  # requests running longer get a client-disconnect watcher
 
 
 class _BodyTooLarge(Exception):
@@ -86,10 +99,17 @@ class Gateway:
         self._health: HealthChecker | None = None
         self._stamp: tuple[float, float] = (0.0, 0.0)
         self._sig_max_body = 1024 * 1024
+        self._live: set[Flight] = set()
+        self._rid_prefix = ""
+        self._rid_seq = count()
+        self._loop: asyncio.AbstractEventLoop  # set by __rsgi_init__
 
     # ---- lifecycle ----
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         """Per-worker setup inside the worker's loop."""
+        self._loop = loop
+        # request ids: a random per-worker prefix plus a counter, unique without uuid4 per call
+        self._rid_prefix = os.urandom(8).hex()
         cfg = self._initial
         if cfg is None:
             if not self.config_path:
@@ -100,6 +120,7 @@ class Gateway:
         if self.config_path:
             self._tasks.append(loop.create_task(self._watch_config()))
         self._tasks.append(loop.create_task(self._publish()))
+        self._tasks.append(loop.create_task(self._sweep()))
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         """Per-worker teardown."""
@@ -109,6 +130,7 @@ class Gateway:
             self._health.stop()
         if self.client is not None:
             loop.run_until_complete(self.client.close())
+        self.metrics.flush()
 
     async def _install(self, cfg: GatewayConfig) -> None:
         engine = self.engine
@@ -190,8 +212,10 @@ class Gateway:
         assert engine is not None and client is not None
         headers = scope.headers
         get = headers.get
-        rid = get("x-request-id") or uuid.uuid4().hex
-        client_ip = scope.client.rpartition(":")[0] or scope.client
+        given_rid = get("x-request-id")
+        rid = given_rid or f"{self._rid_prefix}{next(self._rid_seq):016x}"
+        peer = scope.client
+        client_ip = peer.rpartition(":")[0] or peer
         method = scope.method
         host = scope.authority or get("host") or ""
         d = engine.admit(
@@ -200,18 +224,18 @@ class Gateway:
         if type(d) is Rejected:
             self._reject(proto, d, rid)
             return
-        assert isinstance(d, Flight)
-        watcher = asyncio.ensure_future(proto.client_disconnect())
-        task = asyncio.current_task()
-        if task is not None:
-            watcher.add_done_callback(lambda _f: task.cancel())
+        assert type(d) is Flight
+        d.proto = proto
+        d.task = asyncio.current_task()
         if d.ticket is not None:
+            # queueing can take long: watch for the client leaving right away
+            watcher = self._watch(d)
             try:
                 rej = await engine.wait(d)
             except asyncio.CancelledError:
                 watcher.cancel()
-                if watcher.done() and task is not None:
-                    task.uncancel()  # the client left while queued; the ticket is withdrawn
+                if watcher.done() and not watcher.cancelled() and d.task is not None:
+                    d.task.uncancel()  # the client left while queued; the ticket is withdrawn
                     return
                 raise
             if rej is not None:
@@ -220,54 +244,97 @@ class Gateway:
                 self.metrics.shed(d)
                 self._reject(proto, rej, rid)
                 return
+        else:
+            # most requests end long before anyone could notice a disconnect: the sweeper
+            # watches only those still running after _WATCH_AFTER
+            self._live.add(d)
         client.in_flight += 1
-        self.metrics.start(d)
         status = 502
         try:
-            status = await self._proxy(scope, proto, engine, client, d, rid, client_ip)
+            status = await self._proxy(
+                scope, proto, engine, client, d, rid, given_rid, client_ip, host
+            )
         except StreamCut:
             raise
         except asyncio.CancelledError:
             status = 499  # client went away; the upstream request was cancelled with us
             d.outcome = "cancelled"
-            if not watcher.done():
+            w = d.watcher
+            if w is None or not w.done() or w.cancelled():
                 raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
+            if d.task is not None:
+                d.task.uncancel()
         finally:
-            watcher.cancel()
+            self._live.discard(d)
+            w = d.watcher
+            if w is not None:
+                w.cancel()
             client.in_flight -= 1
             engine.finish(d, d.latency, d.outcome)
-            self.metrics.finish(d, status, asyncio.get_running_loop().time() - d.started)
+            self.metrics.finish(d, status, self._loop.time() - d.started)
+
+    def _watch(self, d: Flight) -> asyncio.Future[Any]:
+        """Cancel the request's task when its client disconnects."""
+        w: asyncio.Future[Any] = asyncio.ensure_future(d.proto.client_disconnect())
+        task = d.task
+
+        def gone(f: asyncio.Future[Any]) -> None:
+            if not f.cancelled() and task is not None and not task.done():
+                task.cancel()
+
+        w.add_done_callback(gone)
+        d.watcher = w
+        return w
+
+    async def _sweep(self) -> None:
+        # one timer for all requests instead of a watcher task per request
+        loop = self._loop
+        live = self._live
+        while True:
+            await asyncio.sleep(_WATCH_AFTER)
+            if not live:
+                continue
+            old = loop.time() - _WATCH_AFTER
+            for d in [d for d in live if d.started <= old]:
+                live.discard(d)
+                if d.watcher is None and d.task is not None and not d.task.done():
+                    self._watch(d)
 
     def _reject(self, proto: Any, r: Rejected, rid: str) -> None:
         self.metrics.rejected(r.status)
         h, body = problem(r.status, r.title, r.detail, rid, r.headers, r.reason)
         proto.response_bytes(r.status, h, body)
 
+    @staticmethod
     def _upstream_headers(
-        self, scope: Any, d: Flight, rid: str, client_ip: str
+        scope: Any, d: Flight, rid: str, given_rid: str | None, client_ip: str, host: str
     ) -> list[tuple[str, str]]:
-        items = scope.headers.items()
-        drop = _HOP
-        conn = scope.headers.get("connection")
+        headers = scope.headers
+        get = headers.get
+        drop = _DROP_REQ_AUTH if d.route.hide_auth else _DROP_REQ
+        conn = get("connection")
         if conn:
-            drop = _HOP | _connection_tokens(conn)
-        if d.route.hide_auth:
-            drop = drop | _AUTH_HEADERS
-        out = [(k, v) for k, v in items if k not in drop and k != "x-forwarded-for"]
-        xff = scope.headers.get("x-forwarded-for")
-        host = scope.authority or scope.headers.get("host") or ""
+            drop = drop | _connection_tokens(conn)
+        out = [kv for kv in headers.items() if kv[0] not in drop]
+        xff = get("x-forwarded-for")
         out.append(("x-forwarded-for", f"{xff}, {client_ip}" if xff else client_ip))
         out.append(("x-forwarded-proto", scope.scheme))
         if host:
             out.append(("x-forwarded-host", host))
             if d.agent.config.host_header == "preserve":
                 out.append(("host", host))
-        if scope.headers.get("x-request-id") is None:
+        if given_rid is None:
             out.append(("x-request-id", rid))
         return out
+
+    def _endpoint(self, client: UpstreamClient, d: Flight) -> Endpoint | None:
+        eps = client.endpoints.get(d.agent.name)
+        ep = None if eps is None else eps.get(d.url)
+        if ep is None and self.client is not None and self.client is not client:
+            # a retry after a reload may pick an endpoint only the new config has
+            eps = self.client.endpoints.get(d.agent.name)
+            ep = None if eps is None else eps.get(d.url)
+        return ep
 
     async def _proxy(
         self,
@@ -277,12 +344,12 @@ class Gateway:
         client: UpstreamClient,
         d: Flight,
         rid: str,
+        given_rid: str | None,
         client_ip: str,
+        host: str,
     ) -> int:
         get = scope.headers.get
-        method = scope.method
         cl = get("content-length")
-        te = get("transfer-encoding")
         max_body = d.route.max_body
         body: bytes | AsyncIterator[bytes] | None = None
         replayable = True
@@ -300,45 +367,69 @@ class Gateway:
                 r = Rejected(401, "bad_signature", "Content-Digest does not match the body")
                 self._reject(proto, r, rid)
                 return 401
-        elif cl is not None and cl.isdigit() and int(cl) <= _BUFFER_REQUEST:
-            body = await proto() if int(cl) else b""
-        elif cl is not None or te is not None:
+        elif cl is not None:
+            if cl.isdigit() and int(cl) <= _BUFFER_REQUEST:
+                body = await proto() if int(cl) else b""
+            else:
+                body = _stream_body(proto, max_body)
+                replayable = False
+        elif get("transfer-encoding") is not None:
             body = _stream_body(proto, max_body)
             replayable = False
-        up_headers = self._upstream_headers(scope, d, rid, client_ip)
-        session = client.session(d.agent.name)
+        up_headers = self._upstream_headers(scope, d, rid, given_rid, client_ip, host)
+        method = scope.method
         pol = d.agent.config
-        t = pol.timeouts
-        retry_on = pol.retries.on
-        loop = asyncio.get_running_loop()
-        total_deadline = loop.time() + t.total if t.total else None
+        loop = self._loop
+        total = pol.timeouts.total
+        total_deadline = loop.time() + total if total else None
         while True:
-            sent = False
-            failed: _Attempt | None = None
+            resp: Response | None = None
+            fail: _Attempt | None = None
+            retry_after: float | None = None
+            ep = self._endpoint(client, d)
+            start = loop.time()
             try:
-                return await self._attempt(
-                    proto, session, d, method, up_headers, body, rid, total_deadline, loop
+                if ep is None:
+                    raise ResetError("endpoint no longer configured")
+                resp = await ep.pool.request(
+                    method, ep.target(d.upstream_path), up_headers, body, deadline=total_deadline
                 )
-            except _Attempt as fail:
+            except UpstreamError as e:
+                fail = _failure(e)
+            except _BodyTooLarge:
+                fail = _TOO_LARGE
+            except ValueError as e:
+                fail = _Attempt("error", 502, "Bad Gateway", f"cannot forward the request: {e}")
+            d.latency = latency = loop.time() - start
+            if resp is not None:
+                self.metrics.upstream_latency(d, latency)
+                st = resp.status
+                if st < 500 and st != 429:
+                    try:
+                        return await self._respond(proto, d, resp, rid)
+                    except _Attempt as f:
+                        fail = f
+                        resp = None
+                else:
+                    d.outcome = "failure" if st >= 500 else "success"
+                    retry_after = _retry_after(resp)
+            if fail is not None:
                 d.outcome = "failure"
-                failed = fail
                 kind, status = fail.kind, fail.status
-                retry_after = None
-            except _UpstreamStatus as us:
-                d.outcome = "failure" if us.resp.status >= 500 else "success"
-                kind, status = str(us.resp.status), us.resp.status
-                retry_after = us.retry_after
-                sent = True
-                resp = us.resp
+            else:
+                assert resp is not None
+                status = resp.status
+                kind = str(status)
+            retry_on = pol.retries.on
             can_retry = (
-                (kind in retry_on or (kind.isdigit() and "5xx" in retry_on and status >= 500))
+                (kind in retry_on or (resp is not None and "5xx" in retry_on and status >= 500))
                 and (replayable or body is None)
                 and (retry_after is None or retry_after <= pol.retries.backoff.max)
                 and (total_deadline is None or loop.time() + (retry_after or 0.0) < total_deadline)
                 and engine.retry(d, method, d.latency, d.outcome)
             )
             if can_retry:
-                if sent:
+                if resp is not None:
                     resp.release()
                 self.metrics.retry(d)
                 delay = engine.backoff(d)
@@ -347,157 +438,109 @@ class Gateway:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 continue
-            if sent:
+            if resp is not None:
                 # out of retries: the upstream's own answer goes to the client as it is
-                return await self._respond(proto, d, resp, rid, total_deadline, loop, False)
-            assert failed is not None
-            h, pbody = problem(failed.status, failed.title, failed.detail, rid, (), failed.reason)
-            proto.response_bytes(failed.status, h, pbody)
-            return failed.status
-
-    async def _attempt(
-        self,
-        proto: Any,
-        session: aiohttp.ClientSession,
-        d: Flight,
-        method: str,
-        headers: list[tuple[str, str]],
-        body: bytes | AsyncIterator[bytes] | None,
-        rid: str,
-        total_deadline: float | None,
-        loop: asyncio.AbstractEventLoop,
-    ) -> int:
-        t = d.agent.config.timeouts
-        deadline = loop.time() + t.first_byte if t.first_byte else None
-        if total_deadline is not None and (deadline is None or total_deadline < deadline):
-            deadline = total_deadline
-        url = make_url(d.url, d.upstream_path)
-        start = loop.time()
-        try:
-            resp = await self._send(session, method, url, headers, body, deadline, total_deadline)
-        finally:
-            d.latency = loop.time() - start
-        self.metrics.upstream_latency(d, d.latency)
-        st = resp.status
-        if st >= 500 or st == 429:
-            ra = resp.headers.get("retry-after")
-            raise _UpstreamStatus(resp, float(ra) if ra and ra.isdigit() else None)
-        return await self._respond(proto, d, resp, rid, total_deadline, loop)
+                return await self._respond(proto, d, resp, rid, False)
+            assert fail is not None
+            h, pbody = problem(fail.status, fail.title, fail.detail, rid, (), fail.reason)
+            proto.response_bytes(fail.status, h, pbody)
+            return fail.status
 
     @staticmethod
-    async def _send(
-        session: aiohttp.ClientSession,
-        method: str,
-        url: Any,
-        headers: list[tuple[str, str]],
-        body: bytes | AsyncIterator[bytes] | None,
-        deadline: float | None,
-        total_deadline: float | None,
-    ) -> aiohttp.ClientResponse:
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await session.request(
-                    method, url, headers=headers, data=body, allow_redirects=False
-                )
-        except aiohttp.ConnectionTimeoutError:
-            raise _Attempt("timeout", 504, "Gateway Timeout", "upstream connect timeout") from None
-        except TimeoutError:
-            what = "total" if deadline == total_deadline else "first byte"
-            raise _Attempt("timeout", 504, "Gateway Timeout", f"upstream {what} timeout") from None
-        except aiohttp.ClientConnectorError as e:
-            raise _Attempt(
-                "connect-failure", 502, "Bad Gateway", f"connect failed: {e.os_error}"
-            ) from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
-            raise _Attempt("reset", 502, "Bad Gateway", "upstream closed the connection") from None
-        except aiohttp.ClientError as e:
-            raise _Attempt(
-                "error", 502, "Bad Gateway", f"upstream error: {type(e).__name__}"
-            ) from None
-        except _BodyTooLarge:
-            raise _Attempt(
-                "too-large", 413, "Content Too Large", "request body too large"
-            ) from None
-
-    async def _respond(
-        self,
-        proto: Any,
-        d: Flight,
-        resp: aiohttp.ClientResponse,
-        rid: str,
-        total_deadline: float | None,
-        loop: asyncio.AbstractEventLoop,
-        record: bool = True,
-    ) -> int:
+    async def _respond(proto: Any, d: Flight, resp: Response, rid: str, record: bool = True) -> int:
         status = resp.status
-        raw = resp.raw_headers
-        conn = resp.headers.get("connection")
-        drop = _HOP | _connection_tokens(conn) if conn else _HOP
-        out: list[tuple[str, str]] = []
-        has_rid = False
-        for k, v in raw:
-            name = k.decode("latin-1").lower()
-            if name in drop:
-                continue
-            if name == "x-request-id":
-                has_rid = True
-            out.append((name, v.decode("latin-1")))
-        if not has_rid:
+        raw = resp.headers
+        out = [(n, v) for k, v in raw if (n := k.lower()) not in _HOP]
+        if len(out) != len(raw):
+            conn = next((v for k, v in raw if k.lower() == "connection"), None)
+            if conn:
+                drop = _HOP | _connection_tokens(conn)
+                out = [kv for kv in out if kv[0] not in drop]
+        for kv in out:
+            if kv[0] == "x-request-id":
+                break
+        else:
             out.append(("x-request-id", rid))
-        if d.ratelimit is not None:
-            out.append(("ratelimit-policy", d.ratelimit[0]))
-            out.append(("ratelimit", d.ratelimit[1]))
-        idle = d.agent.config.timeouts.idle
+        rl = d.ratelimit
+        if rl is not None:
+            out.append(("ratelimit-policy", rl[0]))
+            out.append(("ratelimit", rl[1]))
+        if resp.body_complete:
+            # the common case: a small body arrived with the head, one write, nothing to await
+            proto.response_bytes(status, out, resp.body_bytes())
+            resp.release()
+            if record:
+                d.outcome = "success" if status < 500 else "failure"
+            return status
         ok = False
         transport = None
         try:
-            length = resp.content_length
-            if length is not None and length <= _BUFFER_RESPONSE:
-                async with asyncio.timeout_at(_deadline(loop, idle, total_deadline)):
+            length = _content_length(raw)
+            if 0 <= length <= _BUFFER_RESPONSE:
+                try:
                     data = await resp.read()
+                except UpstreamTimeout as e:
+                    raise _failure(e) from None
+                except UpstreamError:
+                    raise _Attempt(
+                        "reset", 502, "Bad Gateway", "upstream closed the connection"
+                    ) from None
                 proto.response_bytes(status, out, data)
                 ok = True
                 return status
             transport = proto.response_stream(status, out)
-            content = resp.content
-            async with asyncio.timeout_at(_deadline(loop, idle, total_deadline)) as cm:
-                while True:
-                    chunk = await content.readany()
-                    if not chunk:
-                        break
-                    await transport.send_bytes(chunk)
-                    cm.reschedule(_deadline(loop, idle, total_deadline))
+            send = transport.send_bytes
+            try:
+                async for chunk in resp:
+                    await send(chunk)
+            except UpstreamError:
+                # headers are gone already; aborting the stream is the only signal left
+                raise StreamCut from None
             ok = True
             return status
-        except (TimeoutError, aiohttp.ClientError):
-            if transport is None:
-                raise _Attempt("timeout", 504, "Gateway Timeout", "upstream idle timeout") from None
-            # headers are gone already; aborting the stream is the only signal left
-            raise StreamCut from None
         finally:
             if record:
                 d.outcome = "success" if ok and status < 500 else "failure"
-            if ok:
-                resp.release()
-            else:
-                resp.close()  # drops the upstream connection, so the upstream sees the cancel
+            resp.release()  # closes the upstream connection unless the body ended
 
 
 class StreamCut(Exception):
     """The upstream stream broke after the response started; the client connection is cut."""
 
 
-class _UpstreamStatus(Exception):
-    def __init__(self, resp: aiohttp.ClientResponse, retry_after: float | None) -> None:
-        self.resp = resp
-        self.retry_after = retry_after
+_TOO_LARGE = _Attempt("too-large", 413, "Content Too Large", "request body too large")
+_TIMEOUTS: dict[type[UpstreamError], str] = {
+    ConnectTimeout: "upstream connect timeout",
+    FirstByteTimeout: "upstream first byte timeout",
+    IdleTimeout: "upstream idle timeout",
+    DeadlineExceeded: "upstream total timeout",
+}
 
 
-def _deadline(loop: asyncio.AbstractEventLoop, idle: float, total: float | None) -> float | None:
-    d = loop.time() + idle if idle else None
-    if total is not None and (d is None or total < d):
-        return total
-    return d
+def _failure(e: UpstreamError) -> _Attempt:
+    """The problem an upstream error maps to (502, or 504 for timeouts)."""
+    what = _TIMEOUTS.get(type(e))
+    if what is not None or isinstance(e, UpstreamTimeout):
+        return _Attempt("timeout", 504, "Gateway Timeout", what or "upstream timeout")
+    if isinstance(e, ConnectError):
+        return _Attempt("connect-failure", 502, "Bad Gateway", f"connect failed: {e}")
+    if isinstance(e, ResetError):
+        return _Attempt("reset", 502, "Bad Gateway", "upstream closed the connection")
+    return _Attempt("error", 502, "Bad Gateway", f"upstream error: {e}")
+
+
+def _retry_after(resp: Response) -> float | None:
+    for k, v in resp.headers:
+        if len(k) == 11 and k.lower() == "retry-after":
+            return float(v) if v.isdigit() else None
+    return None
+
+
+def _content_length(headers: list[tuple[str, str]]) -> int:
+    for k, v in headers:
+        if len(k) == 14 and k.lower() == "content-length":
+            return int(v) if v.isdigit() else -1
+    return -1
 
 
 async def _read_capped(proto: Any, cap: int, digest: ContentDigestCheck) -> bytes:

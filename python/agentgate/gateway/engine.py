@@ -163,13 +163,16 @@ class Flight:
         "latency",
         "outcome",
         "priority",
+        "proto",
         "ratelimit",
         "route",
         "started",
+        "task",
         "tenant",
         "ticket",
         "upstream_path",
         "url",
+        "watcher",
     )
 
     def __init__(self, a: Admission, route: RouteState, upstream_path: str, now: float) -> None:
@@ -190,6 +193,10 @@ class Flight:
         self.outcome = "cancelled"  # of the current attempt, until it has one
         # signed request with a body: the body must match this before it is forwarded
         self.digest: ContentDigestCheck | None = None
+        # set by the handler: what a slow request's client-disconnect watcher needs
+        self.proto: Any = None
+        self.task: asyncio.Task[Any] | None = None
+        self.watcher: asyncio.Future[Any] | None = None
 
 
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~!$&'()*+,;=:@-]*")

@@ -9,13 +9,11 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
-import aiohttp
-
-from agentgate.gateway.upstream import make_url
+from agentgate.gateway.http1 import UpstreamError
 
 if TYPE_CHECKING:
     from agentgate.gateway.engine import AgentState, Engine
-    from agentgate.gateway.upstream import UpstreamClient
+    from agentgate.gateway.upstream import Endpoint, UpstreamClient
     from agentgate.observe.metrics import Metrics
 
 __all__ = ["HealthChecker"]
@@ -53,11 +51,9 @@ class HealthChecker:
         healthy = healthy or [True] * len(urls)
         ups = [0] * len(urls)
         downs = [0] * len(urls)
-        session = self.client.session(agent.name)
+        eps = [self.client.endpoint(agent.name, url) for url in urls]
         while True:
-            results = await asyncio.gather(
-                *(self._probe(session, url, hc.path, hc.timeout) for url in urls)
-            )
+            results = await asyncio.gather(*(self._probe(ep, hc.path, hc.timeout) for ep in eps))
             for i, ok in enumerate(results):
                 if ok:
                     ups[i] += 1
@@ -75,12 +71,10 @@ class HealthChecker:
             await asyncio.sleep(hc.interval)
 
     @staticmethod
-    async def _probe(session: aiohttp.ClientSession, base: str, path: str, limit: float) -> bool:
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
-            async with (
-                asyncio.timeout(limit or None),
-                session.get(make_url(base, path), allow_redirects=False) as resp,
-            ):
+    async def _probe(ep: Endpoint, path: str, limit: float) -> bool:
+        deadline = asyncio.get_running_loop().time() + limit if limit else None
+        with contextlib.suppress(UpstreamError, TimeoutError, OSError, ValueError):
+            async with await ep.pool.request("GET", ep.target(path), deadline=deadline) as resp:
                 await resp.read()
                 return 200 <= resp.status < 300
         return False
