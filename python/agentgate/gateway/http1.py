@@ -83,6 +83,7 @@ _COALESCE: Final = 64 * 1024
 _CRLF: Final = b"\r\n"
 _LAST_CHUNK: Final = b"0\r\n\r\n"
 _EMPTY_LEN_METHODS: Final = frozenset(("POST", "PUT", "PATCH"))
+_NO_HEAD: Final = "upstream sent no response head in time"
 
 
 class _Unsolicited(Exception):
@@ -95,6 +96,9 @@ class _Conn(asyncio.Protocol):
     __slots__ = (
         "active",
         "drain_fut",
+        "due",
+        "due_error",
+        "due_message",
         "error",
         "got_bytes",
         "head_fut",
@@ -113,6 +117,7 @@ class _Conn(asyncio.Protocol):
         "resp",
         "reused",
         "timer",
+        "timer_at",
         "transport",
         "write_paused",
     )
@@ -132,6 +137,10 @@ class _Conn(asyncio.Protocol):
         # Weak, so a Response dropped without release() is collected and closes the connection.
         self.resp: weakref.ref[Response] | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.due: float | None = None
+        self.due_error: type[UpstreamTimeout] = UpstreamTimeout
+        self.due_message = ""
         self.idle = False
         self.idle_since = 0.0
         self.interim = False
@@ -230,10 +239,7 @@ class _Conn(asyncio.Protocol):
         if status < 200:
             self.interim = True
             return
-        timer = self.timer
-        if timer is not None:
-            self.timer = None
-            timer.cancel()
+        self.due = None
         resp = Response(
             status, self.reason.decode("latin-1"), self.headers, parser.get_http_version(), self
         )
@@ -282,10 +288,7 @@ class _Conn(asyncio.Protocol):
             resp._waiter = None
             if not fut.done():
                 fut.set_result(None)
-        timer = self.timer
-        if timer is not None:
-            self.timer = None
-            timer.cancel()
+        self.due = None
         transport = self.transport
         if transport is None:
             return
@@ -305,6 +308,7 @@ class _Conn(asyncio.Protocol):
         if self.error is None:
             self.error = error
         self.active = False
+        self.due = None
         if self.idle:
             self.idle = False
             with contextlib.suppress(ValueError):
@@ -339,26 +343,44 @@ class _Conn(asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             transport.abort()
 
-    def expire(self, error_type: type[UpstreamTimeout], message: str) -> None:
-        """Timer callback: the current phase took too long."""
+    def expire(self) -> None:
+        """Timer callback: fail the current phase if its deadline passed, else wait for it."""
         self.timer = None
-        self.fail(error_type(message))
+        due = self.due
+        if due is None:
+            return  # the phase this timer was started for ended long ago
+        loop = self.loop
+        if due > loop.time():
+            # a later phase moved the deadline on: follow it with the same single timer
+            self.timer = loop.call_at(due, self.expire)
+            self.timer_at = due
+            return
+        self.due = None
+        error_type = self.due_error
+        self.fail(error_type(self.due_message))
 
     def arm(self, when: float | None, error_type: type[UpstreamTimeout], message: str) -> None:
-        """Start the phase timer (replacing any previous one)."""
+        """Set the phase deadline; a running timer is reused unless it would fire too late.
+
+        Timers are lazy: ending a phase only clears `due`, and an early-firing timer re-arms
+        itself for the current deadline. With steady timeouts a keep-alive connection so keeps
+        one pending timer instead of creating and cancelling one per request.
+        """
+        self.due = when
+        if when is None:
+            return
+        self.due_error = error_type
+        self.due_message = message
         timer = self.timer
-        if timer is not None:
-            timer.cancel()
-        self.timer = (
-            None if when is None else self.loop.call_at(when, self.expire, error_type, message)
-        )
+        if timer is None or self.timer_at > when:
+            if timer is not None:
+                timer.cancel()
+            self.timer = self.loop.call_at(when, self.expire)
+            self.timer_at = when
 
     def disarm(self) -> None:
-        """Cancel the phase timer."""
-        timer = self.timer
-        if timer is not None:
-            self.timer = None
-            timer.cancel()
+        """End the current phase's deadline (the timer, if any, notices when it fires)."""
+        self.due = None
 
 
 def _close_delimited(headers: list[tuple[str, str]]) -> bool:
@@ -685,40 +707,44 @@ class Http1Pool:
         """The request head and the caller's Content-Length (-1 if none) with framing added."""
         if " " in target or not target:
             raise ValueError(f"invalid request target {target!r}")
-        parts = [f"{method} {target} HTTP/1.1\r\n"]
+        lines = [f"{name}: {value}\r\n" for name, value in headers]
+        text = "".join(lines)
+        # One lowercase copy answers "is there a Host / Content-Length / Transfer-Encoding
+        # line?" at C speed; only heads that carry framing headers take the per-header path.
+        low = "\n" + text.lower()
+        has_host = "\nhost:" in low
         given = -1
-        has_host = False
-        for name, value in headers:
-            n = len(name)
-            if n == 4 and name.lower() == "host":
-                has_host = True
-            elif n == 14 and name.lower() == "content-length":
-                try:
-                    given = int(value)
-                except ValueError:
-                    raise ValueError(f"invalid content-length header {value!r}") from None
-                if given < 0:
-                    raise ValueError(f"invalid content-length header {value!r}")
-            elif n == 17 and name.lower() == "transfer-encoding":
-                continue  # hop-by-hop: this client decides the framing
-            parts.append(f"{name}: {value}\r\n")
-        if not has_host:
-            parts.append(self._host_line)
+        if "\ncontent-length:" in low or "\ntransfer-encoding:" in low:
+            lines = []
+            for name, value in headers:
+                n = len(name)
+                if n == 14 and name.lower() == "content-length":
+                    try:
+                        given = int(value)
+                    except ValueError:
+                        raise ValueError(f"invalid content-length header {value!r}") from None
+                    if given < 0:
+                        raise ValueError(f"invalid content-length header {value!r}")
+                elif n == 17 and name.lower() == "transfer-encoding":
+                    continue  # hop-by-hop: this client decides the framing
+                lines.append(f"{name}: {value}\r\n")
+            text = "".join(lines)
+        framing = ""
         if given < 0:
             if body_len >= 0:
-                parts.append(f"content-length: {body_len}\r\n")
+                framing = f"content-length: {body_len}\r\n"
             elif body_len == -2:
-                parts.append("transfer-encoding: chunked\r\n")
+                framing = "transfer-encoding: chunked\r\n"
             elif method in _EMPTY_LEN_METHODS:
-                parts.append("content-length: 0\r\n")
+                framing = "content-length: 0\r\n"
         elif body_len >= 0 and given != body_len:
             raise ValueError(f"content-length {given} does not match the body length {body_len}")
-        parts.append("\r\n")
-        head = "".join(parts)
-        # One C-speed scan each instead of per-header checks: any CR/LF inside a name, value,
-        # method or target (header injection) shows up as extra line breaks.
-        lines = len(parts)
-        if head.count("\n") != lines or head.count("\r") != lines:
+        host = "" if has_host else self._host_line
+        head = f"{method} {target} HTTP/1.1\r\n{text}{host}{framing}\r\n"
+        # Any CR/LF inside a name, value, method or target (header injection) shows up as
+        # extra line breaks: one C-speed count each instead of per-header checks.
+        breaks = len(lines) + 2 + (not has_host) + (framing != "")
+        if head.count("\n") != breaks or head.count("\r") != breaks:
             raise ValueError("CR or LF inside the request line or a header")
         try:
             return head.encode("latin-1"), given
@@ -793,12 +819,17 @@ class Http1Pool:
                 else:
                     transport.write(head)
                     pulled = await self._upload(conn, stream, given, idle_timeout, deadline)
-                if not fut.done():
+                if fut.done():
+                    pass
+                elif deadline is None:
+                    if first_byte_timeout is not None:
+                        conn.arm(loop.time() + first_byte_timeout, FirstByteTimeout, _NO_HEAD)
+                else:
                     when, error_type = _deadline_of(
                         loop, first_byte_timeout, deadline, FirstByteTimeout
                     )
                     if when is not None:
-                        conn.arm(when, error_type, "upstream sent no response head in time")
+                        conn.arm(when, error_type, _NO_HEAD)
                 resp = await fut
             except BaseException:
                 # Cancelled (client went away) or the body iterator failed. If the head already
