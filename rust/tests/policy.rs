@@ -193,6 +193,24 @@ fn runtime_conflict_is_an_eval_error_and_does_not_poison_the_pool() {
 }
 
 #[test]
+fn bundles_the_vm_rejects_fall_back_to_the_interpreter() {
+    // `some x in <virtual document>` is interpreter-only in regorus 0.14's bytecode compiler.
+    let main = "package agentgate\nimport rego.v1\n\ndeny contains {\"rule\": name, \"msg\": msg} if {\n\tsome name\n\tsome msg in data.agentgate.rules[name].deny\n}\n\ndecision := {\"allow\": count(deny) == 0, \"deny\": deny}\n";
+    let mut mods = modules();
+    mods[0].1 = main.to_string();
+    let b = match PolicyBundle::new(&mods, None, DEFAULT_QUERY) {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(!b.uses_vm());
+    assert!(defaults().uses_vm());
+    let d = b
+        .evaluate(&input("create", Some("k1"), true, 1, &["shell"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rules(&d), vec!["capabilities"]);
+}
+
+#[test]
 fn wrong_shape_is_reported() {
     let src = "package agentgate\nimport rego.v1\n\ndecision := {\"allow\": \"yes\"}\n";
     let b = match PolicyBundle::new(&[("s.rego".into(), src.into())], None, DEFAULT_QUERY) {
@@ -278,10 +296,10 @@ fn latency_report() {
     let n = 5000;
     type EvalFn<'a> = Box<dyn Fn() -> bool + 'a>;
     let modes: Vec<(&str, EvalFn)> = vec![
-        ("pooled", Box::new(|| b.evaluate(&inp).is_ok())),
+        ("evaluate", Box::new(|| b.evaluate(&inp).is_ok())),
         (
-            "fresh-clone",
-            Box::new(|| b.evaluate_value_cloned(&inp).is_ok()),
+            "interpreter",
+            Box::new(|| b.evaluate_value_interpreted(&inp).is_ok()),
         ),
     ];
     for (name, f) in modes {
@@ -328,6 +346,10 @@ proptest! {
                       "cpu": used_cpu, "memory_mb": used_mem},
             "request": {"replicas": replicas},
         }).to_string();
+        prop_assert!(b.uses_vm());
+        let vm = b.evaluate_value(&inp);
+        let interpreted = b.evaluate_value_interpreted(&inp);
+        prop_assert_eq!(vm.ok(), interpreted.ok(), "VM and interpreter disagree");
         let d = b.evaluate(&inp);
         prop_assert!(d.is_ok(), "{:?}", d);
         let d = d.unwrap_or_else(|_| unreachable!());

@@ -5,8 +5,7 @@ package agentgate
 import rego.v1
 
 deny contains {"rule": name, "msg": msg} if {
-	some name
-	some msg in data.agentgate.rules[name].deny
+	msg := data.agentgate.rules[name].deny[_]
 }
 
 decision := {"allow": count(deny) == 0, "deny": deny}
