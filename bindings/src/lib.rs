@@ -10,6 +10,7 @@ mod engine;
 mod histogram;
 mod httpsig;
 mod limiter;
+mod policy;
 mod router;
 mod signature;
 
@@ -26,5 +27,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     httpsig::register(m)?;
     histogram::register(m)?;
     engine::register(m)?;
+    policy::register(m)?;
     Ok(())
 }
