@@ -14,12 +14,16 @@ pub struct ManualClock {
 impl ManualClock {
     #[new]
     fn new() -> Self {
-        Self { inner: CoreManualClock::new() }
+        Self {
+            inner: CoreManualClock::new(),
+        }
     }
     /// Moves the clock forward by `seconds`.
     fn advance(&self, seconds: f64) -> PyResult<()> {
         if !(seconds.is_finite() && seconds >= 0.0) {
-            return Err(pyo3::exceptions::PyValueError::new_err("seconds must be a finite number >= 0"));
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "seconds must be a finite number >= 0",
+            ));
         }
         self.inner.advance_secs(seconds);
         Ok(())

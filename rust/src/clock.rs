@@ -42,7 +42,9 @@ impl Default for ManualClock {
 impl ManualClock {
     /// A manual clock starting at 1 s.
     pub fn new() -> Self {
-        Self { nanos: Arc::new(AtomicU64::new(1_000_000_000)) }
+        Self {
+            nanos: Arc::new(AtomicU64::new(1_000_000_000)),
+        }
     }
     /// Moves the clock forward by `nanos`.
     pub fn advance(&self, nanos: u64) {

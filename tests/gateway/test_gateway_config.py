@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+
 from agentgate.config import (
     ConfigError,
     load_config,
