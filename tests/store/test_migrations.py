@@ -32,15 +32,18 @@ async def test_applied_once_and_recorded(database_url: str | None, tmp_path: Pat
 
 async def test_failed_migration_leaves_nothing(database_url: str | None, tmp_path: Path) -> None:
     db = await _open(database_url, tmp_path)
+    bundled = bundled_migrations()
     broken = Migration(
-        2, "broken", "CREATE TABLE half (x INTEGER);\nINSERT INTO nowhere VALUES (1);\n"
+        bundled[-1].version + 1,
+        "broken",
+        "CREATE TABLE half (x INTEGER);\nINSERT INTO nowhere VALUES (1);\n",
     )
     try:
         await apply_migrations(db, [*bundled_migrations()])
         with pytest.raises(Exception, match=r"(?i)nowhere"):
             await apply_migrations(db, [*bundled_migrations(), broken])
         rows = await db.fetch("SELECT version FROM schema_migrations")
-        assert [r["version"] for r in rows] == [1]
+        assert sorted(r["version"] for r in rows) == [m.version for m in bundled]
         with pytest.raises(Exception, match=r"(?i)half"):
             await db.fetch("SELECT * FROM half")
         # a fresh database with a broken migration gets no tables at all
@@ -50,7 +53,7 @@ async def test_failed_migration_leaves_nothing(database_url: str | None, tmp_pat
 
 async def test_fresh_database_broken_first_run(database_url: str | None, tmp_path: Path) -> None:
     db = await _open(database_url, tmp_path)
-    broken = Migration(2, "broken", "SELECT * FROM nowhere;\n")
+    broken = Migration(bundled_migrations()[-1].version + 1, "broken", "SELECT * FROM nowhere;\n")
     try:
         with pytest.raises(Exception, match=r"(?i)nowhere"):
             await apply_migrations(db, [*bundled_migrations(), broken])

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentgate.store._base import Clock
-from agentgate.store.agents import AgentRepo, PolicyRepo
+from agentgate.store.agents import AgentRepo, PolicyRepo, RoutableAgent, SystemAgentRepo
 from agentgate.store.audit import GENESIS_HASH, AuditRepo, Seal, SystemAuditRepo
 from agentgate.store.db import Database, PostgresDatabase, SqliteDatabase
 from agentgate.store.migrate import apply_migrations
@@ -57,10 +57,12 @@ __all__ = [
     "PolicyRepo",
     "PublisherKey",
     "PublisherKeyRepo",
+    "RoutableAgent",
     "Seal",
     "Signature",
     "SignatureRepo",
     "Store",
+    "SystemAgentRepo",
     "SystemScope",
     "TagMove",
     "Template",
@@ -93,11 +95,13 @@ class TenantScope:
 
 @dataclass(frozen=True, slots=True)
 class SystemScope:
-    """Cross-tenant operations: tenants, key lookup by id, the keys version, the whole trail."""
+    """Cross-tenant operations: tenants, key lookup by id, the keys version, the whole trail,
+    the gateway's view of every agent."""
 
     tenants: TenantRepo
     api_keys: SystemApiKeyRepo
     audit: SystemAuditRepo
+    agents: SystemAgentRepo
 
 
 class Store:
@@ -110,6 +114,7 @@ class Store:
             tenants=TenantRepo(db, self.clock),
             api_keys=SystemApiKeyRepo(db),
             audit=SystemAuditRepo(db, self.clock),
+            agents=SystemAgentRepo(db),
         )
 
     @property

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import builtins
+from dataclasses import dataclass
 from typing import Any
 
 from agentgate.errors import Conflict, NotFound
-from agentgate.store._base import ScopedRepo, dumps, loads, need, new_id
-from agentgate.store.db import Row
+from agentgate.store._base import ScopedRepo, bump_counter, dumps, loads, need, new_id
+from agentgate.store.db import Database, Row
 from agentgate.store.models import Agent, Policy
 
-__all__ = ["AgentRepo", "PolicyRepo"]
+__all__ = ["AgentRepo", "PolicyRepo", "RoutableAgent", "SystemAgentRepo"]
 
 _AG = (
     "id, tenant_id, name, template_ref, template_digest, params, replicas, routes, state, "
@@ -66,20 +67,22 @@ class AgentRepo(ScopedRepo):
         tenant's template)."""
         now = self._clock()
         aid = new_id()
-        await self._db.execute(
-            f"INSERT INTO agents ({_AG}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
-            aid,
-            self._tenant,
-            name,
-            template_ref,
-            template_digest,
-            dumps(params or {}),
-            replicas,
-            dumps(routes or []),
-            state,
-            now,
-            now,
-        )
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                f"INSERT INTO agents ({_AG}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                aid,
+                self._tenant,
+                name,
+                template_ref,
+                template_digest,
+                dumps(params or {}),
+                replicas,
+                dumps(routes or []),
+                state,
+                now,
+                now,
+            )
+            await bump_counter(tx, "agents_version")
         return await self.get(name)
 
     async def get(self, name: str) -> Agent:
@@ -139,7 +142,10 @@ class AgentRepo(ScopedRepo):
         if expected_revision is not None:
             sql += " AND revision = ?"
             args.append(expected_revision)
-        n = await self._db.execute(sql, *args)
+        async with self._db.transaction() as tx:
+            n = await tx.execute(sql, *args)
+            if n:
+                await bump_counter(tx, "agents_version")
         if n == 0:
             current = await self.get(name)  # NotFound if it does not exist at all
             raise Conflict(
@@ -149,9 +155,12 @@ class AgentRepo(ScopedRepo):
 
     async def delete(self, name: str) -> None:
         """Delete an agent; NotFound if absent."""
-        n = await self._db.execute(
-            "DELETE FROM agents WHERE tenant_id = ? AND name = ?", self._tenant, name
-        )
+        async with self._db.transaction() as tx:
+            n = await tx.execute(
+                "DELETE FROM agents WHERE tenant_id = ? AND name = ?", self._tenant, name
+            )
+            if n:
+                await bump_counter(tx, "agents_version")
         if n == 0:
             raise NotFound(f"agent {name} not found")
 
@@ -267,3 +276,75 @@ class PolicyRepo(ScopedRepo):
         )
         if n == 0:
             raise NotFound(f"policy {name} not found")
+
+
+@dataclass(frozen=True, slots=True)
+class RoutableAgent:
+    """An agent the gateway should know, with its tenant's name and its template's body."""
+
+    agent: Agent
+    tenant_name: str
+    template_body: dict[str, Any]
+
+
+class SystemAgentRepo:
+    """Cross-tenant agent reads for the gateway's store sync and the factory's drain."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def versions(self) -> tuple[int, int]:
+        """(`keys_version`, `agents_version`) in one read: what a gateway worker polls."""
+        rows = await self._db.fetch(
+            "SELECT name, value FROM counters WHERE name IN ('keys_version', 'agents_version')"
+        )
+        got = {r["name"]: int(r["value"]) for r in rows}
+        return got.get("keys_version", 0), got.get("agents_version", 0)
+
+    async def routable(self) -> builtins.list[RoutableAgent]:
+        """Agents of enabled tenants in state `active` or `draining`, by tenant and name."""
+        cols = ", ".join(f"a.{c.strip()}" for c in _AG.split(","))
+        rows = await self._db.fetch(
+            f"SELECT {cols}, t.name AS tenant_name, p.body AS template_body FROM agents a "
+            "JOIN tenants t ON t.id = a.tenant_id "
+            "JOIN templates p ON p.tenant_id = a.tenant_id AND p.digest = a.template_digest "
+            "WHERE t.disabled = 0 AND a.state IN ('active', 'draining') "
+            "ORDER BY t.name, a.name"
+        )
+        return [RoutableAgent(_agent(r), r["tenant_name"], loads(r["template_body"])) for r in rows]
+
+    async def report_inflight(self, gateway: str, counts: dict[str, int], now: float) -> None:
+        """Upsert this gateway worker's in-flight count for each (draining) agent id."""
+        if not counts:
+            return
+        async with self._db.transaction() as tx:
+            for agent_id, n in counts.items():
+                await tx.execute(
+                    "INSERT INTO agent_inflight (agent_id, gateway, in_flight, reported_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (agent_id, gateway) DO UPDATE SET "
+                    "in_flight = excluded.in_flight, reported_at = excluded.reported_at",
+                    agent_id,
+                    gateway,
+                    n,
+                    now,
+                )
+
+    async def inflight(self, agent_id: str, since: float) -> builtins.list[int]:
+        """In-flight counts reported for an agent at or after `since` (one per gateway)."""
+        rows = await self._db.fetch(
+            "SELECT in_flight FROM agent_inflight WHERE agent_id = ? AND reported_at >= ?",
+            agent_id,
+            since,
+        )
+        return [int(r["in_flight"]) for r in rows]
+
+    async def clear_inflight(self, agent_id: str) -> None:
+        """Forget the reports of an agent (after its row is gone)."""
+        await self._db.execute("DELETE FROM agent_inflight WHERE agent_id = ?", agent_id)
+
+    async def draining(self) -> builtins.list[Agent]:
+        """Every agent in state `draining`, oldest drain first."""
+        rows = await self._db.fetch(
+            f"SELECT {_AG} FROM agents WHERE state = 'draining' ORDER BY updated_at"
+        )
+        return [_agent(r) for r in rows]
