@@ -1,0 +1,1 @@
+"""Security: secrets, encryption, the audit chain, GDPR, backups."""
