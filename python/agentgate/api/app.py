@@ -1,0 +1,71 @@
+"""The control-plane REST API: a Starlette app meant to be mounted under `/api`.
+
+    api = create_api(store, factory=factory)           # policy/search/audit seal defaulted
+    admin = Starlette(routes=[Mount("/api", app=api), ...])
+
+Every endpoint authenticates (`Authorization: Bearer <key>` or `X-API-Key`), enforces the
+permission matrix of `agentgate.tenancy.roles`, works in the caller's tenant (other tenants'
+objects are 404), and writes an audit entry for every mutation. Errors are RFC 9457
+problem+json; the OpenAPI 3.1 document is at `/api/openapi.json`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from agentgate.api.openapi import openapi_document
+from agentgate.api.problems import exception_handlers
+from agentgate.api.routes import agents, audit, keys, policies, templates, tenants, trust
+from agentgate.api.routes._common import Context, json
+from agentgate.policy import PolicyService
+from agentgate.registry.search import SearchIndex
+from agentgate.security.audit import seal as audit_seal
+from agentgate.store import Seal, Store
+
+__all__ = ["create_api", "standalone"]
+
+
+def create_api(
+    store: Store,
+    *,
+    factory: Any = None,
+    policy: PolicyService | None = None,
+    index: SearchIndex | None = None,
+    seal: Seal = audit_seal,
+    system_tenant: str | None = "system",
+) -> Starlette:
+    """The API app (routes relative to its mount point, `/api`).
+
+    `factory` is the agent factory (agent mutations answer 503 without one); `policy` defaults
+    to a `PolicyService` with the shipped rules; `index` to an in-memory BM25 search index.
+    Admin keys of the tenant named `system_tenant` act as the installation's system principal.
+    """
+    ctx = Context(
+        store=store,
+        index=index if index is not None else SearchIndex(),
+        policy=policy if policy is not None else PolicyService(),
+        factory=factory,
+        seal=seal,
+        system_tenant=system_tenant,
+    )
+    doc = openapi_document()
+
+    async def openapi(_: Request) -> Response:
+        return json(doc)
+
+    routes: list[BaseRoute] = [Route("/openapi.json", openapi, methods=["GET"])]
+    for module in (tenants, keys, templates, trust, policies, agents, audit):
+        routes.extend(module.routes(ctx))
+    app = Starlette(routes=routes, exception_handlers=exception_handlers())
+    app.state.context = ctx
+    return app
+
+
+def standalone(api: Starlette) -> Starlette:
+    """`api` mounted at `/api` in an app of its own (tests, benchmarks, `agentgate api`)."""
+    return Starlette(routes=[Mount("/api", app=api)], exception_handlers=exception_handlers())
