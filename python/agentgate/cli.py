@@ -168,11 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--listen", help="data-plane HOST:PORT (overrides the config)")
     s.add_argument("--admin-listen", help="admin HOST:PORT (overrides the config)")
     s.add_argument("--quiet", action="store_true", help="do not print the URLs")
+    from agentgate import cli_control  # control-plane commands (admin, keys, template, …)
+
+    cli_control.add_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "serve":
         return serve(args.config, args.workers, args.listen, args.admin_listen, args.quiet)
-    return 2
+    code = cli_control.run(args)
+    return 2 if code is None else code
 
 
 if __name__ == "__main__":
