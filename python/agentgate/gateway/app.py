@@ -252,7 +252,7 @@ class Gateway:
         status = 502
         try:
             status = await self._proxy(
-                scope, proto, engine, client, d, rid, given_rid, client_ip, host
+                scope, headers, proto, engine, client, d, rid, given_rid, client_ip, host
             )
         except StreamCut:
             raise
@@ -307,9 +307,14 @@ class Gateway:
 
     @staticmethod
     def _upstream_headers(
-        scope: Any, d: Flight, rid: str, given_rid: str | None, client_ip: str, host: str
+        scope: Any,
+        headers: Any,
+        d: Flight,
+        rid: str,
+        given_rid: str | None,
+        client_ip: str,
+        host: str,
     ) -> list[tuple[str, str]]:
-        headers = scope.headers
         get = headers.get
         drop = _DROP_REQ_AUTH if d.route.hide_auth else _DROP_REQ
         conn = get("connection")
@@ -339,6 +344,7 @@ class Gateway:
     async def _proxy(
         self,
         scope: Any,
+        headers: Any,
         proto: Any,
         engine: Engine,
         client: UpstreamClient,
@@ -348,7 +354,7 @@ class Gateway:
         client_ip: str,
         host: str,
     ) -> int:
-        get = scope.headers.get
+        get = headers.get
         cl = get("content-length")
         max_body = d.route.max_body
         body: bytes | AsyncIterator[bytes] | None = None
@@ -376,7 +382,7 @@ class Gateway:
         elif get("transfer-encoding") is not None:
             body = _stream_body(proto, max_body)
             replayable = False
-        up_headers = self._upstream_headers(scope, d, rid, given_rid, client_ip, host)
+        up_headers = self._upstream_headers(scope, headers, d, rid, given_rid, client_ip, host)
         method = scope.method
         pol = d.agent.config
         loop = self._loop
@@ -402,9 +408,15 @@ class Gateway:
                 fail = _Attempt("error", 502, "Bad Gateway", f"cannot forward the request: {e}")
             d.latency = latency = loop.time() - start
             if resp is not None:
-                self.metrics.upstream_latency(d, latency)
+                d.upstream_s = latency
                 st = resp.status
                 if st < 500 and st != 429:
+                    if resp.body_complete:
+                        # the common case: a small body arrived with the head: one write
+                        proto.response_bytes(st, _response_headers(resp, d, rid), resp.body_bytes())
+                        resp.release()
+                        d.outcome = "success"
+                        return st
                     try:
                         return await self._respond(proto, d, resp, rid)
                     except _Attempt as f:
@@ -431,6 +443,8 @@ class Gateway:
             if can_retry:
                 if resp is not None:
                     resp.release()
+                    self.metrics.upstream_latency(d, d.upstream_s)
+                    d.upstream_s = -1.0
                 self.metrics.retry(d)
                 delay = engine.backoff(d)
                 if retry_after is not None and retry_after > delay:
@@ -450,23 +464,8 @@ class Gateway:
     async def _respond(proto: Any, d: Flight, resp: Response, rid: str, record: bool = True) -> int:
         status = resp.status
         raw = resp.headers
-        out = [(n, v) for k, v in raw if (n := k.lower()) not in _HOP]
-        if len(out) != len(raw):
-            conn = next((v for k, v in raw if k.lower() == "connection"), None)
-            if conn:
-                drop = _HOP | _connection_tokens(conn)
-                out = [kv for kv in out if kv[0] not in drop]
-        for kv in out:
-            if kv[0] == "x-request-id":
-                break
-        else:
-            out.append(("x-request-id", rid))
-        rl = d.ratelimit
-        if rl is not None:
-            out.append(("ratelimit-policy", rl[0]))
-            out.append(("ratelimit", rl[1]))
+        out = _response_headers(resp, d, rid)
         if resp.body_complete:
-            # the common case: a small body arrived with the head, one write, nothing to await
             proto.response_bytes(status, out, resp.body_bytes())
             resp.release()
             if record:
@@ -527,6 +526,27 @@ def _failure(e: UpstreamError) -> _Attempt:
     if isinstance(e, ResetError):
         return _Attempt("reset", 502, "Bad Gateway", "upstream closed the connection")
     return _Attempt("error", 502, "Bad Gateway", f"upstream error: {e}")
+
+
+def _response_headers(resp: Response, d: Flight, rid: str) -> list[tuple[str, str]]:
+    """The upstream's response headers minus hop-by-hop ones, plus request id and RateLimit."""
+    raw = resp.headers
+    out = [(n, v) for k, v in raw if (n := k.lower()) not in _HOP]
+    if len(out) != len(raw):
+        conn = next((v for k, v in raw if k.lower() == "connection"), None)
+        if conn:
+            drop = _HOP | _connection_tokens(conn)
+            out = [kv for kv in out if kv[0] not in drop]
+    for kv in out:
+        if kv[0] == "x-request-id":
+            break
+    else:
+        out.append(("x-request-id", rid))
+    rl = d.ratelimit
+    if rl is not None:
+        out.append(("ratelimit-policy", rl[0]))
+        out.append(("ratelimit", rl[1]))
+    return out
 
 
 def _retry_after(resp: Response) -> float | None:

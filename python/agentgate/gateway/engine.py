@@ -154,42 +154,40 @@ class Flight:
     """One admitted request: where it goes; `Engine.finish` it exactly once."""
 
     __slots__ = (
+        "admission",
         "agent",
         "attempts",
         "digest",
         "endpoint",
         "has_slot",
-        "key_id",
         "latency",
         "outcome",
-        "priority",
         "proto",
         "ratelimit",
         "route",
         "started",
         "task",
-        "tenant",
         "ticket",
         "upstream_path",
+        "upstream_s",
         "url",
         "watcher",
     )
 
     def __init__(self, a: Admission, route: RouteState, upstream_path: str, now: float) -> None:
+        self.admission = a
         self.route = route
         self.agent = route.agent
         self.endpoint: int | None = a.endpoint
         self.url: str = a.url
         self.ticket = a.ticket
-        self.key_id = a.key_id
-        self.tenant = a.tenant
-        self.priority = a.priority
         self.ratelimit = a.ratelimit
         self.upstream_path = upstream_path
         self.started = now
         self.attempts = 1
         self.has_slot = a.ticket is None
         self.latency = 0.0  # of the current attempt, to response headers
+        self.upstream_s = -1.0  # the same, once the attempt got response headers
         self.outcome = "cancelled"  # of the current attempt, until it has one
         # signed request with a body: the body must match this before it is forwarded
         self.digest: ContentDigestCheck | None = None
@@ -197,6 +195,22 @@ class Flight:
         self.proto: Any = None
         self.task: asyncio.Task[Any] | None = None
         self.watcher: asyncio.Future[Any] | None = None
+
+    # read from the core's admission only when asked: each is a conversion the hot path skips
+    @property
+    def key_id(self) -> str | None:
+        """The API key id the request authenticated with."""
+        return self.admission.key_id
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant of that key."""
+        return self.admission.tenant
+
+    @property
+    def priority(self) -> str:
+        """The priority class the request was admitted under."""
+        return self.admission.priority
 
 
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~!$&'()*+,;=:@-]*")
@@ -411,8 +425,8 @@ class Engine:
                 self._drop(a)
                 return checked
             digest = checked
-        upstream_path = _strip(path, a.strip) if a.strip else path
-        upstream_path = _requote(upstream_path)
+        strip = a.strip
+        upstream_path = _requote(_strip(path, strip) if strip else path)
         if query:
             upstream_path = f"{upstream_path}?{query}"
         route.agent.budget.deposit()
@@ -546,7 +560,9 @@ class Engine:
         agent = f.agent.index
         if f.has_slot:
             f.has_slot = False
-            self._wake(agent, self.core.finish(agent, f.endpoint, latency, outcome))
+            granted = self.core.finish(agent, f.endpoint, latency, outcome)
+            if granted is not None:
+                self._wake(agent, granted)
         elif f.endpoint is not None:
             self.core.finish(agent, f.endpoint, latency, outcome, keep_slot=True)
         f.endpoint = None

@@ -183,8 +183,11 @@ class Metrics:
         h.total += seconds
 
     def finish(self, d: Flight, status: int, seconds: float) -> None:
-        """A proxied request ended with `status` after `seconds`."""
+        """A proxied request ended with `status` after `seconds` (plus its last attempt's time)."""
         agent = d.agent.name
+        up = d.upstream_s
+        if up >= 0.0:
+            self.upstream_latency(d, up)
         rid = d.route.id
         key = (agent, rid, status // 100)
         req = self._req
