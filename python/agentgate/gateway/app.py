@@ -29,6 +29,7 @@ from agentgate.gateway.http1 import (
     UpstreamTimeout,
 )
 from agentgate.gateway.problem import problem
+from agentgate.gateway.sync import start_sync
 from agentgate.gateway.upstream import Endpoint, UpstreamClient
 from agentgate.observe.metrics import Metrics
 
@@ -117,6 +118,7 @@ class Gateway:
             cfg = load_config(self.config_path)
             self._stamp = self._file_stamp()
         loop.run_until_complete(self._install(cfg))
+        start_sync(self, loop)  # no-op unless AGENTGATE_DATABASE_URL / AGENTGATE_DATA_DIR is set
         if self.config_path:
             self._tasks.append(loop.create_task(self._watch_config()))
         self._tasks.append(loop.create_task(self._publish()))

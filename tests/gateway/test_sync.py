@@ -1,0 +1,196 @@
+"""Store → gateway sync end to end: a real `agentgate serve` on the same SQLite file.
+
+Create an agent with the factory → requests route through the gateway; revoke the key → 401
+within a second; delete the agent → 404 once drained (and the row is gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from conftest import start_gateway, stop_gateway
+from upstreams import Upstream
+
+from agentgate import crypto
+from agentgate.config import parse_config
+from agentgate.errors import NotFound
+from agentgate.gateway.sync import StoreState, StoreSync, merge_config
+from agentgate.policy import PolicyService
+from agentgate.registry.service import RegistryService
+from agentgate.registry.signing import key_id, sign_template
+from agentgate.registry.template import parse_template
+from agentgate.runtime import AgentFactory, ScopeAudit
+from agentgate.store import AuditEntry, Store, TenantScope, open_store
+from agentgate.tenancy import Principal, create_key, revoke_key
+
+OPERATOR = Principal(tenant_id="", key_id="op", roles=frozenset({"operator"}))
+BASE = """
+agents:
+  file:
+    endpoints: [{url: "http://127.0.0.1:9"}]
+routes:
+  - {id: file, match: {path_prefix: /file}, agent: file}
+"""
+
+
+def seal(e: AuditEntry) -> str:
+    return hashlib.sha256(f"{e.seq}|{e.prev_hash}|{e.action}".encode()).hexdigest()
+
+
+def template(url: str) -> dict[str, Any]:
+    return {
+        "name": "echo",
+        "version": "1.0.0",
+        "spec": {"kind": "http", "endpoints": [{"url": url}]},
+        "routes": [{"match": {"path_prefix": "/"}, "strip_prefix": True, "auth": "required"}],
+    }
+
+
+async def prepare(store: Store, url: str) -> tuple[AgentFactory, TenantScope, str]:
+    t = await store.system.tenants.create("acme")
+    scope = store.scoped(t.id)
+    kp = crypto.generate_keypair()
+    await scope.publisher_keys.add(key_id(kp.public_key), kp.public_b64(), valid_from=0.0)
+    d = template(url)
+    tpl = parse_template(d)
+    env = sign_template(tpl.ref, tpl.digest, kp.private_key, signed_at=time.time())
+    await RegistryService(scope).publish(d, env)
+    factory = AgentFactory(store, RegistryService, PolicyService(), ScopeAudit(seal))
+    _, secret = await create_key(scope, "client", ["viewer"])
+    return factory, scope, secret
+
+
+@pytest.fixture(scope="module")
+def up() -> Any:
+    u = Upstream("synced").start()
+    yield u
+    u.stop()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await open_store(None, tmp_path)
+    yield s
+    await s.close()
+
+
+async def until(
+    http: aiohttp.ClientSession, url: str, status: int, headers: dict[str, str], limit: float
+) -> float:
+    """Seconds until `url` answers `status` (fails after `limit`)."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        async with http.get(url, headers=headers) as r:
+            if r.status == status:
+                return time.monotonic() - start
+        await asyncio.sleep(0.005)
+    pytest.fail(f"{url} did not answer {status} within {limit}s")
+
+
+async def test_create_route_revoke_delete(
+    up: Upstream, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory, scope, secret = await prepare(store, up.url)
+    monkeypatch.setenv("AGENTGATE_DATA_DIR", str(tmp_path))
+    gw = start_gateway(BASE, tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            auth = {"X-API-Key": secret}
+            url = f"{gw.url}/t/acme/agents/bot/hello"
+            async with http.get(url, headers=auth) as r:
+                assert r.status == 404
+            await factory.create(scope, OPERATOR, "echo@^1", name="bot")
+            took = await until(http, url, 200, auth, 2.0)
+            assert took < 1.0
+            async with http.get(url, headers=auth) as r:
+                body = await r.json()
+                assert body["path"] == "/hello" and r.headers["X-Upstream"] == "synced"
+            async with http.get(url) as r:
+                assert r.status == 401  # the template's route requires a key
+            # the config file's own routes are still there
+            async with http.get(f"{gw.url}/file/x") as r:
+                assert r.status == 502
+
+            keys = await scope.api_keys.list()
+            await revoke_key(scope, keys[0].id)
+            assert await until(http, url, 401, auth, 2.0) < 1.0
+
+            _, secret2 = await create_key(scope, "client2", ["viewer"])
+            auth = {"X-API-Key": secret2}
+            await until(http, url, 200, auth, 2.0)
+            await factory.delete(scope, OPERATOR, "bot", wait=True)
+            assert await until(http, url, 404, auth, 2.0) < 1.0
+            with pytest.raises(NotFound):
+                await scope.agents.get("bot")
+    finally:
+        await factory.close()
+        stop_gateway(gw)
+
+
+async def test_delete_waits_for_in_flight(
+    up: Upstream, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory, scope, secret = await prepare(store, up.url)
+    monkeypatch.setenv("AGENTGATE_DATA_DIR", str(tmp_path))
+    gw = start_gateway(BASE, tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            auth = {"X-API-Key": secret}
+            base = f"{gw.url}/t/acme/agents/bot"
+            await factory.create(scope, OPERATOR, "echo@^1", name="bot")
+            await until(http, f"{base}/x", 200, auth, 2.0)
+            slow = asyncio.create_task(http.get(f"{base}/slow-first?delay=1", headers=auth))
+            await asyncio.sleep(0.3)
+            await factory.delete(scope, OPERATOR, "bot")
+            await until(http, f"{base}/x", 404, auth, 2.0)
+            # routes are gone but the slow request holds the row in `draining`
+            assert (await scope.agents.get("bot")).state == "draining"
+            r = await slow
+            assert r.status == 200 and await r.text() == "late"
+            for _ in range(200):
+                try:
+                    await scope.agents.get("bot")
+                except NotFound:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                pytest.fail("drained agent was not deleted")
+    finally:
+        await factory.close()
+        stop_gateway(gw)
+
+
+async def test_merge_keeps_file_parts_and_file_wins(store: Store) -> None:
+    base = parse_config(
+        {
+            "agents": {"acme/bot": {"endpoints": [{"url": "http://127.0.0.1:1"}]}},
+            "routes": [{"id": "r", "match": {"path_prefix": "/r"}, "agent": "acme/bot"}],
+        }
+    )
+    factory, scope, _ = await prepare(store, "http://127.0.0.1:2")
+    await factory.create(scope, OPERATOR, "echo@^1", name="bot")
+    await factory.create(scope, OPERATOR, "echo@^1", name="other")
+    installed: list[Any] = []
+
+    async def install(cfg: Any) -> None:
+        installed.append(cfg)
+
+    sync = StoreSync(store, install, base)
+    assert await sync.poll_once() is True
+    assert await sync.poll_once() is False  # nothing changed: no install
+    cfg = installed[-1]
+    assert [e.url for e in cfg.agents["acme/bot"].endpoints] == ["http://127.0.0.1:1"]
+    assert cfg.route_ids() == ["r", "acme/other/0"]
+    assert len(cfg.auth.api_keys) == 1
+    assert merge_config(base, StoreState()) == base
+    await factory.delete(scope, OPERATOR, "other")
+    assert await sync.poll_once() is True
+    assert installed[-1].route_ids() == ["r"] and "acme/other" in installed[-1].agents
+    await factory.close()
