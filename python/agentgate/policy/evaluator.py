@@ -231,7 +231,7 @@ class PolicyService:
     def evaluate(
         self, stage: Stage, input: Mapping[str, Any], *, tenant_id: str | None = None
     ) -> PolicyDecision:
-        """Decide `stage` for `input` with the tenant's bundle (µs; safe to call from async code)."""
+        """Decide `stage` for `input` with the tenant's bundle (µs: fine inline in async code)."""
         tid = tenant_id if tenant_id is not None else _tenant_of(input)
         try:
             d = self.engine(tid).evaluate(self._input(stage, input))

@@ -223,8 +223,12 @@ async def verify_chain_async(
     return v.result(head)
 
 
-async def stream_entries(repo: Any, *, page: int = 1000, **filters: Any) -> AsyncIterator[Any]:
-    """All entries of a store audit repo (`SystemAuditRepo`/`AuditRepo`) in seq order, paged."""
+async def stream_entries(repo: Any, **filters: Any) -> AsyncIterator[Any]:
+    """All entries of a store audit repo (`SystemAuditRepo`/`AuditRepo`) in seq order, paged.
+
+    `filters` go to `repo.query` (since, until, actor, target, ...); `page=` sets the page size.
+    """
+    page = int(filters.pop("page", 1000))
     after = 0
     while True:
         batch = await repo.query(after_seq=after, limit=page, **filters)
