@@ -11,12 +11,17 @@ problem+json; the OpenAPI 3.1 document is at `/api/openapi.json`.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from agentgate.api.openapi import openapi_document
 from agentgate.api.problems import exception_handlers
@@ -24,10 +29,12 @@ from agentgate.api.routes import agents, audit, keys, policies, templates, tenan
 from agentgate.api.routes._common import Context, json
 from agentgate.policy import PolicyService
 from agentgate.registry.search import SearchIndex
+from agentgate.registry.service import RegistryService
+from agentgate.runtime.factory import AgentFactory, ScopeAudit
 from agentgate.security.audit import seal as audit_seal
-from agentgate.store import Seal, Store
+from agentgate.store import Seal, Store, open_store
 
-__all__ = ["create_api", "standalone"]
+__all__ = ["create_api", "from_env", "standalone"]
 
 
 def create_api(
@@ -41,14 +48,22 @@ def create_api(
 ) -> Starlette:
     """The API app (routes relative to its mount point, `/api`).
 
-    `factory` is the agent factory (agent mutations answer 503 without one); `policy` defaults
-    to a `PolicyService` with the shipped rules; `index` to an in-memory BM25 search index.
+    `factory` defaults to an `AgentFactory` on the same store, policy and audit seal (close it
+    with `app.state.context.factory.close()`); `policy` to a `PolicyService` with the shipped
+    rules; `index` to an in-memory BM25 search index.
     Admin keys of the tenant named `system_tenant` act as the installation's system principal.
     """
+    index = index if index is not None else SearchIndex()
+    policy = policy if policy is not None else PolicyService()
+    if factory is None:
+        idx = index
+        factory = AgentFactory(
+            store, lambda scope: RegistryService(scope, index=idx), policy, ScopeAudit(seal)
+        )
     ctx = Context(
         store=store,
-        index=index if index is not None else SearchIndex(),
-        policy=policy if policy is not None else PolicyService(),
+        index=index,
+        policy=policy,
         factory=factory,
         seal=seal,
         system_tenant=system_tenant,
@@ -69,3 +84,33 @@ def create_api(
 def standalone(api: Starlette) -> Starlette:
     """`api` mounted at `/api` in an app of its own (tests, benchmarks, `agentgate api`)."""
     return Starlette(routes=[Mount("/api", app=api)], exception_handlers=exception_handlers())
+
+
+def from_env() -> Starlette:
+    """A standalone API server app for `granian --factory agentgate.api.app:from_env`: the store
+    comes from `AGENTGATE_DATABASE_URL` (default SQLite in `AGENTGATE_DATA_DIR`, else `.`) and is
+    opened in the server's event loop."""
+    url = os.environ.get("AGENTGATE_DATABASE_URL") or None
+    data_dir = Path(os.environ.get("AGENTGATE_DATA_DIR", "."))
+    inner: list[Starlette] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        store = await open_store(url, data_dir)
+        api = create_api(store)
+        inner.append(api)
+        try:
+            yield
+        finally:
+            inner.remove(api)
+            await api.state.context.factory.close()
+            await store.close()
+
+    async def api(scope: Scope, receive: Receive, send: Send) -> None:
+        await inner[-1](scope, receive, send)
+
+    return Starlette(
+        routes=[Mount("/api", app=api)],
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )

@@ -102,11 +102,17 @@ async def audited(
     details: dict[str, Any] | None = None,
     tenant_id: str | None = None,
     decision_of: Callable[[T], dict[str, Any] | None] | None = None,
+    errors_only: bool = False,
 ) -> T:
-    """Run a mutation and audit its outcome (`ok`, or `denied`/`error:<status>` then re-raise)."""
+    """Run a mutation and audit its outcome (`ok`, or `denied`/`error:<status>` then re-raise).
+
+    `errors_only` when `work` audits its own successes and policy denials (the agent factory).
+    """
     try:
         out = await work()
     except PolicyDenied as e:
+        if errors_only:
+            raise
         await ctx.audit(
             p, action, target, "denied", decision=e.decision, details=details, tenant_id=tenant_id
         )
@@ -114,6 +120,8 @@ async def audited(
     except AgentgateError as e:
         await ctx.audit(p, action, target, f"error:{e.status}", details=details, tenant_id=tenant_id)
         raise
+    if errors_only:
+        return out
     decision = decision_of(out) if decision_of is not None else None
     await ctx.audit(p, action, target, "ok", decision=decision, details=details, tenant_id=tenant_id)
     return out

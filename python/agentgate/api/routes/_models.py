@@ -331,21 +331,33 @@ class AuditVerifyOut(BaseModel):
     head_hash: str
 
 
-class AgentOut(_Out):
-    """An agent."""
+class AgentTemplateOut(BaseModel):
+    """The template an agent runs."""
+
+    ref: str
+    name: str
+    version: str
+    digest: str
+
+
+class AgentOut(BaseModel):
+    """An agent and where the gateway serves it (`mount`)."""
 
     id: str
-    tenant_id: str
+    tenant: str
     name: str
-    template_ref: str
-    template_digest: str
+    template: AgentTemplateOut
     params: Json
     replicas: int
     routes: list[Any]
     state: str
     revision: int
+    gateway_agent: str
+    mount: str
     created_at: float
     updated_at: float
+    decision: Json | None
+    warning: str | None
 
 
 class AuditOut(_Out):

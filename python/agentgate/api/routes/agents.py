@@ -1,5 +1,6 @@
-"""`/api/agents`: agents created from templates through the agent factory (which resolves,
-verifies, validates params, evaluates policy, persists and publishes routes)."""
+"""`/api/agents`: agents created from templates through the agent factory, which resolves,
+verifies, validates params, evaluates policy, persists, publishes routes and audits successes
+and policy denials (the API audits the other failures)."""
 
 from __future__ import annotations
 
@@ -10,23 +11,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from agentgate.api.problems import Unavailable
-from agentgate.api.routes._common import Context, audited, body, dump, dump_list, json, query_int
-from agentgate.api.routes._models import AgentCreate, AgentOut, AgentUpdate
+from agentgate.api.routes._common import Context, audited, body, json, query_int
+from agentgate.api.routes._models import AgentCreate, AgentUpdate
 
 __all__ = ["routes"]
-
-
-def _decision(rec: Any) -> dict[str, Any] | None:
-    d = getattr(rec, "decision", None)
-    if d is None:
-        return None
-    as_dict = getattr(d, "as_dict", None)
-    return as_dict() if callable(as_dict) else dict(d)
-
-
-def _agent(rec: Any) -> Any:
-    # the factory may wrap the stored agent with extra facts (decision, warnings)
-    return getattr(rec, "agent", rec)
 
 
 def routes(ctx: Context) -> list[Route]:
@@ -41,12 +29,13 @@ def routes(ctx: Context) -> list[Route]:
         p = await ctx.principal(request, "agent:read")
         limit = query_int(request, "limit", 1000, 1, 10000)
         offset = query_int(request, "offset", 0, 0, 10**9)
-        rows = await ctx.scope(p).agents.list(limit=limit, offset=offset)
-        return json(dump_list(AgentOut, rows))
+        rows = await factory().list(ctx.scope(p), p, limit=limit, offset=offset)
+        return json([r.as_dict() for r in rows])
 
     async def get(request: Request) -> Response:
         p = await ctx.principal(request, "agent:read")
-        return json(dump(AgentOut, await ctx.scope(p).agents.get(request.path_params["name"])))
+        rec = await factory().get(ctx.scope(p), p, request.path_params["name"])
+        return json(rec.as_dict())
 
     async def create(request: Request) -> Response:
         p = await ctx.principal(request, "agent:create")
@@ -56,44 +45,48 @@ def routes(ctx: Context) -> list[Route]:
             ctx,
             p,
             "agent.create",
-            f"agent:{b.name or b.template}",
+            f"agent:{b.name or b.template.partition('@')[0]}",
             lambda: f.create(
-                ctx.scope(p),
-                p,
-                b.template,
-                b.params,
-                b.replicas,
-                routes=b.routes,
-                name=b.name,
+                ctx.scope(p), p, b.template, b.params, b.replicas, routes=b.routes, name=b.name
             ),
             details={"template": b.template, "replicas": b.replicas},
-            decision_of=_decision,
+            errors_only=True,
         )
-        return json(dump(AgentOut, _agent(rec)), 201)
+        return json(rec.as_dict(), 201)
 
     async def update(request: Request) -> Response:
         p = await ctx.principal(request, "agent:update")
         name = request.path_params["name"]
         b = await body(request, AgentUpdate)
         f = factory()
-        changes = b.model_dump(exclude_none=True)
         rec = await audited(
             ctx,
             p,
             "agent.update",
             f"agent:{name}",
-            lambda: f.update(ctx.scope(p), p, name, **changes),
-            details={k: v for k, v in changes.items() if k != "params"},
-            decision_of=_decision,
+            lambda: f.update(
+                ctx.scope(p),
+                p,
+                name,
+                replicas=b.replicas,
+                routes=b.routes,
+                params=b.params,
+                template_ref=b.template,
+                expected_revision=b.expected_revision,
+            ),
+            errors_only=True,
         )
-        return json(dump(AgentOut, _agent(rec)))
+        return json(rec.as_dict())
 
     async def delete(request: Request) -> Response:
         p = await ctx.principal(request, "agent:delete")
         name = request.path_params["name"]
         f = factory()
-        await audited(ctx, p, "agent.delete", f"agent:{name}", lambda: f.delete(ctx.scope(p), p, name))
-        return Response(status_code=204)
+        rec = await audited(
+            ctx, p, "agent.delete", f"agent:{name}", lambda: f.delete(ctx.scope(p), p, name),
+            errors_only=True,
+        )
+        return json(rec.as_dict(), 202)
 
     return [
         Route("/agents", list_, methods=["GET"]),
