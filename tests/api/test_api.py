@@ -75,8 +75,12 @@ async def test_templates_resolve_tag_rollback_and_audit(api: Api, keypair: crypt
     c = api.client
     r = await c.get("/api/templates/summarizer/resolve", params={"ref": "^1.2"})
     assert r.json()["template"]["version"] == "1.3.0"
-    assert (await c.put("/api/templates/summarizer/tags/stable", json={"target": "1.2.3"})).is_success
-    assert (await c.put("/api/templates/summarizer/tags/stable", json={"target": "2.0.0"})).is_success
+    assert (
+        await c.put("/api/templates/summarizer/tags/stable", json={"target": "1.2.3"})
+    ).is_success
+    assert (
+        await c.put("/api/templates/summarizer/tags/stable", json={"target": "2.0.0"})
+    ).is_success
     r = await c.post("/api/templates/summarizer/tags/stable/rollback", json={})
     assert r.status_code == 200, r.text
     r = await c.get("/api/templates/summarizer/resolve", params={"ref": "stable"})
@@ -110,10 +114,14 @@ async def test_agents_and_policy_dry_run(api: Api, keypair: crypto.KeyPair) -> N
     assert [a["name"] for a in (await c.get("/api/agents")).json()] == ["summarizer"]
     r = await c.patch("/api/agents/summarizer", json={"replicas": 3})
     assert r.status_code == 200 and r.json()["replicas"] == 3
-    rego = "package agentgate.rules.nobig\n\ndeny contains msg if {\n  input.request.replicas > 5\n  msg := \"too many\"\n}\n"
+    rego = (
+        "package agentgate.rules.nobig\n\n"
+        'deny contains msg if {\n  input.request.replicas > 5\n  msg := "too many"\n}\n'
+    )
     r = await c.post("/api/policies", json={"name": "nobig", "rego": rego})
     assert r.status_code == 201, r.text
-    r = await c.post("/api/policies/dry-run", json={"stage": "create", "input": {"request": {"replicas": 9}}})
+    dry = {"stage": "create", "input": {"request": {"replicas": 9}}}
+    r = await c.post("/api/policies/dry-run", json=dry)
     assert r.status_code == 200, r.text
     assert r.json()["allow"] is False and "nobig" in r.json()["rules"]
     r = await c.patch("/api/agents/summarizer", json={"replicas": 9})

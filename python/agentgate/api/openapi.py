@@ -5,10 +5,12 @@ Body schemas come from the same pydantic models the handlers validate and serial
 route with its success status. Every operation may also answer a problem+json (`default`).
 """
 
+# ruff: noqa: E501  (the operation table reads best one route per line)
+
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -130,9 +132,10 @@ def _operation(
 
 @lru_cache(maxsize=1)
 def _cached() -> dict[str, Any]:
-    models = [(model, "validation") for model in m.REQUESTS] + [
-        (model, "serialization") for model in m.RESPONSES
+    models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+        (model, "validation") for model in m.REQUESTS
     ]
+    models += [(model, "serialization") for model in m.RESPONSES]
     _, defs = models_json_schema(models, ref_template=_REF)
     paths: dict[str, dict[str, Any]] = {}
     for method, path, op_id, summary, req, status, resp, query in _OPS:

@@ -118,12 +118,16 @@ async def audited(
         )
         raise
     except AgentgateError as e:
-        await ctx.audit(p, action, target, f"error:{e.status}", details=details, tenant_id=tenant_id)
+        await ctx.audit(
+            p, action, target, f"error:{e.status}", details=details, tenant_id=tenant_id
+        )
         raise
     if errors_only:
         return out
     decision = decision_of(out) if decision_of is not None else None
-    await ctx.audit(p, action, target, "ok", decision=decision, details=details, tenant_id=tenant_id)
+    await ctx.audit(
+        p, action, target, "ok", decision=decision, details=details, tenant_id=tenant_id
+    )
     return out
 
 
@@ -131,7 +135,9 @@ async def body(request: Request, model: type[M]) -> M:
     """The JSON body validated by `model`: 415 unless JSON, 400 if malformed, 422 with a path."""
     ctype = request.headers.get("content-type", "")
     media = ctype.split(";", 1)[0].strip().lower()
-    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
         raise UnsupportedMediaType(f"send application/json, not {ctype or 'no content type'!r}")
     raw = await request.body()
     if len(raw) > MAX_BODY:

@@ -83,7 +83,11 @@ def routes(ctx: Context) -> list[Route]:
         name = request.path_params["name"]
         f = factory()
         rec = await audited(
-            ctx, p, "agent.delete", f"agent:{name}", lambda: f.delete(ctx.scope(p), p, name),
+            ctx,
+            p,
+            "agent.delete",
+            f"agent:{name}",
+            lambda: f.delete(ctx.scope(p), p, name),
             errors_only=True,
         )
         return json(rec.as_dict(), 202)

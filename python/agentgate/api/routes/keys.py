@@ -53,7 +53,9 @@ def routes(ctx: Context) -> list[Route]:
     async def revoke(request: Request) -> Response:
         p = await ctx.principal(request, "key:manage")
         kid = request.path_params["key_id"]
-        rec = await audited(ctx, p, "key.revoke", f"key:{kid}", lambda: revoke_key(ctx.scope(p), kid))
+        rec = await audited(
+            ctx, p, "key.revoke", f"key:{kid}", lambda: revoke_key(ctx.scope(p), kid)
+        )
         return json(dump(KeyOut, rec))
 
     return [

@@ -13,7 +13,6 @@ from agentgate.api.routes._models import PolicyActivate, PolicyCreate, PolicyDry
 from agentgate.errors import Invalid, NotFound
 from agentgate.policy import PolicyService
 from agentgate.store import Policy, TenantScope
-from agentgate.tenancy import Principal
 
 __all__ = ["routes"]
 

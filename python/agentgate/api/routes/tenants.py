@@ -45,9 +45,7 @@ def routes(ctx: Context) -> list[Route]:
             p,
             "tenant.create",
             f"tenant:{b.name}",
-            lambda: create_tenant(
-                ctx.store, b.name, display_name=b.display_name, quotas=b.quotas
-            ),
+            lambda: create_tenant(ctx.store, b.name, display_name=b.display_name, quotas=b.quotas),
         )
         return json(dump(TenantOut, t), 201)
 
@@ -96,7 +94,9 @@ def routes(ctx: Context) -> list[Route]:
         require(p, "tenant:write")
         if tid == p.tenant_id:
             raise Forbidden("a key cannot delete its own tenant")
-        await audited(ctx, p, "tenant.delete", f"tenant:{tid}", lambda: delete_tenant(ctx.store, tid))
+        await audited(
+            ctx, p, "tenant.delete", f"tenant:{tid}", lambda: delete_tenant(ctx.store, tid)
+        )
         return Response(status_code=204)
 
     return [

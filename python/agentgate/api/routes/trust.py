@@ -8,7 +8,12 @@ from starlette.routing import Route
 
 from agentgate import crypto
 from agentgate.api.routes._common import Context, audited, body, dump, dump_list, json
-from agentgate.api.routes._models import PublisherKeyCreate, PublisherKeyOut, TrustRootCreate, TrustRootOut
+from agentgate.api.routes._models import (
+    PublisherKeyCreate,
+    PublisherKeyOut,
+    TrustRootCreate,
+    TrustRootOut,
+)
 from agentgate.errors import Invalid, NotFound
 from agentgate.registry.signing import key_id
 from agentgate.registry.trust import SignedRoot, TrustHistory, TrustRoot
