@@ -150,7 +150,7 @@ def main() -> None:
     if a.pg:
         if a.pg == "ephemeral":
             sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-            from pg_ephemeral import ephemeral_postgres
+            from pg_ephemeral import ephemeral_postgres  # type: ignore[import-not-found]
 
             with ephemeral_postgres() as pg:
                 run(pg, "postgresql", a.n, a.requests)
