@@ -704,6 +704,69 @@ async def test_malformed_responses_raise_protocol_error() -> None:
 
 
 @both_loops
+async def test_whole_response_in_one_read_parsed_like_llhttp() -> None:
+    """Complete responses in one write: plain ones reuse the connection; malformed ones fail."""
+    replies = [
+        b"HTTP/1.1 201 Created\r\nContent-Length:  3\r\nX-A:\tv w\r\nx-b:\r\n\r\nabc",
+        b"HTTP/1.1 200\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-c: \xe9\r\n\r\nhi",
+        b"HTTP/1.1 200 OK\r\nx-\xe9: 1\r\ncontent-length: 0\r\n\r\n",
+        # no longer plain: each goes through llhttp and must fail the same way as before
+        b"HTTP/1.1 200 OK\r\nbad name: x\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nx-a: a\x01b\r\ncontent-length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\ncontent-length: \xb2\r\n\r\nab",
+    ]
+    sent: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_head(reader)
+            writer.write(replies[len(sent)])
+            sent.append(1)
+
+    async with Raw(handler) as raw:
+        pool = Http1Pool("127.0.0.1", raw.port)
+        resp = await pool.request("GET", "/", [])
+        assert (resp.status, resp.reason) == (201, "Created")
+        assert resp.headers == [("Content-Length", "3"), ("X-A", "v w"), ("x-b", "")]
+        assert resp.body_complete and resp.body_bytes() == b"abc"
+        resp.release()
+        resp = await pool.request("GET", "/", [])
+        assert (resp.status, resp.reason, resp.body_bytes()) == (200, "", b"")
+        resp.release()
+        resp = await pool.request("GET", "/", [])
+        assert resp.headers[1] == ("x-c", "\xe9") and resp.body_bytes() == b"hi"
+        resp.release()
+        assert raw.connections == 1 and pool.idle_count == 1
+        for _ in range(5):
+            with pytest.raises(ProtocolError):
+                resp = await pool.request("GET", "/", [])
+                await resp.read()
+        assert pool.idle_count == 0
+        pool.close()
+
+
+@both_loops
+async def test_response_with_trailing_bytes_is_not_reused() -> None:
+    """A response followed by stray bytes in the same read is delivered; the connection is not."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(ok(b"hello") + b"HTTP/1.1 200 OK\r\n")
+        await raw.wait_client_closed(reader)
+
+    async with Raw(handler) as raw:
+        pool = Http1Pool("127.0.0.1", raw.port)
+        resp = await pool.request("GET", "/", [])
+        assert await resp.read() == b"hello"
+        resp.release()
+        await settle(lambda: raw.closed_by_client == 1)
+        assert pool.idle_count == 0
+        pool.close()
+
+
+@both_loops
 async def test_first_byte_timeout_and_deadline() -> None:
     """A slow head: FirstByteTimeout, or DeadlineExceeded when the deadline is earlier."""
 

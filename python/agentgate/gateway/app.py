@@ -254,7 +254,7 @@ class Gateway:
         status = 502
         try:
             status = await self._proxy(
-                scope, headers, proto, engine, client, d, rid, given_rid, client_ip, host
+                scope, headers, proto, engine, client, d, method, rid, given_rid, client_ip, host
             )
         except StreamCut:
             raise
@@ -328,13 +328,17 @@ class Gateway:
         out.append(("x-forwarded-proto", scope.scheme))
         if host:
             out.append(("x-forwarded-host", host))
-            if d.agent.config.host_header == "preserve":
+            if d.agent.preserve_host:
                 out.append(("host", host))
         if given_rid is None:
             out.append(("x-request-id", rid))
         return out
 
     def _endpoint(self, client: UpstreamClient, d: Flight) -> Endpoint | None:
+        try:
+            return client.endpoints[d.agent.name][d.url]
+        except KeyError:
+            pass
         eps = client.endpoints.get(d.agent.name)
         ep = None if eps is None else eps.get(d.url)
         if ep is None and self.client is not None and self.client is not client:
@@ -351,6 +355,7 @@ class Gateway:
         engine: Engine,
         client: UpstreamClient,
         d: Flight,
+        method: str,
         rid: str,
         given_rid: str | None,
         client_ip: str,
@@ -385,10 +390,9 @@ class Gateway:
             body = _stream_body(proto, max_body)
             replayable = False
         up_headers = self._upstream_headers(scope, headers, d, rid, given_rid, client_ip, host)
-        method = scope.method
         pol = d.agent.config
         loop = self._loop
-        total = pol.timeouts.total
+        total = d.agent.total_timeout
         total_deadline = loop.time() + total if total else None
         while True:
             resp: Response | None = None
@@ -399,8 +403,10 @@ class Gateway:
             try:
                 if ep is None:
                     raise ResetError("endpoint no longer configured")
+                prefix = ep.prefix
+                target = prefix + d.upstream_path if prefix else d.upstream_path
                 resp = await ep.pool.request(
-                    method, ep.target(d.upstream_path), up_headers, body, deadline=total_deadline
+                    method, target, up_headers, body, deadline=total_deadline
                 )
             except UpstreamError as e:
                 fail = _failure(e)
@@ -561,7 +567,7 @@ def _retry_after(resp: Response) -> float | None:
 def _content_length(headers: list[tuple[str, str]]) -> int:
     for k, v in headers:
         if len(k) == 14 and k.lower() == "content-length":
-            return int(v) if v.isdigit() else -1
+            return int(v) if v.isascii() and v.isdigit() else -1
     return -1
 
 

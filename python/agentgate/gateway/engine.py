@@ -118,13 +118,25 @@ class RetryBudget:
 class AgentState:
     """Python-side policy of one agent pool (index = the core's agent index)."""
 
-    __slots__ = ("budget", "config", "index", "name")
+    __slots__ = ("_config", "budget", "index", "name", "preserve_host", "total_timeout")
 
     def __init__(self, index: int, name: str, config: Agent) -> None:
         self.index = index
         self.name = name
         self.config = config
         self.budget = RetryBudget(config.retries.budget)
+
+    @property
+    def config(self) -> Agent:
+        """The agent's config; setting it refreshes the plain copies the handler reads."""
+        return self._config
+
+    @config.setter
+    def config(self, config: Agent) -> None:
+        self._config = config
+        # read per request: plain attributes instead of walking the pydantic models
+        self.total_timeout = config.timeouts.total
+        self.preserve_host = config.host_header == "preserve"
 
 
 class RouteState:
