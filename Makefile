@@ -30,6 +30,8 @@ run: dev
 	@echo "  curl -N http://127.0.0.1:8000/public/echo/stream      # SSE through the gateway"
 	@echo "  curl http://127.0.0.1:8001/metrics"
 	@echo "  curl http://127.0.0.1:8001/api/health/agents"
+	@echo "  curl http://127.0.0.1:8001/api/openapi.json                # control-plane API"
+	@echo "  .venv/bin/agentgate admin bootstrap --data-dir .agentgate  # first admin API key (shown once)"
 	$(BIN)/python -m agentgate serve --config examples/agentgate.yaml
 
 test: dev test-rust test-py

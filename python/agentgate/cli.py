@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from agentgate.config import ConfigError, GatewayConfig, load_config
+from agentgate.store import open_store
 
 __all__ = ["main", "serve"]
 
@@ -24,6 +26,11 @@ log = logging.getLogger("agentgate")
 def _split(hostport: str) -> tuple[str, str]:
     host, _, port = hostport.rpartition(":")
     return host, port
+
+
+async def _prepare_store(database_url: str | None, data_dir: Path) -> None:
+    store = await open_store(database_url, data_dir)
+    await store.close()
 
 
 def _granian(target: str, interface: str, listen: str, workers: int) -> list[str]:
@@ -94,7 +101,22 @@ def serve(
         AGENTGATE_CONFIG=path,
         AGENTGATE_RELOAD_FILE=reload_file,
         PROMETHEUS_MULTIPROC_DIR=metrics_dir,
+        # The environment overrides the file, as for deployments that inject the database.
+        AGENTGATE_DATA_DIR=os.path.abspath(os.environ.get("AGENTGATE_DATA_DIR") or cfg.data_dir),
     )
+    database_url = os.environ.get("AGENTGATE_DATABASE_URL") or cfg.database_url
+    if database_url:
+        env["AGENTGATE_DATABASE_URL"] = database_url
+    try:
+        Path(env["AGENTGATE_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+        # Migrate once here, so the admin process and N workers never race on a new schema.
+        asyncio.run(_prepare_store(database_url, Path(env["AGENTGATE_DATA_DIR"])))
+    except Exception as e:  # a store we cannot open is a config problem: say which and stop
+        print(
+            f"agentgate: cannot open the store ({cfg.database_url or cfg.data_dir}): {e}",
+            file=sys.stderr,
+        )
+        return 2
     children: list[subprocess.Popen[bytes]] = []
     if cfg.demo_echo:
         children.append(

@@ -352,6 +352,9 @@ class GatewayConfig(_Model):
     auth: AuthConfig = AuthConfig()
     signatures: SignatureConfig = SignatureConfig()
     demo_echo: HostPort | None = None  # start the bundled demo echo agent on this address
+    # control-plane state: PostgreSQL when set (postgresql://…), else SQLite in `data_dir`
+    database_url: str | None = None
+    data_dir: str = ".agentgate"
 
     def route_ids(self) -> list[str]:
         """Each route's id: the explicit one, or `<agent>:<path pattern>`."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Api, signed, template_doc
+from api_helpers import Api, signed, template_doc
 
 from agentgate import crypto
 

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import schemathesis
-from conftest import signed, template_doc
+from api_helpers import signed, template_doc
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     content_type_conformance,

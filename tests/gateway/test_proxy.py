@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
-from conftest import API_KEY, API_KEY_HASH, Gateway, start_gateway, stop_gateway
+from gateway_process import API_KEY, API_KEY_HASH, Gateway, start_gateway, stop_gateway
 from upstreams import Upstream, free_port
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import start_gateway, stop_gateway
+from gateway_process import start_gateway, stop_gateway
 from upstreams import Upstream
 
 

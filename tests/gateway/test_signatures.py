@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
-from conftest import Gateway, start_gateway, stop_gateway
+from gateway_process import Gateway, start_gateway, stop_gateway
 from upstreams import Upstream
 
 from agentgate.signing import sign_request

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import start_gateway, stop_gateway
+from gateway_process import start_gateway, stop_gateway
 from upstreams import Upstream
 
 from agentgate import crypto

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
+from agentgate.api.app import from_env as control_api
 from agentgate.config import ConfigError, GatewayConfig, load_config
 from agentgate.gateway.engine import Engine
 from agentgate.gateway.health import HealthChecker
@@ -125,11 +126,16 @@ def create_app(config: GatewayConfig | None = None, config_path: str | None = No
         await state.refresh()
         return JSONResponse(state.config.redacted())
 
+    # The control-plane REST API (/api/…) on the store named by AGENTGATE_DATABASE_URL /
+    # AGENTGATE_DATA_DIR (set by `agentgate serve` from the config); the admin routes above win.
+    api = control_api()
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await state.start()
         try:
-            yield
+            async with api.router.lifespan_context(api):
+                yield
         finally:
             await state.stop()
 
@@ -140,6 +146,7 @@ def create_app(config: GatewayConfig | None = None, config_path: str | None = No
             Route("/metrics", metrics),
             Route("/api/health/agents", agents),
             Route("/api/config", config_view),
+            Mount("/", app=api),
         ],
         lifespan=lifespan,
     )

@@ -1,0 +1,89 @@
+"""Helpers for the control-plane API tests: an in-process API client, signed templates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+
+from agentgate import crypto
+from agentgate.api.app import create_api, standalone
+from agentgate.registry.digest import digest as template_digest
+from agentgate.registry.signing import sign_template
+from agentgate.store import Store, open_store
+from agentgate.tenancy import create_key, create_tenant
+
+
+@dataclass
+class Api:
+    """An API under test: the app, a client with the system admin key, the store, a clock."""
+
+    app: Starlette
+    client: httpx.AsyncClient
+    store: Store
+    secret: str
+    clock: Any
+
+    def as_(self, secret: str) -> dict[str, str]:
+        """Headers presenting `secret`."""
+        return {"Authorization": f"Bearer {secret}"}
+
+    async def tenant_key(self, name: str, roles: list[str]) -> tuple[str, str]:
+        """A new tenant `name` with one key of `roles`: (tenant id, secret)."""
+        t = await create_tenant(self.store, name)
+        _, secret = await create_key(self.store.scoped(t.id), f"{name}-key", roles)
+        return t.id, secret
+
+
+class Clock:
+    """A settable epoch clock."""
+
+    def __init__(self) -> None:
+        self.t = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def template_doc(name: str = "summarizer", version: str = "1.2.3", **extra: Any) -> dict[str, Any]:
+    """A valid http template document."""
+    doc: dict[str, Any] = {
+        "name": name,
+        "version": version,
+        "description": f"{name} agent that summarises documents",
+        "capabilities": ["text.summarize"],
+        "spec": {"kind": "http", "endpoints": [{"url": "http://127.0.0.1:9"}]},
+        "params_schema": {
+            "type": "object",
+            "properties": {"model": {"type": "string"}},
+            "required": ["model"],
+        },
+    }
+    doc.update(extra)
+    return doc
+
+
+def signed(doc: dict[str, Any], key: crypto.KeyPair, at: float) -> dict[str, Any]:
+    """The publish body: document plus a DSSE envelope by `key`."""
+    digest = template_digest(doc)
+    env = sign_template(f"{doc['name']}@{doc['version']}", digest, key.private_key, signed_at=at)
+    return {"template": doc, "envelope": env}
+
+
+async def make_api(url: str | None, data_dir: Path) -> tuple[Api, Any]:
+    """Open a store, bootstrap the system tenant and build the app + client."""
+    from agentgate.cli_control import bootstrap
+
+    clock = Clock()
+    store = await open_store(url, data_dir, clock=clock)
+    _, _, secret = await bootstrap(store)
+    app = standalone(create_api(store))
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+        base_url="http://api",
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    return Api(app, client, store, secret, clock), store
