@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-stamp
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: dev run test test-rust test-py lint fmt bench bench-core wheel clean
+.PHONY: dev deps run test test-rust test-py lint fmt bench bench-core bench-gateway bench-control wheel clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -65,7 +65,12 @@ bench-gateway: dev
 	bash loadtests/gateway/tools.sh
 	$(BIN)/python loadtests/gateway/bench.py $(BENCH_GATEWAY_ARGS)
 
-bench: bench-core bench-gateway
+## bench-control: API resolve/create with 10k templates (SQLite, PostgreSQL), deploy-to-routed
+## latency through a real gateway, store queries, Rego evaluation latency
+bench-control: dev
+	$(BIN)/python loadtests/bench_control.py
+
+bench: bench-core bench-gateway bench-control
 
 wheel: $(STAMP)
 	$(BIN)/maturin build --release --out dist
