@@ -14,9 +14,9 @@ from agentgate import crypto
 
 
 @pytest_asyncio.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    """The API on a fresh SQLite store, bootstrapped."""
-    a, store = await make_api(None, tmp_path)
+async def api(database_url: str | None, tmp_path: Path) -> AsyncIterator[Api]:
+    """The API on a fresh store of each backend (SQLite file, PostgreSQL database), bootstrapped."""
+    a, store = await make_api(database_url, tmp_path)
     try:
         yield a
     finally:
