@@ -280,12 +280,10 @@ class RateLimit(_Model):
         raise ValueError(f"key must be ip, api_key, tenant or header:<name>, got {v!r}")
 
 
-class Route(_Model):
-    """Maps a path prefix (and methods) to an agent, with per-route policy."""
+class RouteSettings(_Model):
+    """What a route matches and its per-route policy (shared by config routes and templates)."""
 
-    id: str | None = None
     match: Match
-    agent: str
     strip_prefix: bool = False
     rate_limit: RateLimit | None = None
     priority: Priority = "normal"
@@ -294,6 +292,13 @@ class Route(_Model):
     signature: Literal["required", "none"] = "none"
     retry_non_idempotent: bool = False
     max_body: Size | None = None
+
+
+class Route(RouteSettings):
+    """Maps a match to an agent, with per-route policy."""
+
+    id: str | None = None
+    agent: str
 
 
 class ApiKey(_Model):

@@ -28,9 +28,8 @@ from pydantic import (
 
 from agentgate.config import (
     Agent,
-    Match,
-    Priority,
     RateLimit,
+    RouteSettings,
     Size,
     parse_size,
 )
@@ -106,18 +105,8 @@ class Scaling(_Model):
         return self
 
 
-class RouteDefault(_Model):
+class RouteDefault(RouteSettings):
     """A route an agent made from the template gets unless the creator overrides it."""
-
-    match: Match
-    strip_prefix: bool = False
-    rate_limit: RateLimit | None = None
-    priority: Priority = "normal"
-    auth: Literal["required", "none"] = "none"
-    roles: tuple[str, ...] = ()
-    signature: Literal["required", "none"] = "none"
-    retry_non_idempotent: bool = False
-    max_body: Size | None = None
 
 
 class Limits(_Model):
