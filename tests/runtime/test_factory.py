@@ -211,3 +211,19 @@ def test_render_spec() -> None:
     with pytest.raises(Invalid) as e:
         render_spec(spec, {"x": 1})
     assert e.value.path == "$.spec.b[0]"
+
+
+async def test_stored_tenant_policy_applies_in_a_fresh_process(store: Store) -> None:
+    # A tenant policy saved earlier (by another process, before a restart) must be part of the
+    # decision even though this factory's PolicyService has never seen it.
+    f, scope, kp = await setup(store)
+    await publish(scope, kp, doc())
+    await scope.policies.add(
+        "no_operators",
+        "package agentgate.rules.no_operators\nimport rego.v1\n\n"
+        'deny contains "operators may not create agents today" if {\n'
+        '\t"operator" in input.caller.roles\n}\n',
+    )
+    with pytest.raises(PolicyDenied, match="operators may not create agents today"):
+        await f.create(scope, OPERATOR, "bot@^1", PARAMS)
+    assert await scope.agents.list() == []

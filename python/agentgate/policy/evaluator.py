@@ -214,6 +214,14 @@ class PolicyService:
         policies = await repo.list(active_only=True)
         self.set_tenant_policies(tenant_id, {p.name: p.rego for p in policies})
 
+    async def ensure_tenant(self, tenant_id: str, repo: PolicySource) -> None:
+        """Load a tenant's policies from the store unless this service already holds them.
+
+        Writes through the API reload explicitly; this covers a fresh process (restart), where a
+        decision must not silently fall back to the defaults alone."""
+        if tenant_id not in self._engines:
+            await self.load_tenant(tenant_id, repo)
+
     def engine(self, tenant_id: str | None = None) -> PolicyEngine:
         """The compiled bundle for a tenant (defaults only when it has no custom modules)."""
         if tenant_id is not None:

@@ -85,6 +85,10 @@ class PolicyEvaluator(Protocol):
         """A decision with `allow` and `as_dict()` (or an awaitable of one)."""
         ...
 
+    async def ensure_tenant(self, tenant_id: str, repo: Any) -> None:
+        """Make the tenant's stored policies part of its decisions."""
+        ...
+
 
 class AuditLog(Protocol):
     """Where the factory records what it did (the hash-chained trail in production)."""
@@ -462,6 +466,7 @@ class AgentFactory:
             "request": request,
         }
         decision: dict[str, Any] = {}
+        await self.policy.ensure_tenant(scope.tenant_id, scope.policies)
         for stage in stages:
             d = self.policy.evaluate(stage, doc, tenant_id=scope.tenant_id)
             if inspect.isawaitable(d):

@@ -26,16 +26,12 @@ def _version(raw: str) -> int:
 def routes(ctx: Context) -> list[Route]:
     """The policy routes."""
     svc: PolicyService = ctx.policy
-    loaded: set[str] = set()
 
     async def ensure(scope: TenantScope) -> None:
-        if scope.tenant_id not in loaded:
-            await svc.load_tenant(scope.tenant_id, scope.policies)
-            loaded.add(scope.tenant_id)
+        await svc.ensure_tenant(scope.tenant_id, scope.policies)
 
     async def reload(scope: TenantScope) -> None:
         await svc.load_tenant(scope.tenant_id, scope.policies)
-        loaded.add(scope.tenant_id)
 
     async def list_(request: Request) -> Response:
         p = await ctx.principal(request, "policy:read")
