@@ -20,6 +20,7 @@ from agentgate.api.routes._models import (
     TemplatePublish,
     Yank,
 )
+from agentgate.errors import Invalid, NotFound
 from agentgate.registry.service import Published, RegistryService
 from agentgate.tenancy import Principal
 
@@ -86,14 +87,25 @@ def routes(ctx: Context) -> list[Route]:
 
     async def versions(request: Request) -> Response:
         p = await ctx.principal(request, "template:read")
-        rows = await ctx.scope(p).templates.versions(request.path_params["name"])
+        name = request.path_params["name"]
+        rows = await ctx.scope(p).templates.versions(name)
+        if not rows:
+            # like every addressed object: unknown in the caller's tenant is 404, not `[]`
+            raise NotFound(f"template {name} not found")
         return json(dump_list(TemplateOut, rows))
 
     async def resolve(request: Request) -> Response:
         p = await ctx.principal(request, "template:read")
         ref = request.query_params.get("ref", "*")
+        name = request.path_params["name"]
         r = await reg(p)
-        hit = await r.resolve(request.path_params["name"], ref)
+        try:
+            hit = await r.resolve(name, ref)
+        except Invalid:
+            # a ref that does not parse names no object; without the template it is a 404
+            if not await ctx.scope(p).templates.versions(name):
+                raise NotFound(f"template {name} not found") from None
+            raise
         return json({"template": dump(TemplateOut, hit.template), "warning": hit.warning})
 
     async def show(request: Request) -> Response:
@@ -121,8 +133,11 @@ def routes(ctx: Context) -> list[Route]:
 
     async def tag_history(request: Request) -> Response:
         p = await ctx.principal(request, "template:read")
+        name, tag_ = request.path_params["name"], request.path_params["tag"]
         r = await reg(p)
-        moves = await r.tag_history(request.path_params["name"], request.path_params["tag"])
+        moves = await r.tag_history(name, tag_)
+        if not moves:
+            raise NotFound(f"tag {name}:{tag_} not found")
         return json(dump_list(TagMoveOut, moves))
 
     async def rollback(request: Request) -> Response:

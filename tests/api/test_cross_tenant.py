@@ -1,0 +1,621 @@
+"""Tenant isolation through EVERY operation of the OpenAPI document (issue 4).
+
+Tenant A (`alphaco`, an admin key) creates one object of every kind through the API: API keys
+(one rotated), a publisher key, signed templates with a tag, a trust root, two policy versions
+and an agent; all of that leaves audit entries. Tenant B (`betaco`, an admin key too, so no
+permission check can hide a leak) then goes through the operations the document lists:
+
+- object operations (a path parameter addresses an object): B with A's identifiers gets a 404
+  problem+json, and A's whole state, re-read as A, is unchanged after every mutating call;
+- list / search / query operations: nothing of A's appears in B's answers (before and after B
+  has objects of its own with the same names);
+- create operations: B's object lands in B (same names as A's objects do not collide), A sees
+  none of it and A's state is unchanged;
+- system-only operations (tenant administration, whole-chain audit): B gets 403;
+- the caller's own tenant: B sees B.
+
+`test_every_operation_is_classified` fails when the document gains an operation this file does
+not classify (or loses one it does), so a new endpoint cannot skip the check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from api_helpers import Api, signed, template_doc
+
+from agentgate import crypto
+from agentgate.api.openapi import openapi_document
+from agentgate.registry.signing import TrustedKey, key_id
+from agentgate.registry.trust import TrustRoot
+
+Op = tuple[str, str]  # (method, path as in the document)
+
+A_MARK = "ALPHA-MARK-7f3c"  # text only A's objects carry
+B_MARK = "BETA-MARK-19d2"
+TEMPLATE = "summarizer"
+TAG = "stable"
+POLICY = "guard"
+AGENT = "summarizer"  # the agent takes its template's name
+A_VERSIONS = ("1.2.3", "1.3.0")
+B_VERSION = "9.0.0"
+
+
+def _rego(mark: str) -> str:
+    return (
+        f"package agentgate.rules.{POLICY}\n\n"
+        "deny contains msg if {\n"
+        "  input.request.replicas > 100\n"
+        f'  msg := "{mark}"\n'
+        "}\n"
+    )
+
+
+@dataclass
+class Tenant:
+    """One tenant as the test drives it: its id, name, admin key and what it created."""
+
+    id: str
+    name: str
+    secret: str
+    keypair: crypto.KeyPair
+    key_ids: list[str] = field(default_factory=list)
+    digests: list[str] = field(default_factory=list)
+    agent_id: str = ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers presenting the tenant's admin key."""
+        return {"Authorization": f"Bearer {self.secret}"}
+
+
+@dataclass
+class World:
+    """The API, tenants A and B, and A's state as A last read it."""
+
+    api: Api
+    a: Tenant
+    b: Tenant
+    a_snapshot: dict[str, Any] = field(default_factory=dict)
+    a_audit_seqs: set[int] = field(default_factory=set)
+    covered: set[Op] = field(default_factory=set)
+
+    @property
+    def publisher_keyid(self) -> str:
+        """A's publisher key id."""
+        return key_id(self.a.keypair.public_key)
+
+    def a_tokens(self) -> list[str]:
+        """Strings that identify A's objects: none may appear in an answer to B."""
+        return [
+            self.a.id,
+            self.a.name,
+            A_MARK,
+            self.publisher_keyid,
+            self.a.agent_id,
+            *self.a.key_ids,
+            *self.a.digests,
+        ]
+
+    async def call(
+        self,
+        who: Tenant,
+        method: str,
+        url: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        """One request as `who`."""
+        return await self.api.client.request(
+            method.upper(), url, params=query, json=body, headers=who.headers
+        )
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request of a probe: path parameters, query and JSON body."""
+
+    path: dict[str, str]
+    query: dict[str, str] | None = None
+    body: dict[str, Any] | None = None
+
+
+def _url(path: str, params: dict[str, str]) -> str:
+    for k, v in params.items():
+        path = path.replace("{" + k + "}", v)
+    assert "{" not in path, f"unfilled path parameter in {path}"
+    return path
+
+
+def _is_problem(r: httpx.Response, status: int) -> None:
+    where = f"{r.request.method} {r.request.url}"
+    assert r.status_code == status, f"{where}: {r.status_code} {r.text}"
+    assert r.headers["content-type"].startswith("application/problem+json"), where
+    doc = r.json()
+    assert doc["status"] == status and doc["type"] == "about:blank", where
+
+
+def _no_leak(w: World, r: httpx.Response) -> None:
+    where = f"{r.request.method} {r.request.url}"
+    assert r.status_code == 200, f"{where}: {r.status_code} {r.text}"
+    for token in w.a_tokens():
+        assert token not in r.text, f"{where} shows tenant A's {token!r}: {r.text}"
+
+
+# --- setup: tenant A creates one object of every kind -----------------------------------------
+
+
+async def _ok(r: httpx.Response, status: int = 200) -> Any:
+    assert r.status_code == status, f"{r.request.method} {r.request.url}: {r.text}"
+    return r.json()
+
+
+async def _populate_a(w: World) -> None:
+    a, call = w.a, w.call
+    kp = a.keypair
+    # API keys: one extra key, rotated (so a rotated-from chain exists too)
+    extra = await _ok(
+        await call(a, "post", "/api/keys", body={"name": "ci", "roles": ["viewer"]}), 201
+    )
+    await _ok(
+        await call(a, "post", f"/api/keys/{extra['key']['id']}/rotate", body={"overlap": 3600}),
+        201,
+    )
+    a.key_ids = [k["id"] for k in await _ok(await call(a, "get", "/api/keys"))]
+    assert len(a.key_ids) == 3
+    # publisher key, two signed versions, a tag moved twice (so rollback has somewhere to go)
+    pk = {"public_key": kp.public_b64(), "valid_from": 0}
+    await _ok(await call(a, "post", "/api/publisher-keys", body=pk), 201)
+    for v in A_VERSIONS:
+        doc = template_doc(TEMPLATE, v, description=f"{TEMPLATE} agent {A_MARK} summarises")
+        out = await _ok(
+            await call(a, "post", "/api/templates", body=signed(doc, kp, w.api.clock.t)), 201
+        )
+        a.digests.append(out["template"]["digest"])
+    for v in A_VERSIONS:
+        body = {"target": v}
+        await _ok(await call(a, "put", f"/api/templates/{TEMPLATE}/tags/{TAG}", body=body))
+    # trust root v1 pinning the publisher key (publishing and deploys then go through it)
+    root = TrustRoot.create(
+        1, [TrustedKey(w.publisher_keyid, kp.public_key, 0.0, None)], issued_at=w.api.clock.t
+    )
+    await _ok(await call(a, "post", "/api/trust-roots", body={"body": root.to_json()}), 201)
+    # a policy with two versions, the first active
+    await _ok(
+        await call(a, "post", "/api/policies", body={"name": POLICY, "rego": _rego(A_MARK)}), 201
+    )
+    body = {"name": POLICY, "rego": _rego(A_MARK + "-v2"), "activate": False}
+    await _ok(await call(a, "post", "/api/policies", body=body), 201)
+    # an agent from the template
+    body = {"template": f"{TEMPLATE}@^1", "params": {"model": A_MARK}, "replicas": 2}
+    agent = await _ok(await call(a, "post", "/api/agents", body=body), 201)
+    a.agent_id = agent["id"]
+    assert agent["tenant"] == a.name
+
+
+async def _snapshot_a(w: World) -> dict[str, Any]:
+    """Everything A can read about its own objects (and the system's view of tenant A)."""
+    a = w.a
+    reads = [
+        "/api/tenant",
+        "/api/keys",
+        *(f"/api/keys/{k}" for k in a.key_ids),
+        "/api/publisher-keys",
+        f"/api/publisher-keys/{w.publisher_keyid}",
+        "/api/trust-roots",
+        "/api/trust-roots/1",
+        "/api/templates",
+        f"/api/templates/{TEMPLATE}",
+        *(f"/api/templates/{TEMPLATE}/{v}" for v in A_VERSIONS),
+        f"/api/templates/{TEMPLATE}/tags/{TAG}",
+        "/api/policies",
+        f"/api/policies/{POLICY}",
+        f"/api/policies/{POLICY}/versions",
+        "/api/agents",
+        f"/api/agents/{AGENT}",
+        "/api/audit?limit=10000",
+    ]
+    snap: dict[str, Any] = {}
+    for url in reads:
+        snap[url] = await _ok(await w.call(a, "get", url))
+    r = await w.api.client.get(f"/api/tenants/{a.id}")  # as the system principal
+    snap["system:tenant"] = await _ok(r)
+    r = await w.call(a, "get", f"/api/templates/{TEMPLATE}/resolve", query={"ref": TAG})
+    snap["resolve:stable"] = await _ok(r)
+    return snap
+
+
+async def _assert_a_unchanged(w: World, after: str) -> None:
+    now = await _snapshot_a(w)
+    for k, v in w.a_snapshot.items():
+        assert now[k] == v, f"tenant A's {k} changed after {after}"
+
+
+# --- object operations: B with A's identifiers gets 404 ---------------------------------------
+
+
+def _tmpl(w: World, **extra: str) -> dict[str, str]:
+    return {"name": TEMPLATE, **extra}
+
+
+OBJECT: dict[Op, Callable[[World], list[Call]]] = {
+    ("get", "/api/tenants/{tenant_id}"): lambda w: [Call({"tenant_id": w.a.id})],
+    ("patch", "/api/tenants/{tenant_id}"): lambda w: [
+        Call({"tenant_id": w.a.id}, body={"display_name": "owned"}),
+        Call({"tenant_id": w.a.id}, body={"disabled": True}),
+    ],
+    ("delete", "/api/tenants/{tenant_id}"): lambda w: [Call({"tenant_id": w.a.id})],
+    ("get", "/api/keys/{key_id}"): lambda w: [Call({"key_id": k}) for k in w.a.key_ids],
+    ("delete", "/api/keys/{key_id}"): lambda w: [Call({"key_id": k}) for k in w.a.key_ids],
+    ("post", "/api/keys/{key_id}/rotate"): lambda w: [
+        Call({"key_id": k}, body={"overlap": 0}) for k in w.a.key_ids
+    ],
+    ("get", "/api/templates/{name}"): lambda w: [Call(_tmpl(w))],
+    ("get", "/api/templates/{name}/resolve"): lambda w: [
+        Call(_tmpl(w), query={"ref": ref})
+        for ref in ("*", "^1", "1.2.3", TAG, "latest", *w.a.digests)
+    ],
+    ("put", "/api/templates/{name}/tags/{tag}"): lambda w: (
+        [Call(_tmpl(w, tag=TAG), body={"target": t}) for t in ("1.2.3", *w.a.digests)]
+        + [Call(_tmpl(w, tag="canary"), body={"target": "1.3.0"})]
+    ),
+    ("get", "/api/templates/{name}/tags/{tag}"): lambda w: [Call(_tmpl(w, tag=TAG))],
+    ("post", "/api/templates/{name}/tags/{tag}/rollback"): lambda w: [
+        Call(_tmpl(w, tag=TAG), body={}),
+        Call(_tmpl(w, tag=TAG), body={"to": "1.2.3"}),
+        Call(_tmpl(w, tag=TAG), body={"to": w.a.digests[0]}),
+    ],
+    ("get", "/api/templates/{name}/{version}"): lambda w: [
+        Call(_tmpl(w, version=v)) for v in (*A_VERSIONS, *w.a.digests)
+    ],
+    ("post", "/api/templates/{name}/{version}/yank"): lambda w: [
+        Call(_tmpl(w, version=v), body={"yanked": y}) for v in A_VERSIONS for y in (True, False)
+    ],
+    ("post", "/api/templates/{name}/{version}/deprecate"): lambda w: [
+        Call(_tmpl(w, version=v), body={"message": m}) for v in A_VERSIONS for m in ("x", None)
+    ],
+    ("get", "/api/publisher-keys/{keyid}"): lambda w: [Call({"keyid": w.publisher_keyid})],
+    ("delete", "/api/publisher-keys/{keyid}"): lambda w: [Call({"keyid": w.publisher_keyid})],
+    ("get", "/api/trust-roots/{version}"): lambda w: [Call({"version": "1"})],
+    ("get", "/api/policies/{name}"): lambda w: [Call({"name": POLICY})],
+    ("delete", "/api/policies/{name}"): lambda w: [Call({"name": POLICY})],
+    ("get", "/api/policies/{name}/versions"): lambda w: [Call({"name": POLICY})],
+    ("get", "/api/policies/{name}/versions/{version}"): lambda w: [
+        Call({"name": POLICY, "version": v}) for v in ("1", "2")
+    ],
+    ("post", "/api/policies/{name}/activate"): lambda w: [
+        Call({"name": POLICY}, body={"version": v}) for v in (1, 2)
+    ],
+    ("get", "/api/agents/{name}"): lambda w: [Call({"name": AGENT})],
+    ("patch", "/api/agents/{name}"): lambda w: [
+        Call({"name": AGENT}, body={"replicas": 0}),
+        Call({"name": AGENT}, body={"params": {"model": "x"}, "expected_revision": 1}),
+        Call({"name": AGENT}, body={"template": f"{TEMPLATE}@1.2.3"}),
+    ],
+    ("delete", "/api/agents/{name}"): lambda w: [Call({"name": AGENT})],
+}
+
+
+async def _probe_objects(w: World) -> int:
+    n = 0
+    wrong: list[str] = []  # every offending call at once, not just the first
+    for (method, path), calls in OBJECT.items():
+        for c in calls(w):
+            r = await w.call(w.b, method, _url(path, c.path), query=c.query, body=c.body)
+            try:
+                _is_problem(r, 404)
+            except AssertionError as e:
+                wrong.append(str(e).splitlines()[0])
+            if method != "get":
+                await _assert_a_unchanged(w, f"{method.upper()} {r.request.url} as B")
+            n += 1
+        w.covered.add((method, path))
+    assert not wrong, "B reached A's objects:\n" + "\n".join(wrong)
+    return n
+
+
+# --- list / search / query operations: nothing of A's in B's answers --------------------------
+
+
+async def _lists_plain(w: World, op: Op, queries: list[dict[str, str]]) -> None:
+    method, path = op
+    for q in queries:
+        _no_leak(w, await w.call(w.b, method, path, query=q))
+
+
+async def _list_templates(w: World) -> None:
+    queries = [
+        {},
+        {"name": TEMPLATE},
+        {"capability": "text.summarize"},
+        {"limit": "1000", "offset": "0"},
+    ]
+    await _lists_plain(w, ("get", "/api/templates"), queries)
+    b_keys = {f"{TEMPLATE}@{v['version']}" for v in await _b_versions(w)}
+    for q in (TEMPLATE, "summarises documents", A_MARK, "text.summarize"):
+        for query in ({"q": q}, {"q": q, "capability": "text.summarize"}):
+            r = await w.call(w.b, "get", "/api/templates", query=query)
+            _no_leak(w, r)
+            hits = {h["key"] for h in r.json()}
+            assert hits <= b_keys, f"search {query} as B found {hits - b_keys}"
+
+
+async def _b_versions(w: World) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = await _ok(await w.call(w.b, "get", "/api/templates"))
+    return rows
+
+
+def _b_entries(w: World, entries: list[dict[str, Any]], where: str) -> None:
+    for e in entries:
+        assert e["tenant_id"] == w.b.id, f"{where} shows another tenant's entry {e}"
+        assert e["seq"] not in w.a_audit_seqs, f"{where} shows A's entry {e}"
+        assert e["actor"] not in {f"key:{k}" for k in w.a.key_ids}, f"{where}: {e}"
+
+
+def _audit_queries(w: World) -> list[dict[str, str]]:
+    return [
+        {},
+        {"actor": f"key:{w.a.key_ids[0]}"},
+        {"target": f"agent:{AGENT}"},
+        {"action": "template.publish"},
+        {"since": "0", "until": "1e12"},
+    ]
+
+
+async def _list_audit(w: World) -> None:
+    for q in [*_audit_queries(w), {"after": "0", "limit": "10000"}]:
+        r = await w.call(w.b, "get", "/api/audit", query=q)
+        assert r.status_code == 200, r.text
+        _b_entries(w, r.json(), f"GET /api/audit {q}")
+    r = await w.call(w.b, "get", "/api/audit", query={"actor": f"key:{w.a.key_ids[0]}"})
+    assert r.json() == []
+    _is_problem(await w.call(w.b, "get", "/api/audit", query={"all": "1"}), 403)
+
+
+async def _export_audit(w: World) -> None:
+    for q in _audit_queries(w):
+        r = await w.call(w.b, "get", "/api/audit/export", query=q)
+        assert r.status_code == 200, r.text
+        _b_entries(w, [orjson.loads(x) for x in r.text.splitlines()], f"export {q}")
+    _is_problem(await w.call(w.b, "get", "/api/audit/export", query={"all": "true"}), 403)
+
+
+async def _dry_run(w: World) -> None:
+    # A's policy would deny 1000 replicas with A's mark; B's evaluation must not see it, even
+    # when the input claims to be tenant A
+    inputs: list[dict[str, Any]] = [
+        {"stage": "create", "input": {"request": {"replicas": 1000}}},
+        {"stage": "create", "input": {"request": {"replicas": 1000}, "tenant": {"id": w.a.id}}},
+        {"stage": "deploy", "input": {"tenant": {"id": w.a.id, "name": w.a.name}}},
+    ]
+    for body in inputs:
+        r = await w.call(w.b, "post", "/api/policies/dry-run", body=body)
+        _no_leak(w, r)
+        rules = r.json()["rules"]
+        assert all(B_MARK not in x for x in rules)  # B's own rule may fire once it exists
+
+
+LISTS: dict[Op, Callable[[World], Awaitable[None]]] = {
+    ("get", "/api/keys"): lambda w: _lists_plain(w, ("get", "/api/keys"), [{}]),
+    ("get", "/api/templates"): _list_templates,
+    ("get", "/api/publisher-keys"): lambda w: _lists_plain(w, ("get", "/api/publisher-keys"), [{}]),
+    ("get", "/api/trust-roots"): lambda w: _lists_plain(w, ("get", "/api/trust-roots"), [{}]),
+    ("get", "/api/policies"): lambda w: _lists_plain(
+        w, ("get", "/api/policies"), [{}, {"active": "true"}, {"active": "0"}]
+    ),
+    ("get", "/api/agents"): lambda w: _lists_plain(
+        w, ("get", "/api/agents"), [{}, {"limit": "10000", "offset": "0"}]
+    ),
+    ("get", "/api/audit"): _list_audit,
+    ("get", "/api/audit/export"): _export_audit,
+    ("post", "/api/policies/dry-run"): _dry_run,
+}
+
+
+async def _probe_lists(w: World) -> None:
+    for op, probe in LISTS.items():
+        await probe(w)
+        w.covered.add(op)
+
+
+# --- create operations: B's objects land in B only --------------------------------------------
+
+
+async def _create_key(w: World) -> None:
+    b = w.b
+    out = await _ok(
+        await w.call(b, "post", "/api/keys", body={"name": "ci", "roles": ["viewer"]}), 201
+    )
+    assert out["key"]["tenant_id"] == b.id
+    r = await w.call(b, "get", f"/api/keys/{out['key']['id']}")
+    assert (await _ok(r))["tenant_id"] == b.id
+    # the new key reads B's tenant, and A's key list does not grow
+    r = await w.api.client.get("/api/tenant", headers=w.api.as_(out["secret"]))
+    assert (await _ok(r))["id"] == b.id
+    _is_problem(await w.call(w.a, "get", f"/api/keys/{out['key']['id']}"), 404)
+
+
+async def _create_publisher_key(w: World) -> None:
+    b = w.b
+    body = {"public_key": b.keypair.public_b64(), "valid_from": 0}
+    out = await _ok(await w.call(b, "post", "/api/publisher-keys", body=body), 201)
+    assert out["keyid"] == key_id(b.keypair.public_key)
+    _is_problem(await w.call(w.a, "get", f"/api/publisher-keys/{out['keyid']}"), 404)
+
+
+async def _create_template(w: World) -> None:
+    b, a, clock = w.b, w.a, w.api.clock
+    # A's own signed document is not trusted in B (A's publisher key is A's alone)
+    a_doc = template_doc(
+        TEMPLATE, A_VERSIONS[0], description=f"{TEMPLATE} agent {A_MARK} summarises"
+    )
+    r = await w.call(b, "post", "/api/templates", body=signed(a_doc, a.keypair, clock.t))
+    assert r.status_code in (403, 422), r.text
+    assert await _b_versions(w) == []
+    # the same name as A's template, B's own key and content
+    doc = template_doc(TEMPLATE, B_VERSION, description=f"{TEMPLATE} agent {B_MARK} summarises")
+    out = await _ok(
+        await w.call(b, "post", "/api/templates", body=signed(doc, b.keypair, clock.t)), 201
+    )
+    assert out["template"]["tenant_id"] == b.id
+    b.digests.append(out["template"]["digest"])
+    assert [t["version"] for t in await _b_versions(w)] == [B_VERSION]
+    r = await w.call(b, "get", f"/api/templates/{TEMPLATE}/resolve", query={"ref": "*"})
+    assert (await _ok(r))["template"]["version"] == B_VERSION
+    r = await w.call(a, "get", f"/api/templates/{TEMPLATE}/resolve", query={"ref": "*"})
+    assert (await _ok(r))["template"]["version"] == A_VERSIONS[-1]
+    _is_problem(await w.call(a, "get", f"/api/templates/{TEMPLATE}/{B_VERSION}"), 404)
+    _is_problem(await w.call(a, "get", f"/api/templates/{TEMPLATE}/{b.digests[0]}"), 404)
+
+
+async def _create_trust_root(w: World) -> None:
+    b, kp = w.b, w.b.keypair
+    kid = key_id(kp.public_key)
+    root = TrustRoot.create(1, [TrustedKey(kid, kp.public_key, 0.0, None)], issued_at=w.api.clock.t)
+    out = await _ok(await w.call(b, "post", "/api/trust-roots", body={"body": root.to_json()}), 201)
+    assert out["version"] == 1 and kid in out["body"]["keys"]
+    r = await w.call(b, "get", "/api/trust-roots/1")
+    assert kid in (await _ok(r))["body"]["keys"]
+
+
+async def _create_policy(w: World) -> None:
+    b = w.b
+    out = await _ok(
+        await w.call(b, "post", "/api/policies", body={"name": POLICY, "rego": _rego(B_MARK)}), 201
+    )
+    assert out["version"] == 1 and B_MARK in out["rego"]
+    dry = {"stage": "create", "input": {"request": {"replicas": 1000}}}
+    r = await w.call(b, "post", "/api/policies/dry-run", body=dry)
+    res = await _ok(r)
+    assert res["allow"] is False and B_MARK in r.text and A_MARK not in r.text
+    r = await w.call(w.a, "post", "/api/policies/dry-run", body=dry)
+    assert A_MARK in r.text and B_MARK not in r.text
+
+
+async def _create_agent(w: World) -> None:
+    b = w.b
+    # B cannot create from A's versions (B has only 9.0.0)
+    for ref in (f"{TEMPLATE}@^1", f"{TEMPLATE}@{A_VERSIONS[0]}", f"{TEMPLATE}@{w.a.digests[0]}"):
+        body = {"template": ref, "params": {"model": "m"}}
+        _is_problem(await w.call(b, "post", "/api/agents", body=body), 404)
+    body = {"template": f"{TEMPLATE}@^9", "params": {"model": B_MARK}}
+    out = await _ok(await w.call(b, "post", "/api/agents", body=body), 201)
+    assert out["tenant"] == b.name and out["name"] == AGENT
+    assert out["template"]["digest"] == b.digests[0] and out["id"] != w.a.agent_id
+    got = await _ok(await w.call(b, "get", f"/api/agents/{AGENT}"))
+    assert got["id"] == out["id"]
+    got = await _ok(await w.call(w.a, "get", f"/api/agents/{AGENT}"))
+    assert got["id"] == w.a.agent_id
+
+
+# in order: a template needs B's publisher key, the agent B's template
+CREATE: dict[Op, Callable[[World], Awaitable[None]]] = {
+    ("post", "/api/keys"): _create_key,
+    ("post", "/api/publisher-keys"): _create_publisher_key,
+    ("post", "/api/templates"): _create_template,
+    ("post", "/api/trust-roots"): _create_trust_root,
+    ("post", "/api/policies"): _create_policy,
+    ("post", "/api/agents"): _create_agent,
+}
+
+
+async def _probe_creates(w: World) -> None:
+    for (method, path), create in CREATE.items():
+        await create(w)
+        await _assert_a_unchanged(w, f"{method.upper()} {path} as B")
+        w.covered.add((method, path))
+
+
+# --- system-only and own-tenant operations ----------------------------------------------------
+
+SYSTEM: dict[Op, Call] = {
+    ("get", "/api/tenants"): Call({}),
+    ("post", "/api/tenants"): Call({}, body={"name": "evil"}),
+    ("get", "/api/audit/verify"): Call({}),
+}
+
+
+async def _probe_system(w: World) -> None:
+    for (method, path), c in SYSTEM.items():
+        r = await w.call(w.b, method, path, query=c.query, body=c.body)
+        _is_problem(r, 403)
+        w.covered.add((method, path))
+    names = [t["name"] for t in await _ok(await w.api.client.get("/api/tenants"))]
+    assert "evil" not in names
+
+
+async def _own_tenant(w: World) -> None:
+    r = await w.call(w.b, "get", "/api/tenant")
+    assert (await _ok(r))["id"] == w.b.id
+    _no_leak(w, r)
+    # B's own tenant is still system-administered: no self-service change or delete
+    _is_problem(await w.call(w.b, "patch", f"/api/tenants/{w.b.id}", body={"disabled": True}), 403)
+    _is_problem(await w.call(w.b, "delete", f"/api/tenants/{w.b.id}"), 403)
+
+
+OWN: dict[Op, Callable[[World], Awaitable[None]]] = {("get", "/api/tenant"): _own_tenant}
+
+
+# --- the tests --------------------------------------------------------------------------------
+
+
+def _document_ops() -> set[Op]:
+    return {
+        (method, path)
+        for path, item in openapi_document()["paths"].items()
+        for method in item
+        if method in ("get", "put", "post", "patch", "delete", "head", "options", "trace")
+    }
+
+
+def test_every_operation_is_classified() -> None:
+    """Each operation of the OpenAPI document has exactly one isolation check here."""
+    tables: list[set[Op]] = [set(OBJECT), set(LISTS), set(CREATE), set(SYSTEM), set(OWN)]
+    classified: set[Op] = set().union(*tables)
+    assert sum(len(t) for t in tables) == len(classified), "an operation is classified twice"
+    ops = _document_ops()
+    assert not ops - classified, (
+        f"operations without a cross-tenant check: {sorted(ops - classified)}"
+    )
+    assert not classified - ops, f"classified but not in the document: {sorted(classified - ops)}"
+    # every operation with a path parameter is an object operation (B must get 404 there)
+    with_params = {op for op in ops if "{" in op[1]}
+    assert with_params <= set(OBJECT), sorted(with_params - set(OBJECT))
+
+
+async def test_cross_tenant_every_operation(api: Api) -> None:
+    """B (admin of another tenant) can read, list, change or delete nothing of A's."""
+    a_id, a_secret = await api.tenant_key("alphaco", ["admin"])
+    b_id, b_secret = await api.tenant_key("betaco", ["admin"])
+    a = Tenant(a_id, "alphaco", a_secret, crypto.generate_keypair())
+    b = Tenant(b_id, "betaco", b_secret, crypto.generate_keypair())
+    w = World(api, a, b)
+    await _populate_a(w)
+    w.a_snapshot = await _snapshot_a(w)
+    w.a_audit_seqs = {e["seq"] for e in w.a_snapshot["/api/audit?limit=10000"]}
+    assert len(w.a_audit_seqs) >= 10  # every creation above was audited
+
+    for op, probe in OWN.items():
+        await probe(w)
+        w.covered.add(op)
+    await _probe_system(w)
+    probes = await _probe_objects(w)
+    assert probes >= 40
+    await _probe_lists(w)  # B has nothing yet
+    await _probe_creates(w)
+    await _probe_lists(w)  # B has objects named like A's now
+    await _assert_a_unchanged(w, "all of B's calls")
+
+    assert w.covered == _document_ops()
+    # A's tag still resolves for A (B's tag and rollback attempts went nowhere)
+    r = await w.call(a, "get", f"/api/templates/{TEMPLATE}/resolve", query={"ref": TAG})
+    assert (await _ok(r))["template"]["version"] == A_VERSIONS[-1]
+    # B's failed attempts are audited in B's trail, never in A's
+    r = await w.call(b, "get", "/api/audit", query={"action": "key.revoke", "limit": "1000"})
+    outcomes = {e["outcome"] for e in await _ok(r)}
+    assert outcomes == {"error:404"}
