@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-stamp
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: dev deps run test test-rust test-py lint fmt bench bench-core bench-gateway bench-control wheel clean
+.PHONY: dev deps run services test test-rust test-py lint fmt bench bench-core bench-gateway bench-control wheel clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,7 +34,11 @@ run: dev
 	@echo "  .venv/bin/agentgate admin bootstrap --data-dir .agentgate  # first admin API key (shown once)"
 	$(BIN)/python -m agentgate serve --config examples/agentgate.yaml
 
-test: dev test-rust test-py
+## services: the servers tests start themselves (PostgreSQL), installed when missing
+services:
+	bash scripts/services.sh
+
+test: dev services test-rust test-py
 
 test-rust:
 	cargo test --workspace --release
