@@ -19,9 +19,11 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loadtests.benchmarks_md import replace_section
+
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_MD = ROOT / "BENCHMARKS.md"
-BEGIN, END = "<!-- control:begin -->", "<!-- control:end -->"
 
 
 def parts(quick: bool) -> list[tuple[str, list[str]]]:
@@ -62,17 +64,8 @@ def write_md(results: dict[str, list[str]], command: str) -> None:
     """Replaces the control section of BENCHMARKS.md."""
     lines = [f"Command: `{command}` ({time.strftime('%Y-%m-%d')}); raw lines per part:", ""]
     for name, rows in results.items():
-        lines.append(f"**{name}**")
-        lines.append("```")
-        lines.extend(rows)
-        lines.append("```")
-    block = f"{BEGIN}\n" + "\n".join(lines) + f"\n{END}"
-    text = BENCH_MD.read_text() if BENCH_MD.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n## Control plane (make bench-control)\n\n" + block + "\n"
-    BENCH_MD.write_text(text)
+        lines += [f"**{name}**", "```", *rows, "```"]
+    replace_section("control", "Control plane (make bench-control)", "\n".join(lines))
 
 
 def main() -> None:

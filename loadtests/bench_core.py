@@ -15,7 +15,6 @@ import importlib
 import json
 import platform
 import random
-import re
 import statistics
 import sys
 import time
@@ -26,10 +25,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadtests.benchmarks_md import replace_section  # noqa: E402
 from loadtests.core.harness import Case  # noqa: E402
-
-BENCH_MD = ROOT / "BENCHMARKS.md"
-BEGIN, END = "<!-- core:begin -->", "<!-- core:end -->"
 
 
 def load_cases(only: set[str] | None) -> list[Case]:
@@ -187,17 +184,6 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_benchmarks_md(table: str) -> None:
-    """Replaces the core section of BENCHMARKS.md, creating the file or section if missing."""
-    block = f"{BEGIN}\n{table}\n{END}"
-    text = BENCH_MD.read_text() if BENCH_MD.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n## Core (make bench-core)\n\n" + block + "\n"
-    BENCH_MD.write_text(text)
-
-
 def main() -> None:
     """Entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -227,7 +213,7 @@ def main() -> None:
     table = markdown(summary, meta)
     print(table)
     if not args.no_md and not args.quick:
-        write_benchmarks_md(table)
+        replace_section("core", "Core (make bench-core)", table)
 
 
 def _cpu_count() -> int:

@@ -45,11 +45,13 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))
+
+from loadtests.benchmarks_md import replace_section  # noqa: E402
+
 VENV_BIN = ROOT / ".venv" / "bin"
 OHA = HERE / ".tools" / "bin" / "oha"
 UPSTREAM_BIN = HERE / "build" / "upstream"
-BENCH_MD = ROOT / "BENCHMARKS.md"
-BEGIN, END = "<!-- gateway:begin -->", "<!-- gateway:end -->"
 
 HOST = "127.0.0.1"
 UPSTREAM_PORT = 19001
@@ -728,21 +730,13 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], settings: Settings) 
 
 def write_benchmarks_md(table: str) -> None:
     """Replaces the gateway section of BENCHMARKS.md, creating the file or section if missing."""
-    block = f"{BEGIN}\n{table}\n{END}"
-    text = BENCH_MD.read_text() if BENCH_MD.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:
-        text = (
-            text.rstrip()
-            + "\n\n## Gateway (make bench-gateway)\n\n"
-            + "Regenerate with `make bench-gateway` "
-            + "(`python loadtests/gateway/bench.py`, raw runs in `loadtests/results/gateway.json`)."
-            + "\n\n"
-            + block
-            + "\n"
-        )
-    BENCH_MD.write_text(text)
+    replace_section(
+        "gateway",
+        "Gateway (make bench-gateway)",
+        table,
+        "Regenerate with `make bench-gateway` "
+        "(`python loadtests/gateway/bench.py`, raw runs in `loadtests/results/gateway.json`).",
+    )
 
 
 def versions() -> dict[str, str]:
