@@ -220,15 +220,23 @@ class Gateway:
         client_ip = peer.rpartition(":")[0] or peer
         method = scope.method
         host = scope.authority or get("host") or ""
+        loop = self._loop
         d = engine.admit(
-            method, host, scope.path, scope.query_string, headers, client_ip, scope.scheme
+            method,
+            host,
+            scope.path,
+            scope.query_string,
+            headers,
+            client_ip,
+            scope.scheme,
+            loop.time(),
         )
         if type(d) is Rejected:
             self._reject(proto, d, rid)
             return
         assert type(d) is Flight
         d.proto = proto
-        d.task = asyncio.current_task()
+        d.task = asyncio.current_task(loop)  # passing the loop skips a running-loop lookup
         if d.ticket is not None:
             # queueing can take long: watch for the client leaving right away
             watcher = self._watch(d)
@@ -273,7 +281,7 @@ class Gateway:
                 w.cancel()
             client.in_flight -= 1
             engine.finish(d, d.latency, d.outcome)
-            self.metrics.finish(d, status, self._loop.time() - d.started)
+            self.metrics.finish(d, status, loop.time() - d.started)
 
     def _watch(self, d: Flight) -> asyncio.Future[Any]:
         """Cancel the request's task when its client disconnects."""

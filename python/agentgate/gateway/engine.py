@@ -228,11 +228,20 @@ class Flight:
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~!$&'()*+,;=:@-]*")
 
 
+_REQUOTED: dict[str, str] = {}
+_REQUOTED_MAX = 4096
+
+
 def _requote(path: str) -> str:
-    # granian hands us the percent-decoded path; the upstream must get a valid request target
-    if _PLAIN_PATH.fullmatch(path):
-        return path
-    return quote(path, safe="/._~!$&'()*+,;=:@-")
+    # granian hands us the percent-decoded path; the upstream must get a valid request target.
+    # Hot paths repeat: a bounded memo answers them with one dict lookup instead of a regex.
+    done = _REQUOTED.get(path)
+    if done is not None:
+        return done
+    done = path if _PLAIN_PATH.fullmatch(path) else quote(path, safe="/._~!$&'()*+,;=:@-")
+    if len(_REQUOTED) < _REQUOTED_MAX and len(path) <= 256:
+        _REQUOTED[path] = done
+    return done
 
 
 def _strip(path: str, n: int) -> str:
@@ -408,8 +417,12 @@ class Engine:
         headers: Headers,
         client_ip: str,
         scheme: str = "http",
+        now: float | None = None,
     ) -> Flight | Rejected:
-        """Route, authenticate, rate-limit, prioritise and admit one request."""
+        """Route, authenticate, rate-limit, prioritise and admit one request.
+
+        `now` is the running loop's time when the caller has it at hand (saves a lookup).
+        """
         d, shed, granted = self.core.admit(method, host, path, headers, client_ip)
         if type(d) is CoreRejection:
             agent = d.agent
@@ -442,7 +455,9 @@ class Engine:
         if query:
             upstream_path = f"{upstream_path}?{query}"
         route.agent.budget.deposit()
-        f = Flight(a, route, upstream_path, asyncio.get_running_loop().time())
+        if now is None:
+            now = asyncio.get_running_loop().time()
+        f = Flight(a, route, upstream_path, now)
         if digest is not None:
             f.digest = digest
         return f
