@@ -422,6 +422,23 @@ impl Snapshot {
         previous: Option<&Snapshot>,
         clock: &AnyClock,
     ) -> Result<Snapshot, SpecError> {
+        // Indexes of the previous snapshot's stateful parts, so carrying them over stays linear
+        // in the number of agents and routes (a reload happens on every agent created).
+        let old_pools: HashMap<&str, &Pool> = previous
+            .map(|p| p.pools.iter().map(|x| (x.name.as_ref(), x)).collect())
+            .unwrap_or_default();
+        let old_limits: HashMap<&str, (&RateLimitRule, &Arc<RateLimiter>)> = previous
+            .map(|p| {
+                p.routes
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, r)| match (&r.limit, p.table.id(i)) {
+                        (Some((_, l, rule)), Some(id)) => Some((id.as_ref(), (rule, l))),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut by_name: HashMap<&str, usize> = HashMap::new();
         let mut pools = Vec::with_capacity(spec.agents.len());
         for (i, a) in spec.agents.iter().enumerate() {
@@ -431,7 +448,12 @@ impl Snapshot {
                     a.name
                 )));
             }
-            pools.push(Self::pool(i, a, previous, clock)?);
+            pools.push(Self::pool(
+                i,
+                a,
+                old_pools.get(a.name.as_str()).copied(),
+                clock,
+            )?);
         }
         let mut specs = Vec::with_capacity(spec.routes.len());
         let mut routes = Vec::with_capacity(spec.routes.len());
@@ -476,7 +498,10 @@ impl Snapshot {
                             }
                         },
                     };
-                    let reused = previous.and_then(|p| p.limiter_for(&r.id, rl));
+                    let reused = old_limits
+                        .get(r.id.as_str())
+                        .filter(|(rule, _)| *rule == rl)
+                        .map(|(_, l)| Arc::clone(l));
                     let limiter = match reused {
                         Some(l) => l,
                         None => {
@@ -587,7 +612,7 @@ impl Snapshot {
     fn pool(
         i: usize,
         a: &AgentSpec,
-        previous: Option<&Snapshot>,
+        old: Option<&Pool>,
         clock: &AnyClock,
     ) -> Result<Pool, SpecError> {
         if a.endpoints.is_empty() {
@@ -596,7 +621,6 @@ impl Snapshot {
                 a.name
             )));
         }
-        let old = previous.and_then(|p| p.pools.iter().find(|p| p.name.as_ref() == a.name));
         let same_endpoints = old.is_some_and(|o| {
             o.spec.endpoints == a.endpoints
                 && o.spec.breaker == a.breaker
@@ -649,15 +673,6 @@ impl Snapshot {
             admission,
             spec: a.clone(),
         })
-    }
-
-    fn limiter_for(&self, route_id: &str, rule: &RateLimitRule) -> Option<Arc<RateLimiter>> {
-        let idx = (0..self.routes.len())
-            .find(|&i| self.table.id(i).is_some_and(|id| id.as_ref() == route_id))?;
-        match &self.routes[idx].limit {
-            Some((_, l, r)) if r == rule => Some(l.clone()),
-            _ => None,
-        }
     }
 
     fn miss<'a, H>(&self, req: &RequestHead<'a, H>) -> Rejection
