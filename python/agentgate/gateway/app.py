@@ -406,7 +406,11 @@ class Gateway:
             resp: Response | None = None
             fail: _Attempt | None = None
             retry_after: float | None = None
-            ep = self._endpoint(client, d)
+            # the common case inline; _endpoint handles misses (e.g. a retry after a reload)
+            eps = client.endpoints.get(d.agent.name)
+            ep = None if eps is None else eps.get(d.url)
+            if ep is None:
+                ep = self._endpoint(client, d)
             start = loop.time()
             try:
                 if ep is None:

@@ -454,7 +454,9 @@ class Engine:
         upstream_path = _requote(_strip(path, strip) if strip else path)
         if query:
             upstream_path = f"{upstream_path}?{query}"
-        route.agent.budget.deposit()
+        b = route.agent.budget  # RetryBudget.deposit, inlined on the hot path
+        tokens = b.tokens + b._ratio
+        b.tokens = tokens if tokens < b._cap else b._cap
         if now is None:
             now = asyncio.get_running_loop().time()
         f = Flight(a, route, upstream_path, now)
