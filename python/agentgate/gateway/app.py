@@ -548,19 +548,37 @@ def _failure(e: UpstreamError) -> _Attempt:
     return _Attempt("error", 502, "Bad Gateway", f"upstream error: {e}")
 
 
+# upstream header name -> lowercase: the same few names come back on every response, and a
+# dict hit is cheaper than str.lower(); bounded, so odd names just take the slow way
+_LOWER: dict[str, str] = {}
+_LOWER_MAX = 1024
+
+
 def _response_headers(resp: Response, d: Flight, rid: str) -> list[tuple[str, str]]:
     """The upstream's response headers minus hop-by-hop ones, plus request id and RateLimit."""
-    raw = resp.headers
-    out = [(n, v) for k, v in raw if (n := k.lower()) not in _HOP]
-    if len(out) != len(raw):
-        conn = next((v for k, v in raw if k.lower() == "connection"), None)
-        if conn:
-            drop = _HOP | _connection_tokens(conn)
-            out = [kv for kv in out if kv[0] not in drop]
-    for kv in out:
-        if kv[0] == "x-request-id":
-            break
-    else:
+    low = _LOWER
+    out = []
+    conn = None
+    has_rid = False
+    for k, v in resp.headers:
+        n = low.get(k)
+        if n is None:
+            n = k.lower()
+            if len(low) < _LOWER_MAX and len(k) <= 64:
+                low[k] = n
+        if n in _HOP:
+            if n == "connection" and conn is None:
+                conn = v
+            continue
+        if n == "x-request-id":
+            has_rid = True
+        out.append((n, v))
+    if conn:
+        drop = _connection_tokens(conn)
+        out = [kv for kv in out if kv[0] not in drop]
+        if has_rid and "x-request-id" in drop:
+            has_rid = False
+    if not has_rid:
         out.append(("x-request-id", rid))
     rl = d.ratelimit
     if rl is not None:
