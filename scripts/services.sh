@@ -1,29 +1,63 @@
 #!/usr/bin/env bash
-# Installs the servers the test suite starts by itself when they are missing (Debian packages):
-# PostgreSQL (tests/pg_ephemeral.py runs initdb + postgres in a temp dir on a free port).
-# Does nothing when they are present, or when AGENTGATE_TEST_DATABASE_URL points at a server.
+# Installs what the test suite runs by itself when it is missing (Debian packages):
+# - PostgreSQL (tests/pg_ephemeral.py runs initdb + postgres in a temp dir on a free port);
+#   skipped when AGENTGATE_TEST_DATABASE_URL points at a server.
+# - promtool, from the `prometheus` package (tests/gateway/test_metrics_exposition.py checks the
+#   gateway's /metrics with `promtool check metrics`). No Prometheus server is left running.
+# Does nothing when everything is present.
 set -euo pipefail
 
 have_pg() {
   command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
 }
+have_promtool() {
+  command -v promtool >/dev/null 2>&1
+}
 
-if [ -n "${AGENTGATE_TEST_DATABASE_URL:-}" ] || have_pg; then
+missing=()
+if [ -z "${AGENTGATE_TEST_DATABASE_URL:-}" ] && ! have_pg; then
+  missing+=(postgresql)
+fi
+if ! have_promtool; then
+  missing+=(prometheus)
+fi
+if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "services: PostgreSQL is missing; install it (Debian: apt-get install -y postgresql)" \
-       "or set AGENTGATE_TEST_DATABASE_URL=postgresql://…" >&2
+  echo "services: missing ${missing[*]}; install (Debian: apt-get install -y ${missing[*]})" \
+       "or, for PostgreSQL, set AGENTGATE_TEST_DATABASE_URL=postgresql://…" >&2
   exit 1
 fi
-echo "services: installing PostgreSQL (apt-get)…"
+echo "services: installing ${missing[*]} (apt-get)…"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# policy-rc.d keeps the package from starting a system cluster (tests run their own); one that
-# was already there is left alone.
+# policy-rc.d keeps the packages from starting system services (a PostgreSQL cluster, a
+# Prometheus server): tests run their own servers and only need promtool. One that was already
+# there is left alone.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
-apt-get install -y -qq postgresql >/dev/null
-have_pg || { echo "services: PostgreSQL install did not provide initdb" >&2; exit 1; }
+for pkg in "${missing[@]}"; do
+  case "$pkg" in
+    postgresql)
+      apt-get install -y -qq postgresql >/dev/null
+      have_pg || { echo "services: PostgreSQL install did not provide initdb" >&2; exit 1; }
+      ;;
+    prometheus)
+      # no recommends: prometheus-node-exporter would be one more service
+      apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+      have_promtool || { echo "services: prometheus install did not provide promtool" >&2; exit 1; }
+      # The postinst enables the unit/init script for boot; undo that, and stop a server that a
+      # permissive policy-rc.d let it start (the package's own init script, by its pidfile).
+      update-rc.d prometheus disable >/dev/null 2>&1 || true
+      deb-systemd-helper disable prometheus.service >/dev/null 2>&1 || true
+      if [ -d /run/systemd/system ]; then
+        systemctl stop prometheus.service >/dev/null 2>&1 || true
+      elif [ -x /etc/init.d/prometheus ] && /etc/init.d/prometheus status >/dev/null 2>&1; then
+        /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+      fi
+      ;;
+  esac
+done
