@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod clock;
 pub mod engine;
 pub mod histogram;
+pub mod http1;
 pub mod httpsig;
 pub mod limiter;
 pub mod policy;

@@ -1,0 +1,4 @@
+//! HTTP/1.1 wire handling for the upstream client: request heads out, responses in.
+
+pub mod request;
+pub mod response;

@@ -1,0 +1,1 @@
+//! Upstream request heads: the forwarded header block, encoded once in Rust.
