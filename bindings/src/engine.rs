@@ -3,11 +3,14 @@
 use std::sync::Arc;
 
 use agentgate_core::balancer::Outcome;
-use agentgate_core::engine::{Admit, Admitted, Engine, EngineSpec, RequestHead};
+use agentgate_core::engine::{
+    Admit, AdmitOutcome, Admitted, Client, Engine, EngineSpec, Forward, RequestHead,
+};
+use agentgate_core::http1::request::Framing;
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::clock::{any_clock, ManualClock};
 
@@ -53,6 +56,18 @@ pub struct Admission {
     ticket: Option<u64>,
     #[pyo3(get)]
     ratelimit: Option<(String, String)>,
+    /// Forwarded header lines (from `admit_request`; None from `admit`).
+    #[pyo3(get)]
+    block: Option<Py<PyBytes>>,
+    /// Body framing: -1 none, -2 chunked, else the Content-Length.
+    #[pyo3(get)]
+    framing: i64,
+    /// The block carries a Host line.
+    #[pyo3(get)]
+    block_has_host: bool,
+    /// Upstream target: stripped, re-encoded path plus query ("" from `admit`).
+    #[pyo3(get)]
+    target: Py<PyString>,
 }
 
 /// A refused request: status, reason and the headers the problem response carries.
@@ -116,7 +131,13 @@ fn names(py: Python<'_>, engine: &Engine) -> Arc<Names> {
 }
 
 impl GatewayCore {
-    fn admission(&self, py: Python<'_>, a: Admitted, ticket: Option<u64>) -> Admission {
+    fn admission(
+        &self,
+        py: Python<'_>,
+        a: Admitted,
+        ticket: Option<u64>,
+        fwd: Option<&Forward>,
+    ) -> Admission {
         let names = self.names.read().clone();
         let pick = |v: &Vec<Py<PyString>>, i: usize| {
             v.get(i)
@@ -144,7 +165,52 @@ impl GatewayCore {
                 .and_then(|i| i.tenant.as_deref().map(|t| PyString::new(py, t).unbind())),
             ticket,
             ratelimit: a.ratelimit,
+            block: fwd.map(|f| PyBytes::new(py, &f.block.bytes).unbind()),
+            framing: fwd.map_or(-1, |f| match f.block.framing {
+                Framing::Empty => -1,
+                Framing::Chunked => -2,
+                Framing::Length(n) => i64::try_from(n).unwrap_or(i64::MAX),
+            }),
+            block_has_host: fwd.is_some_and(|f| f.block.has_host),
+            target: PyString::new(py, fwd.map_or("", |f| f.target.as_str())).unbind(),
         }
+    }
+
+    /// The (decision, shed, granted) tuple both admit calls return.
+    fn outcome<'py>(
+        &self,
+        py: Python<'py>,
+        out: AdmitOutcome,
+        fwd: Option<&Forward>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let decision: Py<PyAny> = match out.decision {
+            Admit::Proceed(a) => Py::new(py, self.admission(py, a, None, fwd))?.into_any(),
+            Admit::Queued(a, t) => Py::new(py, self.admission(py, a, Some(t), fwd))?.into_any(),
+            Admit::Rejected(r) => Py::new(
+                py,
+                Rejection {
+                    status: r.status,
+                    reason: r.reason,
+                    detail: r.detail,
+                    headers: r.headers,
+                    agent: out.agent,
+                },
+            )?
+            .into_any(),
+        };
+        let shed: Py<PyAny> = if out.shed.is_empty() {
+            py.None()
+        } else {
+            PyList::new(py, out.shed)?.into_any().unbind()
+        };
+        PyTuple::new(
+            py,
+            [
+                decision,
+                shed,
+                out.granted.into_pyobject(py)?.into_any().unbind(),
+            ],
+        )
     }
 }
 
@@ -224,34 +290,57 @@ impl GatewayCore {
             header: lookup,
         };
         let out = self.engine.admit(&head);
-        let decision: Py<PyAny> = match out.decision {
-            Admit::Proceed(a) => Py::new(py, self.admission(py, a, None))?.into_any(),
-            Admit::Queued(a, t) => Py::new(py, self.admission(py, a, Some(t)))?.into_any(),
-            Admit::Rejected(r) => Py::new(
-                py,
-                Rejection {
-                    status: r.status,
-                    reason: r.reason,
-                    detail: r.detail,
-                    headers: r.headers,
-                    agent: out.agent,
-                },
-            )?
-            .into_any(),
+        self.outcome(py, out, None)
+    }
+
+    /// `admit` plus the forwarded request: the Admission also carries the upstream header
+    /// block, its framing and the target. `headers` needs `items()` (pairs of str); names
+    /// are matched case-insensitively. `request_id` is added upstream unless None.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (method, host, path, query, headers, client_ip, scheme, request_id))]
+    fn admit_request<'py>(
+        &self,
+        py: Python<'py>,
+        method: &str,
+        host: &str,
+        path: &str,
+        query: &str,
+        headers: &Bound<'py, PyAny>,
+        client_ip: &str,
+        scheme: &str,
+        request_id: Option<&str>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let items = headers.call_method0(intern!(py, "items"))?;
+        let mut owned: Vec<(Bound<'py, PyString>, Bound<'py, PyString>)> = Vec::with_capacity(16);
+        for item in items.try_iter()? {
+            owned.push(item?.extract()?);
+        }
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(owned.len());
+        for (k, v) in &owned {
+            pairs.push((k.to_str()?, v.to_str()?));
+        }
+        let lookup = |name: &str| -> Option<&str> {
+            pairs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| *v)
         };
-        let shed: Py<PyAny> = if out.shed.is_empty() {
-            py.None()
-        } else {
-            PyList::new(py, out.shed)?.into_any().unbind()
+        let head = RequestHead {
+            method,
+            host,
+            path,
+            client_ip,
+            header: lookup,
         };
-        PyTuple::new(
-            py,
-            [
-                decision,
-                shed,
-                out.granted.into_pyobject(py)?.into_any().unbind(),
-            ],
-        )
+        let client = Client {
+            scheme,
+            query,
+            request_id,
+        };
+        let (out, fwd) = self
+            .engine
+            .admit_forward(&head, pairs.iter().copied(), &client);
+        self.outcome(py, out, fwd.as_ref())
     }
 
     /// Picks an endpoint for a request that holds a slot of agent `agent`: (index, url).

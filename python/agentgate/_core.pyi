@@ -11,7 +11,7 @@ class ManualClock:
 
 # --- router (routing.py) ---
 
-from collections.abc import Mapping, Sequence  # noqa: E402
+from collections.abc import Iterable, Mapping, Sequence  # noqa: E402
 
 class RouteMatch:
     """The route chosen for a request."""
@@ -433,6 +433,17 @@ class Admission:
     def ticket(self) -> int | None: ...
     @property
     def ratelimit(self) -> tuple[str, str] | None: ...
+    @property
+    def block(self) -> bytes | None:
+        """Forwarded header lines (from `admit_request`)."""
+    @property
+    def framing(self) -> int:
+        """Body framing: -1 none, -2 chunked, else the Content-Length."""
+    @property
+    def block_has_host(self) -> bool: ...
+    @property
+    def target(self) -> str:
+        """Upstream target: stripped, re-encoded path plus query."""
 
 class Rejection:
     """A refused request: status, reason and the headers the problem response carries."""
@@ -451,6 +462,9 @@ class Rejection:
 class _HeaderGet(Protocol):
     def get(self, name: str, /) -> str | None: ...
 
+class _HeaderItems(Protocol):
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
 class GatewayCore:
     """The gateway decision engine: route, auth, priority, rate limit, admission, pick."""
 
@@ -459,6 +473,18 @@ class GatewayCore:
     def admit(
         self, method: str, host: str, path: str, headers: _HeaderGet, client_ip: str
     ) -> tuple[Admission | Rejection, list[int] | None, int | None]: ...
+    def admit_request(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        query: str,
+        headers: _HeaderItems,
+        client_ip: str,
+        scheme: str,
+        request_id: str | None,
+    ) -> tuple[Admission | Rejection, list[int] | None, int | None]:
+        """`admit` plus the forwarded head: header block, framing and target."""
     def pick(self, agent: int) -> tuple[int, str] | Rejection: ...
     def finish(
         self,

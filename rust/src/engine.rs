@@ -33,6 +33,7 @@ use crate::admission::{
 use crate::balancer::{Balancer, EndpointSpec, Outcome, Unavailable};
 use crate::breaker::BreakerConfig;
 use crate::clock::AnyClock;
+use crate::http1::request::{forward_block, upstream_target, Forwarding, HeaderBlock};
 use crate::limiter::{Quota, RateLimiter};
 use crate::router::{PathMatch, RouteSpec, RouteTable};
 
@@ -84,6 +85,9 @@ pub struct AgentSpec {
     /// Decay of the latency estimate, ms.
     #[serde(default = "default_decay")]
     pub ewma_decay_ms: u64,
+    /// Forward the client's `Host` instead of the endpoint's.
+    #[serde(default)]
+    pub preserve_host: bool,
 }
 
 fn default_concurrency() -> u32 {
@@ -342,6 +346,10 @@ pub struct Admitted {
     pub identity: Option<Identity>,
     /// RateLimit-Policy and RateLimit values, when the route is limited.
     pub ratelimit: Option<(String, String)>,
+    /// The route consumed the credentials: they are not forwarded.
+    pub hide_auth: bool,
+    /// The agent gets the client's `Host`.
+    pub preserve_host: bool,
 }
 
 /// The decision of [`Engine::admit`].
@@ -375,6 +383,26 @@ impl From<Rejection> for AdmitOutcome {
             agent: None,
         }
     }
+}
+
+/// The client-side facts [`Engine::admit_forward`] needs beyond the routing head.
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
+    /// Scheme the client used.
+    pub scheme: &'a str,
+    /// Query string without `?` ("" if none).
+    pub query: &'a str,
+    /// Request id to add upstream; `None` when the client sent one.
+    pub request_id: Option<&'a str>,
+}
+
+/// How an admitted request goes upstream: header block (framing included) and target.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    /// Forwarded header lines.
+    pub block: HeaderBlock,
+    /// Path (stripped, re-encoded) plus query.
+    pub target: String,
 }
 
 /// The decision engine: an atomically swappable snapshot.
@@ -840,6 +868,8 @@ impl Engine {
             priority,
             identity: identity.cloned(),
             ratelimit,
+            hide_auth: route.auth_required,
+            preserve_host: pool.spec.preserve_host,
         };
         let outcome = pool.admission.acquire(priority);
         let mut granted = None;
@@ -876,6 +906,54 @@ impl Engine {
             shed: outcome.shed,
             granted,
             agent: Some(route.agent),
+        }
+    }
+
+    /// [`Engine::admit`], plus the upstream request's header block and target for an admitted
+    /// request. A head that cannot be forwarded (injection, bad Content-Length) is refused with
+    /// 400 and its slot or ticket handed back, so the caller has nothing to undo.
+    pub fn admit_forward<'a, 'h, H, I>(
+        &self,
+        req: &RequestHead<'a, H>,
+        headers: I,
+        client: &Client<'_>,
+    ) -> (AdmitOutcome, Option<Forward>)
+    where
+        H: Fn(&str) -> Option<&'a str>,
+        I: IntoIterator<Item = (&'h str, &'h str)>,
+        I::IntoIter: Clone,
+    {
+        let mut out = self.admit(req);
+        let a = match &out.decision {
+            Admit::Proceed(a) | Admit::Queued(a, _) => a,
+            Admit::Rejected(_) => return (out, None),
+        };
+        let f = Forwarding {
+            method: req.method,
+            client_ip: req.client_ip,
+            scheme: client.scheme,
+            host: req.host,
+            request_id: client.request_id,
+            preserve_host: a.preserve_host,
+            hide_auth: a.hide_auth,
+        };
+        match forward_block(headers, &f) {
+            Ok(block) => {
+                let target = upstream_target(req.path, a.strip, client.query);
+                (out, Some(Forward { block, target }))
+            }
+            Err(e) => {
+                let granted = match &out.decision {
+                    Admit::Proceed(a) => {
+                        self.finish(a.agent, Some(a.endpoint), 0, Outcome::Cancelled, false)
+                    }
+                    Admit::Queued(a, t) if !self.cancel(a.agent, *t) => self.release(a.agent),
+                    _ => None,
+                };
+                out.granted = out.granted.or(granted);
+                out.decision = Admit::Rejected(reject(400, "bad_request", e.to_string()));
+                (out, None)
+            }
         }
     }
 

@@ -340,3 +340,88 @@ fn concurrent_admit_and_finish_leave_no_slot_behind() {
     assert_eq!(snap.pools[0].admission.in_flight(), 0);
     assert_eq!(snap.pools[0].admission.depths(), [0, 0, 0, 0]);
 }
+
+fn admit_forward(
+    engine: &Engine,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (AdmitOutcome, Option<agentgate_core::engine::Forward>) {
+    let head = RequestHead {
+        method,
+        host: "gw.local",
+        path,
+        client_ip: "10.0.0.1",
+        header: |name: &str| headers.iter().find(|(k, _)| *k == name).map(|(_, v)| *v),
+    };
+    let client = agentgate_core::engine::Client {
+        scheme: "https",
+        query: "q=1",
+        request_id: Some("rid-7"),
+    };
+    engine.admit_forward(&head, headers.iter().copied(), &client)
+}
+
+#[test]
+fn admit_forward_builds_the_upstream_head_of_an_admitted_request() {
+    let engine = Engine::new(
+        spec(json!([]), 1000.0, 1000),
+        AnyClock::Manual(ManualClock::new()),
+    )
+    .expect("spec");
+    let (out, fwd) = admit_forward(
+        &engine,
+        "POST",
+        "/agents/echo/run",
+        &[
+            ("x-api-key", "caller-secret"),
+            ("content-length", "5"),
+            ("x-trace", "t"),
+        ],
+    );
+    let Admit::Proceed(a) = out.decision else {
+        panic!("expected an admission")
+    };
+    let fwd = fwd.expect("an admitted request has a forward");
+    assert_eq!(fwd.target, "/run?q=1");
+    let block = String::from_utf8(fwd.block.bytes).expect("ascii");
+    // the route requires the key, so the key is consumed, not forwarded
+    assert_eq!(
+        block,
+        "content-length: 5\r\nx-trace: t\r\nx-forwarded-for: 10.0.0.1\r\n\
+         x-forwarded-proto: https\r\nx-forwarded-host: gw.local\r\nx-request-id: rid-7\r\n"
+    );
+    engine.finish(a.agent, Some(a.endpoint), 1, Outcome::Success, false);
+
+    // a rejected request has no forward
+    let (out, fwd) = admit_forward(&engine, "GET", "/nowhere", &[]);
+    assert_eq!(status(&out), 404);
+    assert!(fwd.is_none());
+}
+
+#[test]
+fn admit_forward_refuses_an_unforwardable_head_and_frees_its_slot() {
+    // echo has max_concurrency 1: a leaked slot would queue the next request
+    let engine = Engine::new(
+        spec(json!([]), 1000.0, 1000),
+        AnyClock::Manual(ManualClock::new()),
+    )
+    .expect("spec");
+    let bad = [
+        ("x-api-key", "caller-secret"),
+        ("x-a", "v\r\nx-injected: 1"),
+    ];
+    let (out, fwd) = admit_forward(&engine, "GET", "/agents/echo", &bad);
+    assert_eq!(status(&out), 400);
+    assert!(fwd.is_none());
+    let (out, _) = admit_forward(
+        &engine,
+        "GET",
+        "/agents/echo",
+        &[("x-api-key", "caller-secret")],
+    );
+    assert!(
+        matches!(out.decision, Admit::Proceed(_)),
+        "the slot was handed back"
+    );
+}

@@ -52,10 +52,6 @@ _HOP = frozenset(
         "host",
     }
 )
-_AUTH_HEADERS = frozenset({"authorization", "x-api-key"})
-# what never goes upstream as the client sent it (X-Forwarded-For is re-added, extended)
-_DROP_REQ = _HOP | {"x-forwarded-for"}
-_DROP_REQ_AUTH = _DROP_REQ | _AUTH_HEADERS
 _BUFFER_REQUEST = 64 * 1024  # small bodies are read whole so a retry can replay them
 _BUFFER_RESPONSE = 256 * 1024  # known-length small responses go out in one write
 _PUBLISH_EVERY = 0.5
@@ -230,6 +226,7 @@ class Gateway:
             client_ip,
             scope.scheme,
             loop.time(),
+            None if given_rid else rid,
         )
         if type(d) is Rejected:
             self._reject(proto, d, rid)
@@ -261,9 +258,7 @@ class Gateway:
         client.in_flight += 1
         status = 502
         try:
-            status = await self._proxy(
-                scope, headers, proto, engine, client, d, method, rid, given_rid, client_ip, host
-            )
+            status = await self._proxy(proto, engine, client, d, method, rid)
         except StreamCut:
             raise
         except asyncio.CancelledError:
@@ -315,33 +310,6 @@ class Gateway:
         h, body = problem(r.status, r.title, r.detail, rid, r.headers, r.reason)
         proto.response_bytes(r.status, h, body)
 
-    @staticmethod
-    def _upstream_headers(
-        scope: Any,
-        headers: Any,
-        d: Flight,
-        rid: str,
-        given_rid: str | None,
-        client_ip: str,
-        host: str,
-    ) -> list[tuple[str, str]]:
-        get = headers.get
-        drop = _DROP_REQ_AUTH if d.route.hide_auth else _DROP_REQ
-        conn = get("connection")
-        if conn:
-            drop = drop | _connection_tokens(conn)
-        out = [kv for kv in headers.items() if kv[0] not in drop]
-        xff = get("x-forwarded-for")
-        out.append(("x-forwarded-for", f"{xff}, {client_ip}" if xff else client_ip))
-        out.append(("x-forwarded-proto", scope.scheme))
-        if host:
-            out.append(("x-forwarded-host", host))
-            if d.agent.preserve_host:
-                out.append(("host", host))
-        if given_rid is None:
-            out.append(("x-request-id", rid))
-        return out
-
     def _endpoint(self, client: UpstreamClient, d: Flight) -> Endpoint | None:
         try:
             return client.endpoints[d.agent.name][d.url]
@@ -357,20 +325,17 @@ class Gateway:
 
     async def _proxy(
         self,
-        scope: Any,
-        headers: Any,
         proto: Any,
         engine: Engine,
         client: UpstreamClient,
         d: Flight,
         method: str,
         rid: str,
-        given_rid: str | None,
-        client_ip: str,
-        host: str,
     ) -> int:
-        get = headers.get
-        cl = get("content-length")
+        a = d.admission
+        block = a.block
+        framing = a.framing  # from the client's headers: -1 none, -2 chunked, else the length
+        has_host = a.block_has_host
         max_body = d.route.max_body
         body: bytes | AsyncIterator[bytes] | None = None
         replayable = True
@@ -388,16 +353,15 @@ class Gateway:
                 r = Rejected(401, "bad_signature", "Content-Digest does not match the body")
                 self._reject(proto, r, rid)
                 return 401
-        elif cl is not None:
-            if cl.isdigit() and int(cl) <= _BUFFER_REQUEST:
-                body = await proto() if int(cl) else b""
+        elif framing >= 0:
+            if framing <= _BUFFER_REQUEST:
+                body = await proto() if framing else b""
             else:
                 body = _stream_body(proto, max_body)
                 replayable = False
-        elif get("transfer-encoding") is not None:
+        elif framing == -2:
             body = _stream_body(proto, max_body)
             replayable = False
-        up_headers = self._upstream_headers(scope, headers, d, rid, given_rid, client_ip, host)
         pol = d.agent.config
         loop = self._loop
         total = d.agent.total_timeout
@@ -418,7 +382,14 @@ class Gateway:
                 prefix = ep.prefix
                 target = prefix + d.upstream_path if prefix else d.upstream_path
                 resp = await ep.pool.request(
-                    method, target, up_headers, body, deadline=total_deadline
+                    method,
+                    target,
+                    (),
+                    body,
+                    deadline=total_deadline,
+                    block=block,
+                    framing=framing,
+                    block_has_host=has_host,
                 )
             except UpstreamError as e:
                 fail = _failure(e)

@@ -244,14 +244,6 @@ def _requote(path: str) -> str:
     return done
 
 
-def _strip(path: str, n: int) -> str:
-    # the core counts bytes; paths are nearly always ASCII, where bytes are characters
-    rest = path[n:] if path.isascii() else path.encode()[n:].decode("utf-8", "replace")
-    if not rest:
-        return "/"
-    return rest if rest[0] == "/" else "/" + rest
-
-
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
@@ -288,6 +280,7 @@ def compile_spec(config: GatewayConfig, order: Iterable[str] = ()) -> tuple[byte
                 "max_concurrency": a.max_concurrency,
                 "max_queue": a.max_queue,
                 "max_wait_ms": [wait, wait, wait, wait],
+                "preserve_host": a.host_header == "preserve",
             }
         )
     routes: list[dict[str, Any]] = []
@@ -418,12 +411,17 @@ class Engine:
         client_ip: str,
         scheme: str = "http",
         now: float | None = None,
+        request_id: str | None = None,
     ) -> Flight | Rejected:
         """Route, authenticate, rate-limit, prioritise and admit one request.
 
+        The admitted Flight carries the upstream header block the core built (hop-by-hop
+        fields dropped, X-Forwarded-* and `request_id` added) and the upstream target.
         `now` is the running loop's time when the caller has it at hand (saves a lookup).
         """
-        d, shed, granted = self.core.admit(method, host, path, headers, client_ip)
+        d, shed, granted = self.core.admit_request(
+            method, host, path, query, headers, client_ip, scheme, request_id
+        )
         if type(d) is CoreRejection:
             agent = d.agent
             if agent is not None:
@@ -438,11 +436,9 @@ class Engine:
                 self._fail(a.agent, t, _SHED)
         route = self.routes[a.route]
         max_body = route.max_body
-        if max_body is not None:
-            cl = headers.get("content-length")
-            if cl is not None and cl.isdigit() and int(cl) > max_body:
-                self._drop(a)
-                return Rejected(413, "too_large", f"body exceeds {max_body} bytes")
+        if max_body is not None and a.framing > max_body:
+            self._drop(a)
+            return Rejected(413, "too_large", f"body exceeds {max_body} bytes")
         digest = None
         if route.signed:
             checked = self._verify(method, scheme, host, path, query, headers)
@@ -450,16 +446,12 @@ class Engine:
                 self._drop(a)
                 return checked
             digest = checked
-        strip = a.strip
-        upstream_path = _requote(_strip(path, strip) if strip else path)
-        if query:
-            upstream_path = f"{upstream_path}?{query}"
         b = route.agent.budget  # RetryBudget.deposit, inlined on the hot path
         tokens = b.tokens + b._ratio
         b.tokens = tokens if tokens < b._cap else b._cap
         if now is None:
             now = asyncio.get_running_loop().time()
-        f = Flight(a, route, upstream_path, now)
+        f = Flight(a, route, a.target, now)
         if digest is not None:
             f.digest = digest
         return f

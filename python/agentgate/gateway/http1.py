@@ -591,6 +591,7 @@ class Http1Pool:
         "_closed",
         "_high_water",
         "_host_line",
+        "_host_line_b",
         "_idle",
         "_loop",
         "_low_water",
@@ -642,6 +643,7 @@ class Http1Pool:
             if ":" in host and not host.startswith("["):
                 host_header = f"[{host}]" if port == default_port else f"[{host}]:{port}"
         self._host_line = f"host: {host_header}\r\n"
+        self._host_line_b = self._host_line.encode("latin-1")
         self._idle: list[_Conn] = []
         self._closed = False
 
@@ -751,6 +753,22 @@ class Http1Pool:
         except UnicodeEncodeError:
             raise ValueError("request head is not latin-1 encodable") from None
 
+    def _block_head(
+        self, method: str, target: str, block: bytes, framing: int, has_host: bool, body: Body
+    ) -> tuple[bytes, int]:
+        """A request head around a pre-encoded header block (framing lines included)."""
+        if " " in target or "\n" in target or "\r" in target or not target:
+            raise ValueError(f"invalid request target {target!r}")
+        if body is None or isinstance(body, (bytes, bytearray, memoryview)):
+            n = 0 if body is None else len(body)
+            if framing == -2 or (framing >= 0 and framing != n) or (framing == -1 and n > 0):
+                raise ValueError(f"body of {n} bytes does not match the announced framing")
+        elif framing == -1:
+            raise ValueError("a streamed body needs Content-Length or chunked framing")
+        line = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+        host = b"" if has_host else self._host_line_b
+        return b"".join((line, block, host, b"\r\n")), framing if framing >= 0 else -1
+
     async def request(
         self,
         method: str,
@@ -761,11 +779,17 @@ class Http1Pool:
         first_byte_timeout: float | None = None,
         idle_timeout: float | None = None,
         deadline: float | None = None,
+        block: bytes | None = None,
+        framing: int = -1,
+        block_has_host: bool = False,
     ) -> Response:
         """Send one request; return as soon as the response head is parsed.
 
         ``headers`` must already be filtered of hop-by-hop headers. ``body`` is None, bytes, or
         an async iterable of bytes (sent chunked unless headers carry a Content-Length).
+        With ``block`` (header lines the core encoded, framing included; see
+        `GatewayCore.admit_request`) ``headers`` is ignored and ``framing`` says how the body
+        goes: -1 none, -2 chunked, else its length.
         Raises an UpstreamError subclass on failure; a stale keep-alive connection that dies
         before any response byte is retried once on a fresh connection.
         """
@@ -773,7 +797,16 @@ class Http1Pool:
             raise RuntimeError("pool is closed")
         loop = self._loop
         stream: AsyncIterable[bytes] | None = None
-        if body is None:
+        if block is not None:
+            head, given = self._block_head(method, target, block, framing, block_has_host, body)
+            if body is None:
+                payload = b""
+            elif isinstance(body, (bytes, bytearray, memoryview)):
+                payload = bytes(body) if not isinstance(body, bytes) else body
+            else:
+                stream = body
+                payload = b""
+        elif body is None:
             head, given = self._encode_head(method, target, headers, -1)
             payload = b""
         elif isinstance(body, (bytes, bytearray, memoryview)):
