@@ -178,7 +178,7 @@ impl Spec {
     /// ends at EOF never allows reuse.
     fn expected_keep_alive(&self) -> bool {
         let close = matches!(self.framing, Framing::Close);
-        (self.minor == 1 || !close) && (self.bodiless() || !close)
+        !close || (self.minor == 1 && self.bodiless())
     }
 }
 
