@@ -8,6 +8,7 @@ mod breaker;
 mod clock;
 mod engine;
 mod histogram;
+mod http1;
 mod httpsig;
 mod limiter;
 mod policy;
@@ -26,6 +27,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     signature::register(m)?;
     httpsig::register(m)?;
     histogram::register(m)?;
+    http1::register(m)?;
     engine::register(m)?;
     policy::register(m)?;
     Ok(())
