@@ -4,6 +4,7 @@ use agentgate_core::http1::response::{
     Limits, ResponseHead, ResponseParser, Version, DEFAULT_MAX_HEAD, DEFAULT_MAX_HEADERS,
 };
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
@@ -34,6 +35,68 @@ pub struct Http1ResponseHead {
     chunked: bool,
 }
 
+/// Field names as Python strings; the names most responses carry come from interned strings
+/// (created once per process) instead of a new string per response.
+fn name_str<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
+    match name {
+        "Content-Type" => intern!(py, "Content-Type").clone(),
+        "Content-Length" => intern!(py, "Content-Length").clone(),
+        "Date" => intern!(py, "Date").clone(),
+        "Server" => intern!(py, "Server").clone(),
+        "Cache-Control" => intern!(py, "Cache-Control").clone(),
+        "ETag" => intern!(py, "ETag").clone(),
+        "Etag" => intern!(py, "Etag").clone(),
+        "Last-Modified" => intern!(py, "Last-Modified").clone(),
+        "Vary" => intern!(py, "Vary").clone(),
+        "Location" => intern!(py, "Location").clone(),
+        "Set-Cookie" => intern!(py, "Set-Cookie").clone(),
+        "Content-Encoding" => intern!(py, "Content-Encoding").clone(),
+        "Expires" => intern!(py, "Expires").clone(),
+        "X-Request-Id" => intern!(py, "X-Request-Id").clone(),
+        "X-Request-ID" => intern!(py, "X-Request-ID").clone(),
+        "Retry-After" => intern!(py, "Retry-After").clone(),
+        "Access-Control-Allow-Origin" => intern!(py, "Access-Control-Allow-Origin").clone(),
+        "Strict-Transport-Security" => intern!(py, "Strict-Transport-Security").clone(),
+        "X-Content-Type-Options" => intern!(py, "X-Content-Type-Options").clone(),
+        "Accept-Ranges" => intern!(py, "Accept-Ranges").clone(),
+        "Age" => intern!(py, "Age").clone(),
+        "Pragma" => intern!(py, "Pragma").clone(),
+        "Content-Disposition" => intern!(py, "Content-Disposition").clone(),
+        "Link" => intern!(py, "Link").clone(),
+        "Via" => intern!(py, "Via").clone(),
+        "WWW-Authenticate" => intern!(py, "WWW-Authenticate").clone(),
+        "Content-Language" => intern!(py, "Content-Language").clone(),
+        "X-Frame-Options" => intern!(py, "X-Frame-Options").clone(),
+        "accept-ranges" => intern!(py, "accept-ranges").clone(),
+        "access-control-allow-origin" => intern!(py, "access-control-allow-origin").clone(),
+        "age" => intern!(py, "age").clone(),
+        "cache-control" => intern!(py, "cache-control").clone(),
+        "content-disposition" => intern!(py, "content-disposition").clone(),
+        "content-encoding" => intern!(py, "content-encoding").clone(),
+        "content-language" => intern!(py, "content-language").clone(),
+        "content-length" => intern!(py, "content-length").clone(),
+        "content-type" => intern!(py, "content-type").clone(),
+        "date" => intern!(py, "date").clone(),
+        "etag" => intern!(py, "etag").clone(),
+        "expires" => intern!(py, "expires").clone(),
+        "last-modified" => intern!(py, "last-modified").clone(),
+        "link" => intern!(py, "link").clone(),
+        "location" => intern!(py, "location").clone(),
+        "pragma" => intern!(py, "pragma").clone(),
+        "retry-after" => intern!(py, "retry-after").clone(),
+        "server" => intern!(py, "server").clone(),
+        "set-cookie" => intern!(py, "set-cookie").clone(),
+        "strict-transport-security" => intern!(py, "strict-transport-security").clone(),
+        "vary" => intern!(py, "vary").clone(),
+        "via" => intern!(py, "via").clone(),
+        "www-authenticate" => intern!(py, "www-authenticate").clone(),
+        "x-content-type-options" => intern!(py, "x-content-type-options").clone(),
+        "x-frame-options" => intern!(py, "x-frame-options").clone(),
+        "x-request-id" => intern!(py, "x-request-id").clone(),
+        _ => PyString::new(py, name),
+    }
+}
+
 impl Http1ResponseHead {
     /// Builds both lists once; `forward` shares the value strings (and unchanged names) of
     /// `headers`, since it is the same fields in the same order with some left out.
@@ -42,7 +105,7 @@ impl Http1ResponseHead {
         let mut forward = Vec::with_capacity(head.forward.len());
         let mut pending = head.forward.iter().peekable();
         for (name, value) in &head.headers {
-            let n = PyString::new(py, name);
+            let n = name_str(py, name);
             let v = PyString::new(py, value);
             if let Some((fname, fvalue)) = pending.peek() {
                 // Whether a field is dropped depends on its lowercase name only, so the first
@@ -51,19 +114,16 @@ impl Http1ResponseHead {
                     let fn_obj = if fname == name {
                         n.clone()
                     } else {
-                        PyString::new(py, fname)
+                        name_str(py, fname)
                     };
-                    forward.push(PyTuple::new(py, [fn_obj, v.clone()])?);
+                    forward.push((fn_obj, v.clone()).into_pyobject(py)?);
                     pending.next();
                 }
             }
-            headers.push(PyTuple::new(py, [n, v])?);
+            headers.push((n, v).into_pyobject(py)?);
         }
         for (fname, fvalue) in pending {
-            forward.push(PyTuple::new(
-                py,
-                [PyString::new(py, fname), PyString::new(py, fvalue)],
-            )?);
+            forward.push((name_str(py, fname), PyString::new(py, fvalue)).into_pyobject(py)?);
         }
         Ok(Http1ResponseHead {
             status: head.status,
@@ -92,9 +152,9 @@ impl Http1ResponseHead {
     #[getter]
     fn version<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
         if self.http11 {
-            pyo3::intern!(py, "1.1").clone()
+            intern!(py, "1.1").clone()
         } else {
-            pyo3::intern!(py, "1.0").clone()
+            intern!(py, "1.0").clone()
         }
     }
     /// Fields as received (original name case).
