@@ -7,6 +7,7 @@ use agentgate_core::engine::{
     Admit, AdmitOutcome, Admitted, Client, Engine, EngineSpec, Forward, RequestHead,
 };
 use agentgate_core::http1::request::Framing;
+use agentgate_core::stats::{LatencyDelta, Recorder};
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -68,6 +69,17 @@ pub struct Admission {
     /// Upstream target: stripped, re-encoded path plus query ("" from `admit`).
     #[pyo3(get)]
     target: Py<PyString>,
+    stats: Recorder,
+}
+
+#[pymethods]
+impl Admission {
+    /// Counts the request's end (`status` 0: none) and, if `upstream` >= 0, an attempt's
+    /// time to response headers, in seconds.
+    #[pyo3(signature = (status, seconds, upstream=-1.0))]
+    fn record(&self, status: u16, seconds: f64, upstream: f64) {
+        self.stats.record(status, seconds, upstream);
+    }
 }
 
 /// A refused request: status, reason and the headers the problem response carries.
@@ -164,6 +176,7 @@ impl GatewayCore {
                 .as_ref()
                 .and_then(|i| i.tenant.as_deref().map(|t| PyString::new(py, t).unbind())),
             ticket,
+            stats: a.stats,
             ratelimit: a.ratelimit,
             block: fwd.map(|f| PyBytes::new(py, &f.block.bytes).unbind()),
             framing: fwd.map_or(-1, |f| match f.block.framing {
@@ -343,6 +356,25 @@ impl GatewayCore {
         self.outcome(py, out, fwd.as_ref())
     }
 
+    /// Counts since the last call: ([(agent, route, classes, buckets, sum)],
+    /// [(agent, buckets, sum)]); classes[i] is `ixx` for 1..=5 and other statuses at 0,
+    /// buckets are per `LATENCY_BOUNDS` bound plus +Inf, not cumulative.
+    fn take_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let d = self.engine.take_stats();
+        let hist = |l: &LatencyDelta| (l.counts.to_vec(), l.sum);
+        let routes = PyList::empty(py);
+        for (agent, route, r) in &d.routes {
+            let (b, sum) = hist(&r.latency);
+            routes.append((agent.as_ref(), route.as_ref(), r.classes.to_vec(), b, sum))?;
+        }
+        let upstream = PyList::empty(py);
+        for (agent, l) in &d.upstream {
+            let (b, sum) = hist(l);
+            upstream.append((agent.as_ref(), b, sum))?;
+        }
+        PyTuple::new(py, [routes.into_any(), upstream.into_any()])
+    }
+
     /// Picks an endpoint for a request that holds a slot of agent `agent`: (index, url).
     fn pick(&self, py: Python<'_>, agent: usize) -> PyResult<Py<PyAny>> {
         match self.engine.pick(agent) {
@@ -454,5 +486,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<GatewayCore>()?;
     m.add_class::<Admission>()?;
     m.add_class::<Rejection>()?;
+    m.add(
+        "LATENCY_BOUNDS",
+        agentgate_core::stats::LATENCY_BOUNDS.to_vec(),
+    )?;
     Ok(())
 }

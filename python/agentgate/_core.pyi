@@ -444,6 +444,8 @@ class Admission:
     @property
     def target(self) -> str:
         """Upstream target: stripped, re-encoded path plus query."""
+    def record(self, status: int, seconds: float, upstream: float = -1.0) -> None:
+        """Count the request's end (status 0: none) and an attempt's upstream time if >= 0."""
 
 class Rejection:
     """A refused request: status, reason and the headers the problem response carries."""
@@ -464,6 +466,8 @@ class _HeaderGet(Protocol):
 
 class _HeaderItems(Protocol):
     def items(self) -> Iterable[tuple[str, str]]: ...
+
+LATENCY_BOUNDS: tuple[float, ...]
 
 class GatewayCore:
     """The gateway decision engine: route, auth, priority, rate limit, admission, pick."""
@@ -486,6 +490,13 @@ class GatewayCore:
     ) -> tuple[Admission | Rejection, list[int] | None, int | None]:
         """`admit` plus the forwarded head: header block, framing and target."""
     def pick(self, agent: int) -> tuple[int, str] | Rejection: ...
+    def take_stats(
+        self,
+    ) -> tuple[
+        list[tuple[str, str, list[int], list[int], float]], list[tuple[str, list[int], float]]
+    ]:
+        """Counts since the last call: per route (agent, route, classes, buckets, sum) and per
+        agent upstream (agent, buckets, sum)."""
     def finish(
         self,
         agent: int,
@@ -565,9 +576,7 @@ class Http1ResponseParser:
 
     def __init__(self, max_head: int = 65536, max_headers: int = 128) -> None: ...
     def start(self, is_head: bool) -> None: ...
-    def feed(
-        self, data: bytes
-    ) -> tuple[Http1ResponseHead | None, bytes | None, bool, bool]: ...
+    def feed(self, data: bytes) -> tuple[Http1ResponseHead | None, bytes | None, bool, bool]: ...
     def feed_eof(self) -> bool: ...
     @property
     def idle(self) -> bool: ...

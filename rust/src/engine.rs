@@ -36,6 +36,7 @@ use crate::clock::AnyClock;
 use crate::http1::request::{forward_block, upstream_target, Forwarding, HeaderBlock};
 use crate::limiter::{Quota, RateLimiter};
 use crate::router::{PathMatch, RouteSpec, RouteTable};
+use crate::stats::{Latency, LatencyDelta, Recorder, RouteDelta, RouteStats};
 
 const MS: u64 = 1_000_000;
 
@@ -262,6 +263,7 @@ struct CompiledRoute {
     auth_required: bool,
     roles: Box<[Box<str>]>,
     limit: Option<(LimitKey, Arc<RateLimiter>, RateLimitRule)>,
+    stats: Arc<RouteStats>,
 }
 
 /// A pool: its endpoints and the stateful parts shared across snapshots.
@@ -274,6 +276,8 @@ pub struct Pool {
     pub balancer: Arc<Balancer>,
     /// Admission control of the pool.
     pub admission: Arc<Admission>,
+    /// Time to response headers of the pool's upstream attempts.
+    pub upstream: Arc<Latency>,
     spec: AgentSpec,
 }
 
@@ -350,6 +354,8 @@ pub struct Admitted {
     pub hide_auth: bool,
     /// The agent gets the client's `Host`.
     pub preserve_host: bool,
+    /// Where the request's outcome and upstream times are counted.
+    pub stats: Recorder,
 }
 
 /// The decision of [`Engine::admit`].
@@ -409,6 +415,22 @@ pub struct Forward {
 pub struct Engine {
     current: ArcSwap<Snapshot>,
     clock: AnyClock,
+    // Counters of routes and agents a reload removed, until their last counts are taken.
+    retired: parking_lot::Mutex<Vec<Retired>>,
+}
+
+enum Retired {
+    Route(Arc<str>, Arc<str>, Arc<RouteStats>),
+    Agent(Arc<str>, Arc<Latency>),
+}
+
+/// Counts taken by [`Engine::take_stats`]: only routes and agents with something new.
+#[derive(Debug, Default)]
+pub struct StatsDelta {
+    /// (agent, route id, counts) per route.
+    pub routes: Vec<(Arc<str>, Arc<str>, RouteDelta)>,
+    /// (agent, upstream latency) per agent.
+    pub upstream: Vec<(Arc<str>, LatencyDelta)>,
 }
 
 fn hex32(s: &str) -> Option<[u8; 32]> {
@@ -463,6 +485,20 @@ impl Snapshot {
                     .filter_map(|(i, r)| match (&r.limit, p.table.id(i)) {
                         (Some((_, l, rule)), Some(id)) => Some((id.as_ref(), (rule, l))),
                         _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Counters carry over per (agent, route id), like the metric labels they feed.
+        let old_stats: HashMap<(&str, &str), &Arc<RouteStats>> = previous
+            .map(|p| {
+                p.routes
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, r)| {
+                        let id = p.table.id(i)?;
+                        let agent = p.pools.get(r.agent)?;
+                        Some(((agent.name.as_ref(), id.as_ref()), &r.stats))
                     })
                     .collect()
             })
@@ -563,6 +599,9 @@ impl Snapshot {
                 auth_required: r.auth_required,
                 roles: r.roles.iter().map(|s| s.as_str().into()).collect(),
                 limit,
+                stats: old_stats
+                    .get(&(r.agent.as_str(), r.id.as_str()))
+                    .map_or_else(Arc::default, |s| Arc::clone(s)),
             });
         }
         let table = RouteTable::compile(&specs).map_err(|e| {
@@ -699,6 +738,7 @@ impl Snapshot {
             urls: a.endpoints.iter().map(|e| e.url.as_str().into()).collect(),
             balancer,
             admission,
+            upstream: old.map_or_else(Arc::default, |o| o.upstream.clone()),
             spec: a.clone(),
         })
     }
@@ -760,6 +800,7 @@ impl Engine {
         Ok(Engine {
             current: ArcSwap::from_pointee(snap),
             clock,
+            retired: parking_lot::Mutex::new(Vec::new()),
         })
     }
 
@@ -767,8 +808,69 @@ impl Engine {
     pub fn replace(&self, spec: EngineSpec) -> Result<(), SpecError> {
         let old = self.current.load_full();
         let snap = Snapshot::compile(spec, Some(&old), &self.clock)?;
+        // by address: a reload must stay linear in routes and agents
+        let kept_routes: std::collections::HashSet<*const RouteStats> =
+            snap.routes.iter().map(|r| Arc::as_ptr(&r.stats)).collect();
+        let kept_agents: std::collections::HashSet<*const Latency> = snap
+            .pools
+            .iter()
+            .map(|p| Arc::as_ptr(&p.upstream))
+            .collect();
+        let mut retired = Vec::new();
+        for (i, r) in old.routes.iter().enumerate() {
+            if !kept_routes.contains(&Arc::as_ptr(&r.stats)) {
+                if let (Some(id), Some(p)) = (old.table.id(i), old.pools.get(r.agent)) {
+                    retired.push(Retired::Route(p.name.clone(), id.clone(), r.stats.clone()));
+                }
+            }
+        }
+        for p in old.pools.iter() {
+            if !kept_agents.contains(&Arc::as_ptr(&p.upstream)) {
+                retired.push(Retired::Agent(p.name.clone(), p.upstream.clone()));
+            }
+        }
         self.current.store(Arc::new(snap));
+        self.retired.lock().extend(retired);
         Ok(())
+    }
+
+    /// Takes the counts since the last take, for every route and agent that has some.
+    pub fn take_stats(&self) -> StatsDelta {
+        let snap = self.current.load();
+        let mut out = StatsDelta::default();
+        for (i, r) in snap.routes.iter().enumerate() {
+            let d = r.stats.take();
+            if let (false, Some(id), Some(p)) =
+                (d.is_empty(), snap.table.id(i), snap.pools.get(r.agent))
+            {
+                out.routes.push((p.name.clone(), id.clone(), d));
+            }
+        }
+        for p in snap.pools.iter() {
+            let d = p.upstream.take();
+            if !d.is_empty() {
+                out.upstream.push((p.name.clone(), d));
+            }
+        }
+        // Retired counters leave once nothing but this list holds them (no request in flight
+        // can still count into them), after a last take.
+        self.retired.lock().retain(|r| match r {
+            Retired::Route(agent, id, s) => {
+                let d = s.take();
+                if !d.is_empty() {
+                    out.routes.push((agent.clone(), id.clone(), d));
+                }
+                Arc::strong_count(s) > 1
+            }
+            Retired::Agent(agent, l) => {
+                let d = l.take();
+                if !d.is_empty() {
+                    out.upstream.push((agent.clone(), d));
+                }
+                Arc::strong_count(l) > 1
+            }
+        });
+        out
     }
 
     /// The snapshot in force.
@@ -870,6 +972,7 @@ impl Engine {
             ratelimit,
             hide_auth: route.auth_required,
             preserve_host: pool.spec.preserve_host,
+            stats: Recorder::new(route.stats.clone(), pool.upstream.clone()),
         };
         let outcome = pool.admission.acquire(priority);
         let mut granted = None;

@@ -14,3 +14,4 @@ pub mod limiter;
 pub mod policy;
 pub mod router;
 pub mod signature;
+pub mod stats;

@@ -425,3 +425,42 @@ fn admit_forward_refuses_an_unforwardable_head_and_frees_its_slot() {
         "the slot was handed back"
     );
 }
+
+#[test]
+fn stats_survive_reloads_and_removed_routes_report_once() {
+    let engine = Engine::new(
+        spec(json!([]), 1000.0, 1000),
+        AnyClock::Manual(ManualClock::new()),
+    )
+    .expect("spec");
+    let Admit::Proceed(a) = admit(&engine, "GET", "/open/1", &[]).decision else {
+        panic!("expected an admission")
+    };
+    a.stats.record(200, 0.002, 0.001);
+    // same route across a reload: the counts carry over
+    engine
+        .replace(spec(json!([]), 1000.0, 1000))
+        .expect("reload");
+    a.stats.record(503, 0.002, -1.0);
+    // the route disappears while `a` is still in flight: its counts are not lost
+    let mut gone = spec(json!([]), 1000.0, 1000);
+    gone.routes.retain(|r| r.id != "open");
+    engine.replace(gone).expect("reload without the route");
+    a.stats.record(200, 0.002, -1.0);
+    let d = engine.take_stats();
+    let open: Vec<_> = d.routes.iter().filter(|r| r.1.as_ref() == "open").collect();
+    assert_eq!(open.len(), 1, "{:?}", d.routes);
+    assert_eq!(open[0].0.as_ref(), "solo");
+    assert_eq!(open[0].2.classes, [0, 0, 2, 0, 0, 1]);
+    let up: Vec<_> = d
+        .upstream
+        .iter()
+        .filter(|u| u.0.as_ref() == "solo")
+        .collect();
+    assert_eq!(up[0].1.counts.iter().sum::<u64>(), 1);
+    drop(a);
+    assert!(
+        engine.take_stats().routes.is_empty(),
+        "taken once, then dropped"
+    );
+}

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
@@ -417,7 +418,7 @@ class Engine:
 
         The admitted Flight carries the upstream header block the core built (hop-by-hop
         fields dropped, X-Forwarded-* and `request_id` added) and the upstream target.
-        `now` is the running loop's time when the caller has it at hand (saves a lookup).
+        `now` is a `perf_counter()` reading when the caller has one at hand.
         """
         d, shed, granted = self.core.admit_request(
             method, host, path, query, headers, client_ip, scheme, request_id
@@ -450,7 +451,7 @@ class Engine:
         tokens = b.tokens + b._ratio
         b.tokens = tokens if tokens < b._cap else b._cap
         if now is None:
-            now = asyncio.get_running_loop().time()
+            now = perf_counter()
         f = Flight(a, route, a.target, now)
         if digest is not None:
             f.digest = digest

@@ -1,4 +1,4 @@
-"""Gateway metrics with prometheus-client, counted locally per request and flushed on a timer.
+"""Gateway metrics with prometheus-client, counted per request in the core and flushed on a timer.
 
 With several granian workers, set PROMETHEUS_MULTIPROC_DIR (the CLI does) before this module
 is imported; the admin listener then aggregates every worker's files.
@@ -7,7 +7,6 @@ is imported; the admin listener then aggregates every worker's files.
 from __future__ import annotations
 
 import os
-from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -18,8 +17,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Metrics", "fleet_state", "render_latest"]
 
-_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-_CLASSES = ("1xx", "1xx", "2xx", "3xx", "4xx", "5xx")
+from agentgate._core import LATENCY_BOUNDS
+
+# the core counts latencies into these buckets, so the histograms must declare the same ones
+_BUCKETS = LATENCY_BOUNDS
+_CLASSES = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
 
 REQUESTS = Counter(
     "agentgate_requests",
@@ -71,55 +73,41 @@ HEALTHY = Gauge(
 _BREAKER_CODE = {"closed": 0, "open": 1, "half_open": 2, "half-open": 2}
 
 
-class _Hist:
-    """Observations of one histogram child, counted locally until the next flush."""
-
-    __slots__ = ("child", "counts", "total")
-
-    def __init__(self, child: Any) -> None:
-        self.child = child
-        self.counts = [0] * (len(_BUCKETS) + 1)  # the last one is +Inf
-        self.total = 0.0
-
-    def flush(self) -> None:
-        # prometheus-client stores histogram buckets non-cumulatively (observe() bumps exactly
-        # one bucket and the sum), so adding the counts bucket by bucket is the same as having
-        # observed every value one by one
-        counts = self.counts
-        if not any(counts):
-            return
-        buckets = self.child._buckets
-        for i, n in enumerate(counts):
-            if n:
-                buckets[i].inc(n)
-                counts[i] = 0
-        self.child._sum.inc(self.total)
-        self.total = 0.0
+def _add_histogram(child: Any, counts: list[int], total: float) -> None:
+    # prometheus-client stores histogram buckets non-cumulatively (observe() bumps exactly one
+    # bucket and the sum), so adding the counts bucket by bucket is the same as having observed
+    # every value one by one
+    buckets = child._buckets
+    for i, n in enumerate(counts):
+        if n:
+            buckets[i].inc(n)
+    child._sum.inc(total)
 
 
 class Metrics:
-    """Per-request counts in plain ints, flushed into prometheus-client by `flush`.
+    """Gateway counts flushed into prometheus-client on a timer.
 
-    Multi-process prometheus values are mmap writes under a lock (about a microsecond each, a
-    handful per request), so the hot path only bumps ints and list slots; the worker calls
-    `flush` on a timer and at shutdown, so scrapes lag by at most that period and totals across
-    workers stay exact. Breaker states, in-flight and queue depths come from the core's
-    `stats()`, published by `publish` on the same timer.
+    Proxied requests and upstream times are counted in the core with atomics (see
+    `Admission.record`); rejections, sheds and retries in plain ints here. Multi-process
+    prometheus values are mmap writes under a lock (about a microsecond each), so the request
+    path never touches them: the worker calls `flush` on a timer and at shutdown, scrapes lag by
+    at most that period and totals across workers stay exact. Breaker states, in-flight and
+    queue depths come from the core's `stats()`, published by `publish` on the same timer.
     """
 
     def __init__(self) -> None:
-        self._req: dict[tuple[str, str, int], int] = {}
-        self._lat: dict[tuple[str, str], _Hist] = {}
-        self._up: dict[str, _Hist] = {}
+        self._engine: Engine | None = None
         self._rej: dict[int, int] = {}
         self._shed: dict[str, int] = {}
         self._retries: dict[str, int] = {}
 
     def bind(self, engine: Engine) -> None:
-        """Pre-create children for a (new) config so the first requests pay nothing extra."""
+        """Count from this engine (a reload keeps the same one); pre-create agent children."""
+        if self._engine is not None and self._engine is not engine:
+            self.flush()
+        self._engine = engine
         for name in engine.config.agents:
-            if name not in self._up:
-                self._up[name] = _Hist(UPSTREAM.labels(name))
+            UPSTREAM.labels(name)
         self.publish(engine)
 
     def publish(self, engine: Engine) -> None:
@@ -132,12 +120,16 @@ class Metrics:
                 BREAKER.labels(name, ep["url"]).set(_BREAKER_CODE.get(ep["breaker"], 1))
 
     def flush(self) -> None:
-        """Move the locally counted values into the prometheus metrics."""
-        if self._req:
-            req, self._req = self._req, {}
-            for (agent, route, cls), n in req.items():
-                label = _CLASSES[cls] if 0 < cls < 6 else "other"
-                REQUESTS.labels(agent, route, label).inc(n)
+        """Move the counted values into the prometheus metrics."""
+        if self._engine is not None:
+            routes, upstream = self._engine.core.take_stats()
+            for agent, route, classes, counts, total in routes:
+                for cls, n in enumerate(classes):
+                    if n:
+                        REQUESTS.labels(agent, route, _CLASSES[cls]).inc(n)
+                _add_histogram(LATENCY.labels(agent, route), counts, total)
+            for agent, counts, total in upstream:
+                _add_histogram(UPSTREAM.labels(agent), counts, total)
         if self._rej:
             rej, self._rej = self._rej, {}
             for status, n in rej.items():
@@ -150,10 +142,6 @@ class Metrics:
             retries, self._retries = self._retries, {}
             for name, n in retries.items():
                 RETRIES.labels(name).inc(n)
-        for h in self._lat.values():
-            h.flush()
-        for h in self._up.values():
-            h.flush()
 
     def rejected(self, status: int) -> None:
         """A request the gateway answered itself."""
@@ -165,38 +153,20 @@ class Metrics:
         name = d.agent.name
         self._shed[name] = self._shed.get(name, 0) + 1
 
-    def start(self, d: Flight) -> None:
-        """A request took a pool slot (in-flight gauges come from the core)."""
-
     def retry(self, d: Flight) -> None:
         """One retry."""
         name = d.agent.name
         self._retries[name] = self._retries.get(name, 0) + 1
 
-    def upstream_latency(self, d: Flight, seconds: float) -> None:
+    @staticmethod
+    def upstream_latency(d: Flight, seconds: float) -> None:
         """Time to response headers of one attempt."""
-        name = d.agent.name
-        h = self._up.get(name)
-        if h is None:
-            h = self._up[name] = _Hist(UPSTREAM.labels(name))
-        h.counts[bisect_left(_BUCKETS, seconds)] += 1
-        h.total += seconds
+        d.admission.record(0, 0.0, seconds)
 
-    def finish(self, d: Flight, status: int, seconds: float) -> None:
+    @staticmethod
+    def finish(d: Flight, status: int, seconds: float) -> None:
         """A proxied request ended with `status` after `seconds` (plus its last attempt's time)."""
-        agent = d.agent.name
-        up = d.upstream_s
-        if up >= 0.0:
-            self.upstream_latency(d, up)
-        rid = d.route.id
-        key = (agent, rid, status // 100)
-        req = self._req
-        req[key] = req.get(key, 0) + 1
-        h = self._lat.get((agent, rid))
-        if h is None:
-            h = self._lat[(agent, rid)] = _Hist(LATENCY.labels(agent, rid))
-        h.counts[bisect_left(_BUCKETS, seconds)] += 1
-        h.total += seconds
+        d.admission.record(status, seconds, d.upstream_s)
 
     def endpoint_health(self, agent: str, url: str, healthy: bool) -> None:
         """Publish one endpoint's active-check result."""
