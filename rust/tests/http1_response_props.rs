@@ -261,158 +261,163 @@ fn parse_whole(s: &Spec, raw: &[u8]) -> Outcome {
     feed_split(&mut p, raw, &[], true).unwrap()
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(600))]
+/// Named so that `cargo test http1` selects these too.
+mod http1_response {
+    use super::*;
 
-    #[test]
-    fn serialised_response_parses_back(s in spec()) {
-        let raw = s.serialise();
-        let out = parse_whole(&s, &raw);
-        prop_assert_eq!(out.heads.len(), 1);
-        let h = &out.heads[0];
-        prop_assert_eq!(h.status, s.status);
-        prop_assert_eq!(&h.reason, &s.reason);
-        prop_assert_eq!(h.version.as_str(), if s.minor == 0 { "1.0" } else { "1.1" });
-        prop_assert_eq!(&h.headers, &s.wire_headers());
-        let forward: Vec<(String, String)> = s
-            .wire_headers()
-            .into_iter()
-            .filter(|(n, _)| {
-                !n.eq_ignore_ascii_case("transfer-encoding") && !n.eq_ignore_ascii_case("connection")
-            })
-            .map(|(n, v)| (n.to_ascii_lowercase(), v))
-            .collect();
-        // Connection: keep-alive names keep-alive; no generated name is hop-by-hop only by luck.
-        let forward: Vec<(String, String)> = forward
-            .into_iter()
-            .filter(|(n, _)| {
-                !matches!(n.as_str(), "keep-alive" | "proxy-connection" | "te" | "trailer" | "upgrade")
-            })
-            .collect();
-        prop_assert_eq!(&h.forward, &forward);
-        prop_assert_eq!(h.has_request_id, forward.iter().any(|(n, _)| n == "x-request-id"));
-        if s.bodiless() {
-            prop_assert!(out.body.is_empty());
-            prop_assert!(out.done);
-            prop_assert_eq!(out.reusable, s.expected_keep_alive());
-            prop_assert_eq!(h.content_length, 0);
-        } else {
-            prop_assert_eq!(&out.body, &s.body);
-            match s.framing {
-                Framing::Length => {
-                    prop_assert_eq!(h.content_length, s.body.len() as i64);
-                    prop_assert!(out.done && out.reusable);
-                }
-                Framing::Chunked { .. } => {
-                    prop_assert!(h.chunked && h.content_length == -1);
-                    prop_assert!(out.done && out.reusable);
-                }
-                Framing::Close => {
-                    prop_assert!(h.close_delimited && !h.keep_alive && !out.done);
-                    prop_assert_eq!(out.eof.clone(), Some(Ok(true)));
-                }
-            }
-        }
-        prop_assert_eq!(h.keep_alive, s.expected_keep_alive());
-    }
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(600))]
 
-    #[test]
-    fn any_split_gives_the_same_result(s in spec(), idx in prop::collection::vec(any::<Index>(), 0..12)) {
-        let raw = s.serialise();
-        let whole = parse_whole(&s, &raw);
-        let mut p = ResponseParser::default();
-        p.start(s.is_head).unwrap();
-        let split = feed_split(&mut p, &raw, &cuts_of(raw.len(), &idx), true).unwrap();
-        prop_assert_eq!(split, whole);
-    }
-
-    #[test]
-    fn byte_by_byte_gives_the_same_result(s in spec()) {
-        let raw = s.serialise();
-        let whole = parse_whole(&s, &raw);
-        let mut p = ResponseParser::default();
-        p.start(s.is_head).unwrap();
-        let cuts: Vec<usize> = (1..raw.len()).collect();
-        prop_assert_eq!(feed_split(&mut p, &raw, &cuts, true).unwrap(), whole);
-    }
-
-    #[test]
-    fn back_to_back_responses_on_one_parser(
-        a in spec(),
-        b in spec(),
-        ia in prop::collection::vec(any::<Index>(), 0..6),
-        ib in prop::collection::vec(any::<Index>(), 0..6),
-    ) {
-        // A close-delimited first response ends the connection, so it cannot be followed.
-        prop_assume!(a.bodiless() || !matches!(a.framing, Framing::Close));
-        let (ra, rb) = (a.serialise(), b.serialise());
-        let mut p = ResponseParser::default();
-        p.start(a.is_head).unwrap();
-        let first = feed_split(&mut p, &ra, &cuts_of(ra.len(), &ia), false).unwrap();
-        prop_assert_eq!(first, parse_whole(&a, &ra));
-        prop_assert!(p.is_idle());
-        p.start(b.is_head).unwrap();
-        let second = feed_split(&mut p, &rb, &cuts_of(rb.len(), &ib), true).unwrap();
-        prop_assert_eq!(second, parse_whole(&b, &rb));
-    }
-
-    #[test]
-    fn trailing_bytes_make_the_connection_unusable(s in spec(), extra in prop::collection::vec(any::<u8>(), 1..20)) {
-        prop_assume!(s.bodiless() || !matches!(s.framing, Framing::Close));
-        let mut raw = s.serialise();
-        let n = raw.len();
-        raw.extend_from_slice(&extra);
-        let mut p = ResponseParser::default();
-        p.start(s.is_head).unwrap();
-        let fed = p.feed(&raw).unwrap();
-        prop_assert!(fed.done && !fed.reusable);
-        prop_assert!(fed.body.iter().all(|r| r.end <= n));
-    }
-
-    #[test]
-    fn random_bytes_never_panic(
-        data in prop::collection::vec(any::<u8>(), 0..400),
-        idx in prop::collection::vec(any::<Index>(), 0..8),
-        is_head in any::<bool>(),
-        max_head in 1usize..256,
-        max_headers in 0usize..8,
-    ) {
-        let mut p = ResponseParser::new(Limits { max_head, max_headers });
-        p.start(is_head).unwrap();
-        let mut start = 0;
-        for end in cuts_of(data.len(), &idx).into_iter().chain(std::iter::once(data.len())) {
-            if let Ok(fed) = p.feed(&data[start..end]) {
-                for r in fed.body.iter() {
-                    prop_assert!(r.end <= end - start);
+        #[test]
+        fn serialised_response_parses_back(s in spec()) {
+            let raw = s.serialise();
+            let out = parse_whole(&s, &raw);
+            prop_assert_eq!(out.heads.len(), 1);
+            let h = &out.heads[0];
+            prop_assert_eq!(h.status, s.status);
+            prop_assert_eq!(&h.reason, &s.reason);
+            prop_assert_eq!(h.version.as_str(), if s.minor == 0 { "1.0" } else { "1.1" });
+            prop_assert_eq!(&h.headers, &s.wire_headers());
+            let forward: Vec<(String, String)> = s
+                .wire_headers()
+                .into_iter()
+                .filter(|(n, _)| {
+                    !n.eq_ignore_ascii_case("transfer-encoding") && !n.eq_ignore_ascii_case("connection")
+                })
+                .map(|(n, v)| (n.to_ascii_lowercase(), v))
+                .collect();
+            // Connection: keep-alive names keep-alive; no generated name is hop-by-hop only by luck.
+            let forward: Vec<(String, String)> = forward
+                .into_iter()
+                .filter(|(n, _)| {
+                    !matches!(n.as_str(), "keep-alive" | "proxy-connection" | "te" | "trailer" | "upgrade")
+                })
+                .collect();
+            prop_assert_eq!(&h.forward, &forward);
+            prop_assert_eq!(h.has_request_id, forward.iter().any(|(n, _)| n == "x-request-id"));
+            if s.bodiless() {
+                prop_assert!(out.body.is_empty());
+                prop_assert!(out.done);
+                prop_assert_eq!(out.reusable, s.expected_keep_alive());
+                prop_assert_eq!(h.content_length, 0);
+            } else {
+                prop_assert_eq!(&out.body, &s.body);
+                match s.framing {
+                    Framing::Length => {
+                        prop_assert_eq!(h.content_length, s.body.len() as i64);
+                        prop_assert!(out.done && out.reusable);
+                    }
+                    Framing::Chunked { .. } => {
+                        prop_assert!(h.chunked && h.content_length == -1);
+                        prop_assert!(out.done && out.reusable);
+                    }
+                    Framing::Close => {
+                        prop_assert!(h.close_delimited && !h.keep_alive && !out.done);
+                        prop_assert_eq!(out.eof.clone(), Some(Ok(true)));
+                    }
                 }
             }
-            start = end;
+            prop_assert_eq!(h.keep_alive, s.expected_keep_alive());
         }
-        let _ = p.feed_eof();
-    }
 
-    #[test]
-    fn mutated_responses_never_panic(
-        s in spec(),
-        flips in prop::collection::vec((any::<Index>(), any::<u8>()), 1..4),
-        idx in prop::collection::vec(any::<Index>(), 0..6),
-    ) {
-        let mut raw = s.serialise();
-        for (i, b) in &flips {
-            let at = i.index(raw.len());
-            raw[at] = *b;
+        #[test]
+        fn any_split_gives_the_same_result(s in spec(), idx in prop::collection::vec(any::<Index>(), 0..12)) {
+            let raw = s.serialise();
+            let whole = parse_whole(&s, &raw);
+            let mut p = ResponseParser::default();
+            p.start(s.is_head).unwrap();
+            let split = feed_split(&mut p, &raw, &cuts_of(raw.len(), &idx), true).unwrap();
+            prop_assert_eq!(split, whole);
         }
-        let mut p = ResponseParser::default();
-        p.start(s.is_head).unwrap();
-        let mut start = 0;
-        for end in cuts_of(raw.len(), &idx).into_iter().chain(std::iter::once(raw.len())) {
-            match p.feed(&raw[start..end]) {
-                Ok(fed) if fed.done => break,
-                Ok(_) => {}
-                Err(_) => break,
+
+        #[test]
+        fn byte_by_byte_gives_the_same_result(s in spec()) {
+            let raw = s.serialise();
+            let whole = parse_whole(&s, &raw);
+            let mut p = ResponseParser::default();
+            p.start(s.is_head).unwrap();
+            let cuts: Vec<usize> = (1..raw.len()).collect();
+            prop_assert_eq!(feed_split(&mut p, &raw, &cuts, true).unwrap(), whole);
+        }
+
+        #[test]
+        fn back_to_back_responses_on_one_parser(
+            a in spec(),
+            b in spec(),
+            ia in prop::collection::vec(any::<Index>(), 0..6),
+            ib in prop::collection::vec(any::<Index>(), 0..6),
+        ) {
+            // A close-delimited first response ends the connection, so it cannot be followed.
+            prop_assume!(a.bodiless() || !matches!(a.framing, Framing::Close));
+            let (ra, rb) = (a.serialise(), b.serialise());
+            let mut p = ResponseParser::default();
+            p.start(a.is_head).unwrap();
+            let first = feed_split(&mut p, &ra, &cuts_of(ra.len(), &ia), false).unwrap();
+            prop_assert_eq!(first, parse_whole(&a, &ra));
+            prop_assert!(p.is_idle());
+            p.start(b.is_head).unwrap();
+            let second = feed_split(&mut p, &rb, &cuts_of(rb.len(), &ib), true).unwrap();
+            prop_assert_eq!(second, parse_whole(&b, &rb));
+        }
+
+        #[test]
+        fn trailing_bytes_make_the_connection_unusable(s in spec(), extra in prop::collection::vec(any::<u8>(), 1..20)) {
+            prop_assume!(s.bodiless() || !matches!(s.framing, Framing::Close));
+            let mut raw = s.serialise();
+            let n = raw.len();
+            raw.extend_from_slice(&extra);
+            let mut p = ResponseParser::default();
+            p.start(s.is_head).unwrap();
+            let fed = p.feed(&raw).unwrap();
+            prop_assert!(fed.done && !fed.reusable);
+            prop_assert!(fed.body.iter().all(|r| r.end <= n));
+        }
+
+        #[test]
+        fn random_bytes_never_panic(
+            data in prop::collection::vec(any::<u8>(), 0..400),
+            idx in prop::collection::vec(any::<Index>(), 0..8),
+            is_head in any::<bool>(),
+            max_head in 1usize..256,
+            max_headers in 0usize..8,
+        ) {
+            let mut p = ResponseParser::new(Limits { max_head, max_headers });
+            p.start(is_head).unwrap();
+            let mut start = 0;
+            for end in cuts_of(data.len(), &idx).into_iter().chain(std::iter::once(data.len())) {
+                if let Ok(fed) = p.feed(&data[start..end]) {
+                    for r in fed.body.iter() {
+                        prop_assert!(r.end <= end - start);
+                    }
+                }
+                start = end;
             }
-            start = end;
+            let _ = p.feed_eof();
         }
-        let _ = p.feed_eof();
+
+        #[test]
+        fn mutated_responses_never_panic(
+            s in spec(),
+            flips in prop::collection::vec((any::<Index>(), any::<u8>()), 1..4),
+            idx in prop::collection::vec(any::<Index>(), 0..6),
+        ) {
+            let mut raw = s.serialise();
+            for (i, b) in &flips {
+                let at = i.index(raw.len());
+                raw[at] = *b;
+            }
+            let mut p = ResponseParser::default();
+            p.start(s.is_head).unwrap();
+            let mut start = 0;
+            for end in cuts_of(raw.len(), &idx).into_iter().chain(std::iter::once(raw.len())) {
+                match p.feed(&raw[start..end]) {
+                    Ok(fed) if fed.done => break,
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+                start = end;
+            }
+            let _ = p.feed_eof();
+        }
     }
 }
