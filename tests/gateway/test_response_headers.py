@@ -5,11 +5,18 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from agentgate._core import Http1ResponseParser
 from agentgate.gateway.app import _response_headers
 
 
 def _headers(raw: list[tuple[str, str]], ratelimit: tuple[str, str] | None = None) -> Any:
-    resp: Any = SimpleNamespace(headers=raw)
+    # a real upstream head, parsed by the core's parser as the client does
+    wire = "HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in raw) + "\r\n"
+    parser = Http1ResponseParser()
+    parser.start(True)  # HEAD: no body whatever the headers say
+    head, _, done, _ = parser.feed(wire.encode("latin-1"))
+    assert head is not None and done
+    resp: Any = SimpleNamespace(head=head)
     d: Any = SimpleNamespace(ratelimit=ratelimit)
     return _response_headers(resp, d, "rid-1")
 

@@ -40,19 +40,6 @@ CONFIG_ENV = "AGENTGATE_CONFIG"
 RELOAD_ENV = "AGENTGATE_RELOAD_FILE"
 log = logging.getLogger("agentgate.gateway")
 
-# RFC 9110 §7.6.1 connection-specific fields, plus Host which we set per endpoint
-_HOP = frozenset(
-    {
-        "connection",
-        "proxy-connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-    }
-)
 _BUFFER_REQUEST = 64 * 1024  # small bodies are read whole so a retry can replay them
 _BUFFER_RESPONSE = 256 * 1024  # known-length small responses go out in one write
 _PUBLISH_EVERY = 0.5
@@ -76,12 +63,6 @@ class _Attempt(Exception):
     def reason(self) -> str:
         """Problem type suffix."""
         return "upstream_" + self.kind.replace("-", "_")
-
-
-def _connection_tokens(value: str | None) -> frozenset[str]:
-    if not value:
-        return frozenset()
-    return frozenset(t.strip().lower() for t in value.split(","))
 
 
 class Gateway:
@@ -417,7 +398,7 @@ class Gateway:
                         resp = None
                 else:
                     d.outcome = "failure" if st >= 500 else "success"
-                    retry_after = _retry_after(resp)
+                    retry_after = resp.head.retry_after
             if fail is not None:
                 d.outcome = "failure"
                 kind, status = fail.kind, fail.status
@@ -456,7 +437,6 @@ class Gateway:
     @staticmethod
     async def _respond(proto: Any, d: Flight, resp: Response, rid: str, record: bool = True) -> int:
         status = resp.status
-        raw = resp.headers
         out = _response_headers(resp, d, rid)
         if resp.body_complete:
             proto.response_bytes(status, out, resp.body_bytes())
@@ -467,7 +447,7 @@ class Gateway:
         ok = False
         transport = None
         try:
-            length = _content_length(raw)
+            length = resp.head.content_length
             if 0 <= length <= _BUFFER_RESPONSE:
                 try:
                     data = await resp.read()
@@ -521,57 +501,15 @@ def _failure(e: UpstreamError) -> _Attempt:
     return _Attempt("error", 502, "Bad Gateway", f"upstream error: {e}")
 
 
-# upstream header name -> lowercase: the same few names come back on every response, and a
-# dict hit is cheaper than str.lower(); bounded, so odd names just take the slow way
-_LOWER: dict[str, str] = {}
-_LOWER_MAX = 1024
-
-
 def _response_headers(resp: Response, d: Flight, rid: str) -> list[tuple[str, str]]:
     """The upstream's response headers minus hop-by-hop ones, plus request id and RateLimit."""
-    low = _LOWER
-    out = []
-    conn = None
-    has_rid = False
-    for k, v in resp.headers:
-        n = low.get(k)
-        if n is None:
-            n = k.lower()
-            if len(low) < _LOWER_MAX and len(k) <= 64:
-                low[k] = n
-        if n in _HOP:
-            if n == "connection" and conn is None:
-                conn = v
-            continue
-        if n == "x-request-id":
-            has_rid = True
-        out.append((n, v))
-    if conn:
-        drop = _connection_tokens(conn)
-        out = [kv for kv in out if kv[0] not in drop]
-        if has_rid and "x-request-id" in drop:
-            has_rid = False
-    if not has_rid:
-        out.append(("x-request-id", rid))
+    head = resp.head
+    # the core's parser already dropped hop-by-hop fields and those named in Connection
+    out = head.forward if head.has_request_id else [*head.forward, ("x-request-id", rid)]
     rl = d.ratelimit
     if rl is not None:
-        out.append(("ratelimit-policy", rl[0]))
-        out.append(("ratelimit", rl[1]))
+        out = [*out, ("ratelimit-policy", rl[0]), ("ratelimit", rl[1])]
     return out
-
-
-def _retry_after(resp: Response) -> float | None:
-    for k, v in resp.headers:
-        if len(k) == 11 and k.lower() == "retry-after":
-            return float(v) if v.isdigit() else None
-    return None
-
-
-def _content_length(headers: list[tuple[str, str]]) -> int:
-    for k, v in headers:
-        if len(k) == 14 and k.lower() == "content-length":
-            return int(v) if v.isascii() and v.isdigit() else -1
-    return -1
 
 
 async def _read_capped(proto: Any, cap: int, digest: ContentDigestCheck) -> bytes:

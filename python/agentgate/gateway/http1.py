@@ -1,4 +1,4 @@
-"""Lean HTTP/1.1 upstream client: asyncio protocols + llhttp (httptools), for the data plane.
+"""Lean HTTP/1.1 upstream client: asyncio protocols + the core's response parser (data plane).
 
 Why not aiohttp: a reverse proxy needs none of a general client's machinery (cookie jars, URL
 objects, redirects, multidicts, tracing, decompression), and on the hot path that machinery costs
@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import AsyncIterable, Iterable
 from typing import Final, cast
 
-import httptools
+from agentgate._core import Http1ResponseHead, Http1ResponseParser
 
 __all__ = [
     "ConnectError",
@@ -86,12 +86,8 @@ _EMPTY_LEN_METHODS: Final = frozenset(("POST", "PUT", "PATCH"))
 _NO_HEAD: Final = "upstream sent no response head in time"
 
 
-class _Unsolicited(Exception):
-    """Bytes arrived on a connection with no request in flight."""
-
-
 class _Conn(asyncio.Protocol):
-    """One upstream connection: parser callbacks, write flow control and the phase timer."""
+    """One upstream connection: response parsing, write flow control and the phase timer."""
 
     __slots__ = (
         "active",
@@ -102,18 +98,13 @@ class _Conn(asyncio.Protocol):
         "error",
         "got_bytes",
         "head_fut",
-        "headers",
         "idle",
         "idle_since",
-        "interim",
-        "is_head",
         "loop",
         "no_reuse",
         "parser",
         "pool",
         "read_paused",
-        "reason",
-        "reset_parser",
         "resp",
         "reused",
         "timer",
@@ -126,14 +117,12 @@ class _Conn(asyncio.Protocol):
         self.pool = pool
         self.loop = pool._loop
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = Http1ResponseParser()
         self.active = False
         self.error: UpstreamError | None = None
         self.got_bytes = False
         self.head_fut: asyncio.Future[Response | None] | None = None
         self.drain_fut: asyncio.Future[None] | None = None
-        self.headers: list[tuple[str, str]] = []
-        self.reason = b""
         # Weak, so a Response dropped without release() is collected and closes the connection.
         self.resp: weakref.ref[Response] | None = None
         self.timer: asyncio.TimerHandle | None = None
@@ -143,12 +132,9 @@ class _Conn(asyncio.Protocol):
         self.due_message = ""
         self.idle = False
         self.idle_since = 0.0
-        self.interim = False
-        self.is_head = False
         self.no_reuse = False
         self.read_paused = False
         self.write_paused = False
-        self.reset_parser = False
         self.reused = False
 
     # --- asyncio.Protocol ---------------------------------------------------------------------
@@ -159,22 +145,24 @@ class _Conn(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        """Feed the parser; any parse error poisons the connection."""
+        """Feed the parser (one call per segment); any parse error poisons the connection."""
         self.got_bytes = True
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self.fail(ProtocolError("upstream switched protocols (upgrade is not supported)"))
-        except httptools.HttpParserError as e:
-            cause = e.__context__
-            if isinstance(cause, _Unsolicited):
-                self.fail(ProtocolError("upstream sent bytes with no request in flight"))
-            else:
+            head, body, done, reusable = self.parser.feed(data)
+        except ValueError as e:
+            if self.active:
                 self.fail(ProtocolError(f"invalid response from upstream: {e}"))
-        if self.reset_parser:
-            # After a HEAD response llhttp still expects the announced body: start over.
-            self.reset_parser = False
-            self.parser = httptools.HttpResponseParser(self)
+            else:
+                self.fail(ProtocolError("upstream sent bytes with no request in flight"))
+            return
+        if head is not None:
+            self.on_head(head)
+        if body is not None:
+            self.on_body(body)
+        if done:
+            if not reusable:
+                self.no_reuse = True
+            self.on_message_complete()
 
     def eof_received(self) -> bool | None:
         """Let the transport close; connection_lost decides what the EOF meant."""
@@ -184,15 +172,14 @@ class _Conn(asyncio.Protocol):
         """Finish a close-delimited body, or fail whatever is in flight."""
         ref = self.resp
         resp = None if ref is None else ref()
-        if (
-            exc is None
-            and self.error is None
-            and resp is not None
-            and self.head_fut is None
-            and _close_delimited(resp.headers)
-        ):
-            self.no_reuse = True
-            self.on_message_complete()
+        if exc is None and self.error is None and resp is not None and self.head_fut is None:
+            try:
+                ended = self.parser.feed_eof()  # True: EOF was the end of a close-delimited body
+            except ValueError:
+                ended = False  # a truncated body: failed below
+            if ended:
+                self.no_reuse = True
+                self.on_message_complete()
         if self.error is None:
             if self.active:
                 what = "before the response head" if resp is None else "in the middle of the body"
@@ -215,42 +202,17 @@ class _Conn(asyncio.Protocol):
             if not fut.done():
                 fut.set_result(None)
 
-    # --- httptools callbacks -----------------------------------------------------------------
+    # --- parser events ------------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        """A response (interim or final) starts."""
-        if not self.active:
-            raise _Unsolicited
-        self.headers = []
-        self.reason = b""
-
-    def on_status(self, status: bytes) -> None:
-        """Reason phrase, possibly in pieces."""
-        self.reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        """One complete header line."""
-        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
-
-    def on_headers_complete(self) -> None:
-        """Skip 1xx; otherwise build the Response and wake the request."""
-        parser = self.parser
-        status = parser.get_status_code()
-        if status < 200:
-            self.interim = True
-            return
+    def on_head(self, head: Http1ResponseHead) -> None:
+        """The final response head (1xx are skipped by the parser): wake the request."""
         self.due = None
-        resp = Response(
-            status, self.reason.decode("latin-1"), self.headers, parser.get_http_version(), self
-        )
+        resp = Response(head.status, head.reason, head.headers, head.version, self, head)
         self.resp = weakref.ref(resp)
         fut = self.head_fut
         self.head_fut = None
         if fut is not None and not fut.done():
             fut.set_result(resp)
-        if self.is_head:
-            self.reset_parser = True
-            self.on_message_complete()
 
     def on_body(self, body: bytes) -> None:
         """Buffer a body piece for the consumer; pause reading past the high-water mark."""
@@ -272,9 +234,6 @@ class _Conn(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         """The response is complete: hand the body over and put the connection back."""
-        if self.interim:
-            self.interim = False
-            return
         ref = self.resp
         resp = None if ref is None else ref()
         if resp is None or not self.active:
@@ -295,7 +254,7 @@ class _Conn(asyncio.Protocol):
         if self.read_paused:
             self.read_paused = False
             transport.resume_reading()
-        if self.no_reuse or not self.parser.should_keep_alive() or resp.version != "1.1":
+        if self.no_reuse or not resp.head.keep_alive or resp.version != "1.1":
             self.error = ResetError("connection not reusable")
             transport.close()
         else:
@@ -383,17 +342,6 @@ class _Conn(asyncio.Protocol):
         self.due = None
 
 
-def _close_delimited(headers: list[tuple[str, str]]) -> bool:
-    """True when the response has no Content-Length and no Transfer-Encoding: EOF ends it."""
-    for name, _ in headers:
-        n = len(name)
-        if (n == 14 and name.lower() == "content-length") or (
-            n == 17 and name.lower() == "transfer-encoding"
-        ):
-            return False
-    return True
-
-
 def _deadline_of(
     loop: asyncio.AbstractEventLoop,
     timeout: float | None,
@@ -422,6 +370,7 @@ class Response:
         "_released",
         "_size",
         "_waiter",
+        "head",
         "headers",
         "reason",
         "status",
@@ -429,8 +378,15 @@ class Response:
     )
 
     def __init__(
-        self, status: int, reason: str, headers: list[tuple[str, str]], version: str, conn: _Conn
+        self,
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]],
+        version: str,
+        conn: _Conn,
+        head: Http1ResponseHead,
     ) -> None:
+        self.head = head  # the parsed head: forward headers, retry_after, content_length …
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -839,7 +795,11 @@ class Http1Pool:
             conn.head_fut = fut
             conn.active = True
             conn.got_bytes = False
-            conn.is_head = is_head
+            try:
+                conn.parser.start(is_head)
+            except ValueError as e:  # pragma: no cover - a pooled connection is always idle
+                conn.fail(ProtocolError(f"connection not ready for a request: {e}"))
+                raise conn.error or ProtocolError(str(e)) from None
             conn.no_reuse = False
             pulled = False
             try:
