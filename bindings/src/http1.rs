@@ -37,7 +37,7 @@ pub struct Http1ResponseHead {
 
 /// Field names as Python strings; the names most responses carry come from interned strings
 /// (created once per process) instead of a new string per response.
-fn name_str<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
+pub(crate) fn name_str<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
     match name {
         "Content-Type" => intern!(py, "Content-Type").clone(),
         "Content-Length" => intern!(py, "Content-Length").clone(),
@@ -100,7 +100,7 @@ fn name_str<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
 impl Http1ResponseHead {
     /// Builds both lists once; `forward` shares the value strings (and unchanged names) of
     /// `headers`, since it is the same fields in the same order with some left out.
-    fn from_core(py: Python<'_>, head: ResponseHead) -> PyResult<Self> {
+    pub(crate) fn from_core(py: Python<'_>, head: ResponseHead) -> PyResult<Self> {
         let mut headers = Vec::with_capacity(head.headers.len());
         let mut forward = Vec::with_capacity(head.forward.len());
         let mut pending = head.forward.iter().peekable();
@@ -182,6 +182,13 @@ impl Http1ResponseHead {
 #[pyclass(module = "agentgate._core")]
 pub struct Http1ResponseParser {
     inner: ResponseParser,
+}
+
+impl Http1ResponseParser {
+    /// Wraps a core parser, state included (a connection handing its stream over to Python).
+    pub(crate) fn from_core(inner: ResponseParser) -> Self {
+        Http1ResponseParser { inner }
+    }
 }
 
 #[pymethods]

@@ -9,6 +9,7 @@ mod clock;
 mod engine;
 mod histogram;
 mod http1;
+mod http1_conn;
 mod httpsig;
 mod limiter;
 mod policy;
@@ -28,6 +29,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     httpsig::register(m)?;
     histogram::register(m)?;
     http1::register(m)?;
+    http1_conn::register(m)?;
     engine::register(m)?;
     policy::register(m)?;
     Ok(())

@@ -474,7 +474,8 @@ mod tests {
 
     #[test]
     fn handover_cases() {
-        let cases: [(&[u8], u16, &[u8], bool, bool); 6] = [
+        type Case = (&'static [u8], u16, &'static [u8], bool, bool);
+        let cases: [Case; 6] = [
             (
                 b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy",
                 503,
