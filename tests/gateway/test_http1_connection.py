@@ -692,7 +692,8 @@ async def test_timer_is_lazy() -> None:
         # A timer firing before the deadline (the deadline moved on) re-arms for it.
         conn.arm(far, counting)
         conn.expire()
-        assert len(counting.timers) == 3 and counting.timers[2].when() == far
+        assert len(counting.timers) == 3
+        assert counting.timers[2].when() == pytest.approx(far, abs=0.01)  # uvloop: ms steps
         assert not conn.closed
 
 
