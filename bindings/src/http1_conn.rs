@@ -41,7 +41,7 @@ pub struct Http1Connection {
     event_loop: Option<Py<PyAny>>,
 }
 
-/// What the parts of a request that are needed to answer it.
+/// The parts of a request in flight that its outcome is delivered with.
 struct Waiter {
     fut: Py<PyAny>,
     proto: Option<Py<PyAny>>,
