@@ -33,6 +33,8 @@ pub struct Http1Connection {
     handed_over: bool,
     closed: bool,
     write_paused: bool,
+    /// Bytes arrived since the last `send` (a reset without any is the keep-alive race).
+    got_bytes: bool,
     /// Bytes received after a handover, before Python swapped its own protocol in.
     pending: Vec<u8>,
     timer: Option<Py<PyAny>>,
@@ -295,6 +297,7 @@ impl Http1Connection {
             extra: None,
             in_idle: false,
             handed_over: false,
+            got_bytes: false,
             closed: false,
             write_paused: false,
             pending: Vec::new(),
@@ -319,6 +322,7 @@ impl Http1Connection {
                 this.pending.extend_from_slice(data.as_bytes());
                 return Ok(());
             }
+            this.got_bytes = true;
             match this.exchange.as_mut() {
                 Some(ex) => ex.feed(data.as_bytes()),
                 None => {
@@ -451,6 +455,7 @@ impl Http1Connection {
             this.request_id = Some(request_id.unbind());
             this.extra = extra.map(Bound::unbind);
             this.in_idle = false;
+            this.got_bytes = false;
             transport
         };
         if let Err(e) = transport
@@ -574,6 +579,12 @@ impl Http1Connection {
     #[getter]
     fn busy(&self) -> bool {
         self.exchange.is_some()
+    }
+
+    /// Bytes arrived since the last `send`.
+    #[getter]
+    fn got_bytes(&self) -> bool {
+        self.got_bytes
     }
 
     /// The connection is lost, aborted, or closed after a non-reusable response.

@@ -610,6 +610,9 @@ class Http1Connection:
     @property
     def busy(self) -> bool: ...
     @property
+    def got_bytes(self) -> bool:
+        """Bytes arrived since the last `send` (a reset without any is the keep-alive race)."""
+    @property
     def closed(self) -> bool: ...
     @property
     def handed_over(self) -> bool: ...

@@ -265,11 +265,13 @@ async def test_connect_failure_and_reset_502(gw: Gateway, http: aiohttp.ClientSe
 
 
 async def test_timeouts_504(gw: Gateway, http: aiohttp.ClientSession) -> None:
-    async with http.post(f"{gw.url}/up/slow-first?delay=2") as r:
+    # a bounded wait: a lost first-byte timer must fail here, not after aiohttp's 5 minutes
+    bounded = aiohttp.ClientTimeout(total=15)
+    async with http.post(f"{gw.url}/up/slow-first?delay=2", timeout=bounded) as r:
         assert r.status == 504
         body = orjson.loads(await r.read())
         assert "first byte" in body["detail"]
-    async with http.get(f"{gw.url}/up/slow-chunks?chunks=3&delay=2") as r:
+    async with http.get(f"{gw.url}/up/slow-chunks?chunks=3&delay=2", timeout=bounded) as r:
         # headers went out already; the idle timeout can only cut the stream short
         assert r.status == 200
         try:

@@ -12,13 +12,14 @@ import os
 from collections.abc import AsyncIterator
 from itertools import count
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from agentgate._core import ContentDigestCheck
 from agentgate.config import ConfigError, GatewayConfig, load_config
 from agentgate.gateway.engine import Engine, Flight, Rejected
 from agentgate.gateway.health import HealthChecker
 from agentgate.gateway.http1 import (
+    ClientGone,
     ConnectError,
     ConnectTimeout,
     DeadlineExceeded,
@@ -317,6 +318,7 @@ class Gateway:
     ) -> int:
         a = d.admission
         block = a.block
+        assert block is not None  # admit_request always encodes one
         framing = a.framing  # from the client's headers: -1 none, -2 chunked, else the length
         has_host = a.block_has_host
         max_body = d.route.max_body
@@ -347,6 +349,8 @@ class Gateway:
             replayable = False
         pol = d.agent.config
         loop = self._loop
+        rl = d.ratelimit
+        extra = None if rl is None else [("ratelimit-policy", rl[0]), ("ratelimit", rl[1])]
         total = d.agent.total_timeout
         total_deadline = loop.time() + total if total else None
         while True:
@@ -364,16 +368,42 @@ class Gateway:
                     raise ResetError("endpoint no longer configured")
                 prefix = ep.prefix
                 target = prefix + d.upstream_path if prefix else d.upstream_path
-                resp = await ep.pool.request(
-                    method,
-                    target,
-                    (),
-                    body,
-                    deadline=total_deadline,
-                    block=block,
-                    framing=framing,
-                    block_has_host=has_host,
-                )
+                if replayable:
+                    # the core's connection answers small complete responses to the client
+                    # itself; anything else comes back as a Response for the code below
+                    out = await ep.pool.exchange(
+                        method,
+                        target,
+                        block,
+                        framing,
+                        has_host,
+                        cast("bytes | None", body),
+                        proto,
+                        rid,
+                        extra,
+                        total_deadline,
+                    )
+                    if type(out) is int:
+                        d.latency = d.upstream_s = perf_counter() - start
+                        d.outcome = "success"
+                        return out
+                    resp = cast(Response, out)
+                else:
+                    resp = await ep.pool.request(
+                        method,
+                        target,
+                        (),
+                        body,
+                        deadline=total_deadline,
+                        block=block,
+                        framing=framing,
+                        block_has_host=has_host,
+                    )
+            except ClientGone:
+                # the upstream answered in full but the client had left: nothing to send
+                d.latency = perf_counter() - start
+                d.outcome = "success"
+                return 499
             except UpstreamError as e:
                 fail = _failure(e)
             except _BodyTooLarge:
@@ -466,7 +496,11 @@ class Gateway:
                 async for chunk in resp:
                     await send(chunk)
             except UpstreamError:
-                # headers are gone already; aborting the stream is the only signal left
+                # Headers are gone already; aborting the stream is the only signal left. granian
+                # cuts the connection when the stream object is freed, and the traceback keeps
+                # this frame alive (until a GC pass, with reference cycles): drop it first.
+                del send
+                transport = None
                 raise StreamCut from None
             ok = True
             return status

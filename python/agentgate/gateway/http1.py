@@ -20,11 +20,12 @@ import ssl as _ssl
 import weakref
 from collections import deque
 from collections.abc import AsyncIterable, Iterable
-from typing import Final, cast
+from typing import Any, Final, cast
 
-from agentgate._core import Http1ResponseHead, Http1ResponseParser
+from agentgate._core import Http1Connection, Http1ResponseHead, Http1ResponseParser
 
 __all__ = [
+    "ClientGone",
     "ConnectError",
     "ConnectTimeout",
     "DeadlineExceeded",
@@ -74,6 +75,10 @@ class ResetError(UpstreamError):
 
 class ProtocolError(UpstreamError):
     """The upstream sent something that is not a valid HTTP/1.1 response."""
+
+
+class ClientGone(UpstreamError):
+    """The client could not take the response (it disconnected while it was being sent)."""
 
 
 Body = bytes | bytearray | memoryview | AsyncIterable[bytes] | None
@@ -204,7 +209,7 @@ class _Conn(asyncio.Protocol):
 
     # --- parser events ------------------------------------------------------------------------
 
-    def on_head(self, head: Http1ResponseHead) -> None:
+    def on_head(self, head: Http1ResponseHead) -> Response:
         """The final response head (1xx are skipped by the parser): wake the request."""
         self.due = None
         resp = Response(head.status, head.reason, head.headers, head.version, self, head)
@@ -213,6 +218,42 @@ class _Conn(asyncio.Protocol):
         self.head_fut = None
         if fut is not None and not fut.done():
             fut.set_result(resp)
+        return resp
+
+    @classmethod
+    def adopt(
+        cls,
+        pool: Http1Pool,
+        fast: Http1Connection,
+        handover: tuple[Any, ...],
+        deadline: float | None,
+    ) -> Response:
+        """Take over a connection an `Http1Connection` handed back with a parsed head."""
+        _, head, body, done, reusable, parser = handover
+        transport = fast.transport
+        conn = cls(pool)
+        conn.transport = cast(asyncio.Transport, transport)
+        conn.parser = parser  # mid-stream: the rest of the body continues in the same parser
+        conn.active = True
+        conn.got_bytes = True
+        resp = conn.on_head(head)
+        resp._idle_timeout = pool.idle_timeout
+        resp._deadline = deadline
+        if transport is not None:
+            transport.set_protocol(conn)
+        if body:
+            conn.on_body(body)
+        if done:
+            if not reusable:
+                conn.no_reuse = True
+            conn.on_message_complete()
+        # what arrived between the handover and the swap, then an EOF that came meanwhile
+        pending = fast.take_pending()
+        if pending:
+            conn.data_received(pending)
+        if fast.closed or transport is None:
+            conn.connection_lost(None)
+        return resp
 
     def on_body(self, body: bytes) -> None:
         """Buffer a body piece for the consumer; pause reading past the high-water mark."""
@@ -545,6 +586,7 @@ class Http1Pool:
 
     __slots__ = (
         "_closed",
+        "_fast_idle",
         "_high_water",
         "_host_line",
         "_host_line_b",
@@ -601,6 +643,8 @@ class Http1Pool:
         self._host_line = f"host: {host_header}\r\n"
         self._host_line_b = self._host_line.encode("latin-1")
         self._idle: list[_Conn] = []
+        # connections whose protocol is the core's Http1Connection (see `exchange`)
+        self._fast_idle: list[Http1Connection] = []
         self._closed = False
 
     @property
@@ -724,6 +768,94 @@ class Http1Pool:
         line = f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
         host = b"" if has_host else self._host_line_b
         return b"".join((line, block, host, b"\r\n")), framing if framing >= 0 else -1
+
+    async def _connect_fast(self, deadline: float | None) -> Http1Connection:
+        loop = self._loop
+        idle = self._fast_idle
+        when, error_type = _deadline_of(loop, self.connect_timeout, deadline, ConnectTimeout)
+        try:
+            async with asyncio.timeout_at(when):
+                # duck-typed: the core's connection implements asyncio.Protocol's methods
+                _, proto = await loop.create_connection(
+                    lambda: cast(asyncio.Protocol, Http1Connection(idle)),
+                    self.host,
+                    self.port,
+                    ssl=self.ssl,
+                    server_hostname=self.server_hostname if self.ssl is not None else None,
+                )
+        except TimeoutError:
+            raise error_type(f"connect to {self.host}:{self.port} timed out") from None
+        except OSError as e:
+            raise ConnectError(f"connect to {self.host}:{self.port} failed: {e}") from e
+        return cast(Http1Connection, proto)
+
+    async def exchange(
+        self,
+        method: str,
+        target: str,
+        block: bytes,
+        framing: int,
+        block_has_host: bool,
+        body: bytes | None,
+        proto: Any,
+        request_id: str,
+        extra: list[tuple[str, str]] | None,
+        deadline: float | None = None,
+    ) -> int | Response:
+        """Send a request whose header block the core encoded, on a core-side connection.
+
+        A small, complete response below 500 (other than 429) is answered to the client by the
+        connection itself (`proto.response_bytes`, with `request_id` unless the upstream sent
+        one, plus `extra` headers): the status comes back. Anything else (an error status the
+        caller may retry, a streamed or large body) comes back as a Response on a Python
+        connection, exactly as `request` returns it. Failures raise UpstreamError.
+        """
+        if self._closed:
+            raise RuntimeError("pool is closed")
+        loop = self._loop
+        head, _ = self._block_head(method, target, block, framing, block_has_host, body)
+        data = head + body if body else head
+        is_head = method == "HEAD"
+        idle = self._fast_idle
+        attempt = 0
+        while True:
+            attempt += 1
+            conn = None
+            while idle:
+                conn = idle.pop()
+                if not conn.closed:
+                    break
+                conn = None
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect_fast(deadline)
+            fut: asyncio.Future[Any] = loop.create_future()
+            conn.send(data, is_head, fut, proto, request_id, extra)
+            when, error_type = _deadline_of(
+                loop, self.first_byte_timeout, deadline, FirstByteTimeout
+            )
+            if when is not None:
+                conn.arm(when, loop)
+            try:
+                r = await fut
+            except BaseException:
+                conn.abort()  # cancelled (the client left): the exchange is dropped
+                raise
+            if type(r) is int:
+                return r
+            if r[0] == "handover":
+                return _Conn.adopt(self, conn, r, deadline)
+            _, kind, message = r
+            if kind == "timeout":
+                raise (error_type if "first byte" in message else IdleTimeout)(message)
+            if kind == "protocol":
+                raise ProtocolError(message)
+            if kind == "respond":
+                # the client could not take the answer (it left): nothing to retry
+                raise ClientGone(message)
+            if attempt == 1 and reused and not conn.got_bytes:
+                continue  # the classic keep-alive race: the server closed it as we sent
+            raise ResetError(message)
 
     async def request(
         self,
@@ -911,6 +1043,9 @@ class Http1Pool:
     def close(self) -> None:
         """Close idle connections; in-flight ones close when their response ends."""
         self._closed = True
+        fast, self._fast_idle[:] = list(self._fast_idle), []
+        for c in fast:
+            c.abort()
         idle = self._idle
         self._idle = []
         for conn in idle:
