@@ -19,7 +19,7 @@ import contextlib
 import ssl as _ssl
 import weakref
 from collections import deque
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, Final, cast
 
 from agentgate._core import Http1Connection, Http1ResponseHead, Http1ResponseParser
@@ -685,13 +685,16 @@ class Http1Pool:
             return conn
         return None
 
-    async def _connect(self, deadline: float | None) -> _Conn:
+    async def _connect(
+        self, deadline: float | None, factory: Callable[[], asyncio.Protocol] | None = None
+    ) -> _Conn:
+        """A new connection whose protocol `factory` makes (default: a Python `_Conn`)."""
         loop = self._loop
         when, error_type = _deadline_of(loop, self.connect_timeout, deadline, ConnectTimeout)
         try:
             async with asyncio.timeout_at(when):
                 _, conn = await loop.create_connection(
-                    self._new_conn,
+                    factory or self._new_conn,
                     self.host,
                     self.port,
                     ssl=self.ssl,
@@ -701,7 +704,7 @@ class Http1Pool:
             raise error_type(f"connect to {self.host}:{self.port} timed out") from None
         except OSError as e:
             raise ConnectError(f"connect to {self.host}:{self.port} failed: {e}") from e
-        return conn
+        return cast(_Conn, conn)
 
     def _encode_head(
         self, method: str, target: str, headers: Iterable[tuple[str, str]], body_len: int
@@ -770,24 +773,10 @@ class Http1Pool:
         return b"".join((line, block, host, b"\r\n")), framing if framing >= 0 else -1
 
     async def _connect_fast(self, deadline: float | None) -> Http1Connection:
-        loop = self._loop
         idle = self._fast_idle
-        when, error_type = _deadline_of(loop, self.connect_timeout, deadline, ConnectTimeout)
-        try:
-            async with asyncio.timeout_at(when):
-                # duck-typed: the core's connection implements asyncio.Protocol's methods
-                _, proto = await loop.create_connection(
-                    lambda: cast(asyncio.Protocol, Http1Connection(idle)),
-                    self.host,
-                    self.port,
-                    ssl=self.ssl,
-                    server_hostname=self.server_hostname if self.ssl is not None else None,
-                )
-        except TimeoutError:
-            raise error_type(f"connect to {self.host}:{self.port} timed out") from None
-        except OSError as e:
-            raise ConnectError(f"connect to {self.host}:{self.port} failed: {e}") from e
-        return cast(Http1Connection, proto)
+        # duck-typed: the core's connection implements asyncio.Protocol's methods
+        conn = await self._connect(deadline, lambda: cast(asyncio.Protocol, Http1Connection(idle)))
+        return cast(Http1Connection, conn)
 
     async def exchange(
         self,

@@ -8,6 +8,9 @@
 
 use thiserror::Error;
 
+use super::is_hop_by_hop;
+use super::response::parse_content_length;
+
 /// What the route, the agent and the client connection say about forwarding one request.
 #[derive(Debug, Clone, Copy)]
 pub struct Forwarding<'a> {
@@ -63,18 +66,6 @@ pub enum HeadError {
     ContentLength(String),
 }
 
-/// RFC 9110 §7.6.1 connection-specific fields, plus `Host` (the endpoint's is sent instead).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-];
-
 /// Methods whose requests carry a body by definition: without one they get `Content-Length: 0`.
 const BODY_METHODS: [&str; 3] = ["POST", "PUT", "PATCH"];
 
@@ -94,23 +85,6 @@ fn push_line(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");
-}
-
-/// `Content-Length` as RFC 9110 §8.6 allows it: digits, or a list of identical digit strings.
-fn parse_content_length(value: &str) -> Option<u64> {
-    let mut found: Option<u64> = None;
-    for part in value.split(',') {
-        let part = part.trim_matches([' ', '\t']);
-        if part.is_empty() || part.len() > 19 || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let n: u64 = part.parse().ok()?;
-        match found {
-            Some(m) if m != n => return None,
-            _ => found = Some(n),
-        }
-    }
-    found
 }
 
 /// Builds the forwarded header block for `headers` (names in any case) under `f`.
@@ -151,7 +125,8 @@ where
         Framing::Chunked
     } else if let Some(v) = length {
         Framing::Length(
-            parse_content_length(v).ok_or_else(|| HeadError::ContentLength(v.to_string()))?,
+            parse_content_length(v.as_bytes())
+                .map_err(|_| HeadError::ContentLength(v.to_string()))?,
         )
     } else {
         Framing::Empty
@@ -164,7 +139,9 @@ where
             return Err(HeadError::Name(name.to_string()));
         }
         check_value(name, value)?;
-        if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        // the client's Host is replaced by the endpoint's (or re-added when preserved)
+        if is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case("host")
             || name.eq_ignore_ascii_case("x-forwarded-for")
             || (chunked && name.eq_ignore_ascii_case("content-length"))
             || (f.hide_auth

@@ -15,6 +15,8 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
+use super::is_hop_by_hop;
+
 /// Default cap of one response head (status line + fields), also of the trailer section.
 pub const DEFAULT_MAX_HEAD: usize = 64 * 1024;
 /// Default cap on the number of header fields in one head.
@@ -677,21 +679,8 @@ fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|s| !s.is_empty())
 }
 
-/// Hop-by-hop fields (RFC 9110 §7.6.1) a proxy never forwards.
-fn is_hop_by_hop(lower: &str) -> bool {
-    matches!(
-        lower,
-        "connection"
-            | "proxy-connection"
-            | "keep-alive"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
-
-fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
+/// `Content-Length` per RFC 9110 §8.6: digits, or a list of identical values.
+pub(crate) fn parse_content_length(value: &[u8]) -> Result<u64, Error> {
     let invalid = || Error::InvalidContentLength(latin1(value));
     let mut result: Option<u64> = None;
     for item in value.split(|&b| b == b',').map(trim_ows) {
