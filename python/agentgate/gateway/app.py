@@ -259,8 +259,7 @@ class Gateway:
                 w.cancel()
             client.in_flight -= 1
             engine.finish(d, d.latency, d.outcome)
-            # Metrics.finish inlined: the core counts it (perf_counter: uvloop's clock has 1 ms
-            # steps, too coarse for latencies)
+            # counted in the core (see Metrics); perf_counter: uvloop's clock has 1 ms steps
             d.admission.record(status, perf_counter() - d.started, d.upstream_s)
 
     def _watch(self, d: Flight) -> asyncio.Future[Any]:

@@ -163,11 +163,6 @@ class Metrics:
         """Time to response headers of one attempt."""
         d.admission.record(0, 0.0, seconds)
 
-    @staticmethod
-    def finish(d: Flight, status: int, seconds: float) -> None:
-        """A proxied request ended with `status` after `seconds` (plus its last attempt's time)."""
-        d.admission.record(status, seconds, d.upstream_s)
-
     def endpoint_health(self, agent: str, url: str, healthy: bool) -> None:
         """Publish one endpoint's active-check result."""
         HEALTHY.labels(agent, url).set(1 if healthy else 0)
