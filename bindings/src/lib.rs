@@ -6,10 +6,8 @@ mod admission;
 mod balancer;
 mod breaker;
 mod clock;
-mod engine;
+mod dataplane;
 mod histogram;
-mod http1;
-mod http1_conn;
 mod httpsig;
 mod limiter;
 mod policy;
@@ -28,9 +26,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     signature::register(m)?;
     httpsig::register(m)?;
     histogram::register(m)?;
-    http1::register(m)?;
-    http1_conn::register(m)?;
-    engine::register(m)?;
+    dataplane::register(m)?;
     policy::register(m)?;
     Ok(())
 }
