@@ -61,6 +61,36 @@ def add_commands(sub: Any) -> None:
     k.add_argument("action", choices=["status", "rotate", "retire"])
     k.add_argument("version", nargs="?", type=int)
 
+    p = group("privacy", "GDPR: data subject requests, consent, retention")
+    rq = p.add_parser("request", help="file a data subject request (30-day deadline)")
+    rq.add_argument("kind", choices=["access", "erasure", "anonymisation"])
+    rq.add_argument("--subject", required=True, help="the data subject's id (e.g. an email)")
+    rq.add_argument("--note", default="")
+    rl = p.add_parser("requests", help="list requests")
+    rl.add_argument("--status", choices=["received", "completed", "failed"])
+    rl.add_argument("--overdue", action="store_true", help="only those past their deadline")
+    for verb, help_ in (
+        ("show", "one request"),
+        ("process", "carry out a request now"),
+        ("export", "the JSON bundle of an access request"),
+    ):
+        x = p.add_parser(verb, help=help_)
+        x.add_argument("id")
+        if verb == "export":
+            x.add_argument("--out", help="write the bundle here instead of stdout")
+    c = p.add_parser("consent", help="record consent given (--granted) or withdrawn")
+    c.add_argument("--subject", required=True)
+    c.add_argument("--purpose", required=True)
+    c.add_argument("--source", required=True)
+    g = c.add_mutually_exclusive_group(required=True)
+    g.add_argument("--granted", action="store_true")
+    g.add_argument("--withdrawn", action="store_true")
+    cl = p.add_parser("consents", help="list consent records")
+    cl.add_argument("--subject")
+    cl.add_argument("--purpose")
+    rt = p.add_parser("retention", help="retention periods; --run deletes what is past them")
+    rt.add_argument("--run", action="store_true")
+
 
 def _secrets(args: argparse.Namespace) -> int:
     if args.sub == "set":
@@ -94,9 +124,50 @@ def _secrets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _privacy(args: argparse.Namespace) -> int:
+    base = "/api/privacy"
+    if args.sub == "request":
+        body = {"subject": args.subject, "kind": args.kind, "note": args.note}
+        _out(_call(args, "POST", f"{base}/requests", json=body))
+    elif args.sub == "requests":
+        params = {k: v for k, v in (("status", args.status),) if v}
+        if args.overdue:
+            params["overdue"] = "true"
+        _out(_call(args, "GET", f"{base}/requests", params=params))
+    elif args.sub == "show":
+        _out(_call(args, "GET", f"{base}/requests/{args.id}"))
+    elif args.sub == "process":
+        _out(_call(args, "POST", f"{base}/requests/{args.id}/process"))
+    elif args.sub == "export":
+        bundle = _call(args, "GET", f"{base}/requests/{args.id}/export")
+        if args.out:
+            import orjson
+
+            with open(args.out, "wb") as f:
+                f.write(orjson.dumps(bundle, option=orjson.OPT_INDENT_2))
+        else:
+            _out(bundle)
+    elif args.sub == "consent":
+        body2 = {
+            "subject": args.subject,
+            "purpose": args.purpose,
+            "granted": bool(args.granted),
+            "source": args.source,
+        }
+        _out(_call(args, "POST", f"{base}/consents", json=body2))
+    elif args.sub == "consents":
+        q = {k: v for k, v in (("subject", args.subject), ("purpose", args.purpose)) if v}
+        _out(_call(args, "GET", f"{base}/consents", params=q))
+    elif args.run:
+        _out(_call(args, "POST", f"{base}/retention/run"))
+    else:
+        _out(_call(args, "GET", f"{base}/retention"))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int | None:
     """Run a security command; None when `args.command` is not one of them."""
-    handlers = {"secrets": _secrets}
+    handlers = {"secrets": _secrets, "privacy": _privacy}
     h = handlers.get(args.command)
     if h is None:
         return None

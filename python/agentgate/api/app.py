@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 from agentgate.api.openapi import openapi_document
 from agentgate.api.problems import exception_handlers
 from agentgate.api.routes import agents, audit, keys, policies, templates, tenants, trust
+from agentgate.api.routes import privacy as privacy_routes
 from agentgate.api.routes import secrets as secret_routes
 from agentgate.api.routes._common import Context, json
 from agentgate.policy import PolicyService
@@ -82,6 +83,7 @@ def create_api(
         routes.extend(module.routes(ctx))
     sec = security if security is not None else Security(store, seal=seal)
     routes.extend(secret_routes.routes(ctx, sec))
+    routes.extend(privacy_routes.routes(ctx, sec))
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
     app.state.context = ctx
     app.state.security = sec
