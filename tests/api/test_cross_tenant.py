@@ -41,6 +41,7 @@ TEMPLATE = "summarizer"
 TAG = "stable"
 POLICY = "guard"
 AGENT = "summarizer"  # the agent takes its template's name
+SECRET = "openai"
 A_VERSIONS = ("1.2.3", "1.3.0")
 B_VERSION = "9.0.0"
 
@@ -196,6 +197,9 @@ async def _populate_a(w: World) -> None:
     agent = await _ok(await call(a, "post", "/api/agents", body=body), 201)
     a.agent_id = agent["id"]
     assert agent["tenant"] == a.name
+    # a secret (its value is write-only: no answer to anybody carries it)
+    body = {"name": SECRET, "value": "value-" + A_MARK, "description": A_MARK}
+    await _ok(await call(a, "post", "/api/secrets", body=body), 201)
 
 
 async def _snapshot_a(w: World) -> dict[str, Any]:
@@ -219,6 +223,8 @@ async def _snapshot_a(w: World) -> dict[str, Any]:
         "/api/agents",
         f"/api/agents/{AGENT}",
         "/api/audit?limit=10000",
+        "/api/secrets",
+        f"/api/secrets/{SECRET}",
     ]
     snap: dict[str, Any] = {}
     for url in reads:
@@ -298,6 +304,12 @@ OBJECT: dict[Op, Callable[[World], list[Call]]] = {
         Call({"name": AGENT}, body={"template": f"{TEMPLATE}@1.2.3"}),
     ],
     ("delete", "/api/agents/{name}"): lambda w: [Call({"name": AGENT})],
+    ("get", "/api/secrets/{name}"): lambda w: [Call({"name": SECRET})],
+    ("delete", "/api/secrets/{name}"): lambda w: [Call({"name": SECRET})],
+    ("post", "/api/secrets/{name}/rotate"): lambda w: [
+        Call({"name": SECRET}, body={"value": "stolen"}),
+        Call({"name": SECRET}, body={}),
+    ],
 }
 
 
@@ -414,6 +426,10 @@ LISTS: dict[Op, Callable[[World], Awaitable[None]]] = {
     ("get", "/api/audit"): _list_audit,
     ("get", "/api/audit/export"): _export_audit,
     ("post", "/api/policies/dry-run"): _dry_run,
+    ("get", "/api/secrets"): lambda w: _lists_plain(w, ("get", "/api/secrets"), [{}]),
+    ("get", "/api/secrets/-/rotation"): lambda w: _lists_plain(
+        w, ("get", "/api/secrets/-/rotation"), [{}]
+    ),
 }
 
 
@@ -513,6 +529,14 @@ async def _create_agent(w: World) -> None:
     assert got["id"] == w.a.agent_id
 
 
+async def _create_secret(w: World) -> None:
+    body = {"name": SECRET, "value": "value-" + B_MARK, "description": B_MARK}
+    out = await _ok(await w.call(w.b, "post", "/api/secrets", body=body), 201)
+    assert out["tenant_id"] == w.b.id
+    got = await _ok(await w.call(w.a, "get", f"/api/secrets/{SECRET}"))
+    assert got["description"] == A_MARK
+
+
 # in order: a template needs B's publisher key, the agent B's template
 CREATE: dict[Op, Callable[[World], Awaitable[None]]] = {
     ("post", "/api/keys"): _create_key,
@@ -521,6 +545,7 @@ CREATE: dict[Op, Callable[[World], Awaitable[None]]] = {
     ("post", "/api/trust-roots"): _create_trust_root,
     ("post", "/api/policies"): _create_policy,
     ("post", "/api/agents"): _create_agent,
+    ("post", "/api/secrets"): _create_secret,
 }
 
 
@@ -537,6 +562,9 @@ SYSTEM: dict[Op, Call] = {
     ("get", "/api/tenants"): Call({}),
     ("post", "/api/tenants"): Call({}, body={"name": "evil"}),
     ("get", "/api/audit/verify"): Call({}),
+    ("get", "/api/secrets/-/kek"): Call({}),
+    ("post", "/api/secrets/-/kek/rotate"): Call({}),
+    ("post", "/api/secrets/-/kek/retire"): Call({}, body={"min_decryption_version": 1}),
 }
 
 
