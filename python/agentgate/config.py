@@ -20,6 +20,14 @@ from pydantic import (
     model_validator,
 )
 
+from agentgate.observe.settings import (
+    AlertsConfig,
+    CostConfig,
+    MetricsConfig,
+    SloConfig,
+    TracingConfig,
+)
+
 __all__ = [
     "PRIORITIES",
     "Agent",
@@ -360,6 +368,12 @@ class GatewayConfig(_Model):
     # control-plane state: PostgreSQL when set (postgresql://…), else SQLite in `data_dir`
     database_url: str | None = None
     data_dir: str = ".agentgate"
+    # observability (agentgate.observe.settings): history, alerts, tracing, SLOs, cost
+    metrics: MetricsConfig = MetricsConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    tracing: TracingConfig = TracingConfig()
+    slos: tuple[SloConfig, ...] = ()
+    cost: CostConfig = CostConfig()
 
     def route_ids(self) -> list[str]:
         """Each route's id: the explicit one, or `<agent>:<path pattern>`."""

@@ -61,17 +61,17 @@ async def test_core_deltas_land_in_every_tier(mdb: Any, clock: Any) -> None:
         h1 = TrafficHistory(mdb, tiers=[tier], clock=clock)
         s = await h1.summary(T0 - 86400, T0 + 86400)
         assert s.requests == 48, tier
-    s = await hist.summary(T0, T0 + 20, agent="alpha")
+    s = await hist.summary(T0 - 10, T0 + 20, agent="alpha")
     assert s.requests == 41 and s.classes[5] == 4
     assert s.error_rate == pytest.approx(4 / 41)
     # 0.004 s is in the core's (0.0025, 0.005] bucket: quantiles stay inside it
     assert 0.0025 <= (s.quantile(0.5) or 0) <= 0.005
-    s = await hist.summary(T0, T0 + 20, agent="beta", route="b")
+    s = await hist.summary(T0 - 10, T0 + 20, agent="beta", route="b")
     assert s.requests == 7 and s.classes[4] == 7
     assert 0.1 <= (s.quantile(0.99) or 0) <= 0.25
-    table = await hist.agents_table(T0, T0 + 20)
+    table = await hist.agents_table(T0 - 10, T0 + 20)
     assert {k: v.requests for k, v in table.items()} == {"alpha": 41, "beta": 7}
-    assert (await hist.summary(T0, T0 + 20, agents=["beta"])).requests == 7
+    assert (await hist.summary(T0 - 10, T0 + 20, agents=["beta"])).requests == 7
     # nothing taken twice
     d = await collector.flush()
     assert d.routes == [] or all(r.requests == 0 for r in d.routes)

@@ -26,6 +26,8 @@ from starlette.types import Receive, Scope, Send
 from agentgate.api.openapi import openapi_document
 from agentgate.api.problems import exception_handlers
 from agentgate.api.routes import agents, audit, keys, policies, templates, tenants, trust
+from agentgate.api.routes import alerts as alert_routes
+from agentgate.api.routes import observe as observe_routes
 from agentgate.api.routes._common import Context, json
 from agentgate.policy import PolicyService
 from agentgate.registry.search import SearchIndex
@@ -45,6 +47,7 @@ def create_api(
     index: SearchIndex | None = None,
     seal: Seal = audit_seal,
     system_tenant: str | None = "system",
+    observe: Any = None,
 ) -> Starlette:
     """The API app (routes relative to its mount point, `/api`).
 
@@ -76,8 +79,11 @@ def create_api(
     routes: list[BaseRoute] = [Route("/openapi.json", openapi, methods=["GET"])]
     for module in (tenants, keys, templates, trust, policies, agents, audit):
         routes.extend(module.routes(ctx))
+    if observe is not None:  # metrics, health, system, alerts (agentgate.observe)
+        routes.extend(observe_routes.routes(ctx, observe) + alert_routes.routes(ctx, observe))
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
     app.state.context = ctx
+    app.state.observe = observe
     return app
 
 
@@ -97,20 +103,26 @@ def from_env() -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         store = await open_store(url, data_dir)
-        api = create_api(store)
+        from agentgate.observe.service import open_for_admin
+
+        observe = await open_for_admin(store, url, data_dir)
+        api = create_api(store, observe=observe)
         inner.append(api)
         try:
             yield
         finally:
             inner.remove(api)
+            await observe.close()
             await api.state.context.factory.close()
             await store.close()
 
     async def api(scope: Scope, receive: Receive, send: Send) -> None:
         await inner[-1](scope, receive, send)
 
+    from agentgate.dashboard import routes as dashboard_routes
+
     return Starlette(
-        routes=[Mount("/api", app=api)],
+        routes=[Mount("/api", app=api), *dashboard_routes(lambda: inner[-1])],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )

@@ -58,7 +58,9 @@ class Collector:
             at = self.clock()
             deltas = self.feed.take()
             self.agents = deltas.agents
-            await self.history.write(at, deltas)
+            # the deltas are the interval that just ended: stamp them with its middle, so a
+            # flush a little after a bucket boundary still lands in the bucket it describes
+            await self.history.write(at - self.interval / 2, deltas)
             self.last_flush = at
             self.flushes += 1
             if at - self._last_expire >= _EXPIRE_EVERY:

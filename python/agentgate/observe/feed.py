@@ -170,7 +170,13 @@ class PrometheusFeed:
         buckets: dict[tuple[str, str], list[int]] = {}
         cur_classes: dict[tuple[str, str, str], float] = {}
         cur_buckets: dict[tuple[str, str, str], float] = {}
+        health: dict[str, dict[str, bool]] = {}
         for metric in _registry().collect():
+            if metric.name == "agentgate_endpoint_healthy":
+                for s in metric.samples:
+                    hs = health.setdefault(s.labels.get("agent", ""), {})
+                    url = s.labels.get("endpoint", "")
+                    hs[url] = hs.get(url, True) and s.value > 0
             if metric.name == "agentgate_requests":
                 for s in metric.samples:
                     if s.name.endswith("_total"):
@@ -211,11 +217,13 @@ class PrometheusFeed:
         self._primed = True
         fleet = fleet_state()
         pools: dict[str, Any] = self._states() if self._states is not None else {}
-        for name in set(fleet) | set(pools):
+        for name in set(fleet) | set(pools) | set(health):
             live = fleet.get(name, {})
             pool = pools.get(name, {})
-            eps = pool.get("endpoints") or [
-                {"url": u, "healthy": True} for u in live.get("breakers", {})
+            checked = health.get(name, {})
+            urls = list(dict.fromkeys([*live.get("breakers", {}), *checked]))
+            eps: list[dict[str, Any]] = pool.get("endpoints") or [
+                {"url": u, "healthy": checked.get(u, True)} for u in urls
             ]
             merged = {
                 "endpoints": [
@@ -225,5 +233,7 @@ class PrometheusFeed:
                 "in_flight": live.get("in_flight", 0),
                 "queue": [live.get("queued", 0)],
             }
-            out.agents[name] = _state_of(name, merged, bool(pool.get("health_checked")))
+            out.agents[name] = _state_of(
+                name, merged, bool(pool.get("health_checked")) or bool(checked)
+            )
         return out
