@@ -34,8 +34,8 @@ impl Sketch {
     /// Merges encoded sketches (None entries are skipped) into a new one.
     #[staticmethod]
     fn merged(blobs: Vec<Option<Vec<u8>>>) -> PyResult<Self> {
-        let inner = CoreSketch::merge_encoded(blobs.iter().flatten().map(Vec::as_slice))
-            .map_err(err)?;
+        let inner =
+            CoreSketch::merge_encoded(blobs.iter().flatten().map(Vec::as_slice)).map_err(err)?;
         Ok(Sketch { inner })
     }
 

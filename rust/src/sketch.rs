@@ -229,7 +229,9 @@ impl Sketch {
     }
 
     /// Merges every encoded sketch of `items` into one; the first bad one is an error.
-    pub fn merge_encoded<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Result<Self, SketchError> {
+    pub fn merge_encoded<'a>(
+        items: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Self, SketchError> {
         let mut out = Sketch::new();
         for b in items {
             out.merge(&Sketch::from_bytes(b)?);
