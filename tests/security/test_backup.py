@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -126,7 +125,9 @@ async def test_three_destinations_verify_restore_incremental(
     target = await mgr.restore(m2.id, tmp_path / "restored", source="s3")
     assert _rows(target) == _rows(tmp_path / "data" / "agentgate.db")
     con = sqlite3.connect(target)
-    assert con.execute("SELECT COUNT(*) FROM tenants WHERE display_name = 'changed'").fetchone() == (3,)
+    assert con.execute(
+        "SELECT COUNT(*) FROM tenants WHERE display_name = 'changed'"
+    ).fetchone() == (3,)
     con.close()
     # the offline archive alone restores too (self-contained)
     only_usb = BackupManager(
@@ -220,7 +221,7 @@ async def test_backup_during_writes_restores_consistently(
     store = sqlite_store
     await _fill(store, 50)
     mgr = await _manager(store, _cfg(tmp_path, None), master_hex, tmp_path / "data")
-    stop = asyncio.Event()
+    stop, warm = asyncio.Event(), asyncio.Event()
     written = 0
 
     async def writer() -> None:
@@ -231,11 +232,12 @@ async def test_backup_during_writes_restores_consistently(
                 details={"pad": "y" * 500},
             )  # fmt: skip
             written += 1
+            if written == 20:
+                warm.set()
 
     task = asyncio.create_task(writer())
     try:
-        while written < 20:
-            await asyncio.sleep(0.01)
+        await warm.wait()
         ms = [await mgr.create() for _ in range(3)]
         seen = written
     finally:
