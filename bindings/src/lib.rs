@@ -16,6 +16,7 @@ mod policy;
 mod router;
 mod sandbox;
 mod signature;
+mod sketch;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -34,5 +35,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     engine::register(m)?;
     policy::register(m)?;
     sandbox::register(m)?;
+    sketch::register(m)?;
     Ok(())
 }

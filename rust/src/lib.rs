@@ -15,4 +15,5 @@ pub mod policy;
 pub mod router;
 pub mod sandbox;
 pub mod signature;
+pub mod sketch;
 pub mod stats;
