@@ -12,7 +12,9 @@ mod httpsig;
 mod limiter;
 mod policy;
 mod router;
+mod sandbox;
 mod signature;
+mod sketch;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -28,5 +30,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     histogram::register(m)?;
     dataplane::register(m)?;
     policy::register(m)?;
+    sandbox::register(m)?;
+    sketch::register(m)?;
     Ok(())
 }

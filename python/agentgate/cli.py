@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     from agentgate import cli_control  # control-plane commands (admin, keys, template, …)
 
     cli_control.add_commands(sub)
+    from agentgate import cli_security  # secrets, privacy, backup
+
+    cli_security.add_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "serve":
@@ -39,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             args.config, args.workers, args.listen, args.admin_listen, args.quiet, args.ports_file
         )
     code = cli_control.run(args)
+    if code is None:
+        code = cli_security.run(args)
     return 2 if code is None else code
 
 

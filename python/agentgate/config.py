@@ -20,6 +20,16 @@ from pydantic import (
     model_validator,
 )
 
+from agentgate.config_security import BackupConfig, PrivacyConfig, SecretsConfig
+from agentgate.observe.settings import (
+    AlertsConfig,
+    CostConfig,
+    MetricsConfig,
+    SloConfig,
+    TracingConfig,
+)
+from agentgate.secret_refs import check_template
+
 __all__ = [
     "PRIORITIES",
     "Agent",
@@ -251,6 +261,18 @@ class Agent(_Model):
     queue_timeout: Duration = 1.0
     host_header: Literal["upstream", "preserve"] = "upstream"
     tls: Tls = Tls()
+    # added to every upstream request; values may use ${secret:NAME} (resolved by the control
+    # plane's secret store, never written to the config)
+    headers: dict[str, str] = {}
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+                raise ValueError(f"not an HTTP header name: {name!r}")
+            check_template(value)
+        return v
 
 
 class Match(_Model):
@@ -400,6 +422,15 @@ class GatewayConfig(_Model):
     # control-plane state: PostgreSQL when set (postgresql://…), else SQLite in `data_dir`
     database_url: str | None = None
     data_dir: str = ".agentgate"
+    secrets: SecretsConfig = SecretsConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    backup: BackupConfig | None = None
+    # observability (agentgate.observe.settings): history, alerts, tracing, SLOs, cost
+    metrics: MetricsConfig = MetricsConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    tracing: TracingConfig = TracingConfig()
+    slos: tuple[SloConfig, ...] = ()
+    cost: CostConfig = CostConfig()
 
     def route_ids(self) -> list[str]:
         """Each route's id: the explicit one, or `<agent>:<path pattern>`."""

@@ -24,13 +24,21 @@ from typing import Any
 
 import orjson
 
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
 from agentgate.api.admin import create_app
-from agentgate.api.app import create_api, standalone
+from agentgate.api.app import create_api
+from agentgate.api.problems import exception_handlers
 from agentgate.config import ConfigError, GatewayConfig
 from agentgate.gateway.dataplane import Gateway
 from agentgate.gateway.sources import ConfigFile
+from agentgate.observe.dataplane_feed import DataPlaneFeed
+from agentgate.observe.service import ObserveService, ObserveSettings
 from agentgate.runtime.store_source import StoreSource
-from agentgate.settings import Settings
+from agentgate.secret_refs import references
+from agentgate.security.services import Security, classes_of
+from agentgate.settings import ENV_CONFIG, Settings
 from agentgate.store import Store, open_store
 
 __all__ = ["serve"]
@@ -113,10 +121,36 @@ def _write_atomically(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _data_dir(cfg: GatewayConfig, settings: Settings) -> Path:
+    return settings.data_dir or Path(cfg.data_dir)
+
+
 async def _open_store(cfg: GatewayConfig, settings: Settings) -> Store:
-    data_dir = settings.data_dir or Path(cfg.data_dir)
+    data_dir = _data_dir(cfg, settings)
     data_dir.mkdir(parents=True, exist_ok=True)
     return await open_store(settings.database_url or cfg.database_url, data_dir)
+
+
+def _secret_resolver(security: Security, system_tenant: str, store: Store) -> Any:
+    """Resolves `${secret:NAME}` in agents' upstream headers: file agents from the system
+    tenant's secrets, store agents (`<tenant>/<agent>`) from their tenant's."""
+
+    async def resolve(cfg: GatewayConfig) -> GatewayConfig:
+        needed = {
+            name: a for name, a in cfg.agents.items() if any(map(references, a.headers.values()))
+        }
+        if not needed:
+            return cfg
+        secrets = await security.secrets()
+        agents = dict(cfg.agents)
+        for name, a in needed.items():
+            tenant_name = name.split("/", 1)[0] if "/" in name else system_tenant
+            tenant = await store.system.tenants.get_by_name(tenant_name)
+            headers = await secrets.resolve_headers(tenant.id, a.headers)
+            agents[name] = a.model_copy(update={"headers": headers})
+        return cfg.model_copy(update={"agents": agents})
+
+    return resolve
 
 
 async def _run(
@@ -144,17 +178,42 @@ async def _run(
         # drains are reported from the data plane's own counts
         return {} if gateway is None else gateway.in_flight()
 
+    def agents() -> list[Any]:
+        return [] if gateway is None else gateway.agents()
+
     source = StoreSource(store, in_flight=in_flight)
     tasks: list[asyncio.Task[None]] = []
-    api = create_api(store)
+    security = Security(store, config=cfg, classes=classes_of(cfg))
+    feed = DataPlaneFeed(agents)
+    observe = await ObserveService.open(
+        store,
+        settings.database_url or cfg.database_url,
+        _data_dir(cfg, settings),
+        ObserveSettings.from_config(cfg),
+        feed=feed,
+    )
+    api = create_api(store, security=security, observe=observe)
     admin: _Admin | None = None
     try:
         await source.load()
-        gateway = Gateway(cfg, workers=workers, sources=[source])
+        gateway = await Gateway.create(
+            cfg,
+            workers=workers,
+            sources=[source],
+            resolve=_secret_resolver(security, "system", store),
+        )
         gw = gateway
+        gw.sinks.append(feed.push)
+        observe.start()
         port = gw.listen(listen)
         host, _ = _split(listen)
-        admin = _Admin(create_app(gw, standalone(api)), admin_listen)
+        from agentgate.dashboard import routes as dashboard_routes
+
+        control = Starlette(
+            routes=[Mount("/api", app=api), *dashboard_routes(lambda: api)],
+            exception_handlers=exception_handlers(),
+        )
+        admin = _Admin(create_app(gw, control), admin_listen)
         await admin.start()
         a_host, a_port = _split(admin_listen)
         if a_port == 0:
@@ -197,7 +256,9 @@ async def _run(
             t.cancel()
         if admin is not None:
             await admin.stop()
+        await observe.close()
         await api.state.context.factory.close()
+        await security.close()
         await store.close()
 
 
@@ -216,6 +277,8 @@ def serve(
         print(f"agentgate: invalid config: {e}", file=sys.stderr)
         return 2
     cfg = file.config
+    # modules that read the config file by itself (observability, security) read this one
+    os.environ[ENV_CONFIG] = file.path
     settings = Settings.from_env()
     children: list[subprocess.Popen[bytes]] = []
     if cfg.demo_echo:

@@ -93,6 +93,9 @@ pub struct Agent {
     /// TLS settings for `https://` endpoints.
     #[serde(default)]
     pub tls: Tls,
+    /// Headers set on every upstream request (secret references already resolved).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 fn default_concurrency() -> u32 {

@@ -160,6 +160,8 @@ pub struct Pool {
     pub config: config::Agent,
     /// Longest queue wait.
     pub queue_wait: std::time::Duration,
+    /// Headers set on every upstream request of this agent.
+    pub headers: http::HeaderMap,
 }
 
 impl Pool {
@@ -613,6 +615,15 @@ impl Snapshot {
                 Arc::new(Waiters::default()),
             ),
         };
+        let mut headers = http::HeaderMap::with_capacity(a.headers.len());
+        for (k, v) in &a.headers {
+            let name = http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| err(&format!("headers.{k}"))("not an HTTP header name".into()))?;
+            // the message never repeats the value: it may hold a secret
+            let value = http::HeaderValue::from_str(v)
+                .map_err(|_| err(&format!("headers.{k}"))("value is not a valid header value".into()))?;
+            headers.insert(name, value);
+        }
         let retry = RetryPolicy::from_config(&a.retries)
             .map_err(|e| ConfigError(format!("agents.{name}.{}", e.0)))?;
         let budget = match old {
@@ -630,6 +641,7 @@ impl Snapshot {
             stats: old.map_or_else(Arc::default, |o| o.stats.clone()),
             config: a.clone(),
             queue_wait,
+            headers,
         }))
     }
 

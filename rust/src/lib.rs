@@ -17,5 +17,7 @@ pub mod policy;
 pub mod proxy;
 pub mod retry;
 pub mod router;
+pub mod sandbox;
 pub mod signature;
+pub mod sketch;
 pub mod stats;

@@ -26,12 +26,17 @@ from starlette.types import Receive, Scope, Send
 from agentgate.api.openapi import openapi_document
 from agentgate.api.problems import exception_handlers
 from agentgate.api.routes import agents, audit, keys, policies, templates, tenants, trust
+from agentgate.api.routes import alerts as alert_routes
+from agentgate.api.routes import observe as observe_routes
+from agentgate.api.routes import privacy as privacy_routes
+from agentgate.api.routes import secrets as secret_routes
 from agentgate.api.routes._common import Context, json
 from agentgate.policy import PolicyService
 from agentgate.registry.search import SearchIndex
 from agentgate.registry.service import RegistryService
 from agentgate.runtime.factory import AgentFactory, ScopeAudit
 from agentgate.security.audit import seal as audit_seal
+from agentgate.security.services import Security
 from agentgate.store import Seal, Store, open_store
 
 __all__ = ["create_api", "from_env", "standalone"]
@@ -45,6 +50,8 @@ def create_api(
     index: SearchIndex | None = None,
     seal: Seal = audit_seal,
     system_tenant: str | None = "system",
+    security: Security | None = None,
+    observe: Any = None,
 ) -> Starlette:
     """The API app (routes relative to its mount point, `/api`).
 
@@ -52,6 +59,7 @@ def create_api(
     with `app.state.context.factory.close()`); `policy` to a `PolicyService` with the shipped
     rules; `index` to an in-memory BM25 search index.
     Admin keys of the tenant named `system_tenant` act as the installation's system principal.
+    `security` defaults to services configured from the environment (`AGENTGATE_MASTER_KEY` …).
     """
     index = index if index is not None else SearchIndex()
     policy = policy if policy is not None else PolicyService()
@@ -76,8 +84,15 @@ def create_api(
     routes: list[BaseRoute] = [Route("/openapi.json", openapi, methods=["GET"])]
     for module in (tenants, keys, templates, trust, policies, agents, audit):
         routes.extend(module.routes(ctx))
+    sec = security if security is not None else Security(store, seal=seal)
+    routes.extend(secret_routes.routes(ctx, sec))
+    routes.extend(privacy_routes.routes(ctx, sec))
+    if observe is not None:  # metrics, health, system, alerts (agentgate.observe)
+        routes.extend(observe_routes.routes(ctx, observe) + alert_routes.routes(ctx, observe))
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
     app.state.context = ctx
+    app.state.security = sec
+    app.state.observe = observe
     return app
 
 
@@ -92,25 +107,33 @@ def from_env() -> Starlette:
     opened in the server's event loop."""
     url = os.environ.get("AGENTGATE_DATABASE_URL") or None
     data_dir = Path(os.environ.get("AGENTGATE_DATA_DIR", "."))
+    env = dict(os.environ)  # master key and config as when the app was made
     inner: list[Starlette] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         store = await open_store(url, data_dir)
-        api = create_api(store)
+        from agentgate.observe.service import open_for_admin
+
+        observe = await open_for_admin(store, url, data_dir)
+        api = create_api(store, security=Security.from_env(store, env), observe=observe)
         inner.append(api)
         try:
             yield
         finally:
             inner.remove(api)
+            await observe.close()
             await api.state.context.factory.close()
+            await api.state.security.close()
             await store.close()
 
     async def api(scope: Scope, receive: Receive, send: Send) -> None:
         await inner[-1](scope, receive, send)
 
+    from agentgate.dashboard import routes as dashboard_routes
+
     return Starlette(
-        routes=[Mount("/api", app=api)],
+        routes=[Mount("/api", app=api), *dashboard_routes(lambda: inner[-1])],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )

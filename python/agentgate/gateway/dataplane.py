@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-from agentgate._core import AgentState, ConfigRejected, DataPlane, ProbeResult
+from agentgate._core import AgentState, ConfigRejected, DataPlane, ProbeResult, StatsDelta
 from agentgate.config import GatewayConfig
+from agentgate.errors import AgentgateError
 from agentgate.gateway.sources import ConfigSource
 from agentgate.observe.metrics import Metrics
 
-__all__ = ["Gateway"]
+__all__ = ["Gateway", "Resolve"]
+
+Resolve = Callable[[GatewayConfig], Awaitable[GatewayConfig]]
+"""Turns the config in force into what the core gets (e.g. `${secret:NAME}` → values)."""
 
 log = logging.getLogger("agentgate.gateway")
 
@@ -35,14 +39,36 @@ class Gateway:
         workers: int = 1,
         sources: Sequence[ConfigSource] = (),
         metrics: Metrics | None = None,
+        resolve: Resolve | None = None,
+        core_config: GatewayConfig | None = None,
     ) -> None:
         self.base = config
         self.sources = list(sources)
+        self.resolve = resolve
         self.config = self._merged()
-        self.core = DataPlane(self.config.core_json(), workers)
+        # with `resolve`, use `create`: the core's first config must be resolved too
+        self.core = DataPlane((core_config or self.config).core_json(), workers)
         self.metrics = metrics if metrics is not None else Metrics()
+        # other readers of the core's counters (the metrics history): each take goes to all
+        self.sinks: list[Callable[[StatsDelta], None]] = []
         self.metrics.publish(self.core.agents())
         self._lock = asyncio.Lock()
+
+    @classmethod
+    async def create(
+        cls,
+        config: GatewayConfig,
+        *,
+        workers: int = 1,
+        sources: Sequence[ConfigSource] = (),
+        resolve: Resolve | None = None,
+    ) -> Gateway:
+        """A gateway whose first config also went through `resolve`."""
+        merged = config
+        for s in sources:
+            merged = s.contribute(merged)
+        first = merged if resolve is None else await resolve(merged)
+        return cls(config, workers=workers, sources=sources, resolve=resolve, core_config=first)
 
     def _merged(self) -> GatewayConfig:
         cfg = self.base
@@ -55,18 +81,19 @@ class Gateway:
         return self.core.listen(address)
 
     async def install(self, base: GatewayConfig | None = None) -> bool:
-        """Merge `base` (or the current file config) with every source and swap it in.
+        """Merge `base` (or the current file config) with every source, resolve it, swap it in.
 
-        A config the core refuses is logged and the running one stays; returns whether the
-        new one is in force.
+        A config the core refuses, or one whose secrets cannot be resolved, is logged and the
+        running one stays; returns whether the new one is in force.
         """
         async with self._lock:
             if base is not None:
                 self.base = base
             cfg = self._merged()
             try:
-                self.core.replace(cfg.core_json())
-            except ConfigRejected as e:
+                core_cfg = cfg if self.resolve is None else await self.resolve(cfg)
+                self.core.replace(core_cfg.core_json())
+            except (ConfigRejected, AgentgateError) as e:
                 log.error("config refused by the core, keeping the running config: %s", e)
                 return False
             self.config = cfg
@@ -85,8 +112,11 @@ class Gateway:
         return await asyncio.to_thread(self.core.probe, agent, attempts)
 
     def flush(self) -> None:
-        """Move the core's counters and state into the Prometheus metrics."""
-        self.metrics.flush(self.core.take_stats())
+        """Move the core's counters and state into the Prometheus metrics and the sinks."""
+        d = self.core.take_stats()
+        self.metrics.flush(d)
+        for sink in self.sinks:
+            sink(d)
         self.metrics.publish(self.core.agents())
 
     async def run(self) -> None:

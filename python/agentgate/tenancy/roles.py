@@ -21,6 +21,10 @@
 | agent:update       |   ✓   |           |    ✓     |        |
 | agent:delete       |   ✓   |           |    ✓     |        |
 | audit:read         |   ✓   |           |          |   ✓    |
+| secret:read        |   ✓   |           |    ✓     |        |
+| secret:write       |   ✓   |           |          |        |
+| privacy:read       |   ✓   |           |          |        |
+| privacy:write      |   ✓   |           |          |        |
 
 Tenant creation/listing across tenants is not a tenant role: it needs the system principal
 (`Principal.system`), used by the bootstrap CLI and operators of the whole installation.
@@ -59,6 +63,10 @@ Action = Literal[
     "agent:update",
     "agent:delete",
     "audit:read",
+    "secret:read",
+    "secret:write",
+    "privacy:read",
+    "privacy:write",
 ]
 
 _ALL: Final = frozenset(ROLES)
@@ -82,6 +90,10 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "agent:update": frozenset({"admin", "operator"}),
     "agent:delete": frozenset({"admin", "operator"}),
     "audit:read": frozenset({"admin", "viewer"}),
+    "secret:read": frozenset({"admin", "operator"}),
+    "secret:write": frozenset({"admin"}),
+    "privacy:read": frozenset({"admin"}),
+    "privacy:write": frozenset({"admin"}),
 }
 """action → roles allowed to perform it (the table in the module docstring)."""
 

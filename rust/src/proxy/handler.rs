@@ -385,6 +385,9 @@ impl Exchange {
         if let Some(h) = host {
             req.headers_mut().insert(header::HOST, h);
         }
+        for (k, v) in &flight.pool().headers {
+            req.headers_mut().insert(k.clone(), v.clone());
+        }
         req
     }
 
