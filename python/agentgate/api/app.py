@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 from agentgate.api.openapi import openapi_document
 from agentgate.api.problems import exception_handlers
 from agentgate.api.routes import agents, audit, keys, policies, templates, tenants, trust
+from agentgate.api.routes import backup as backup_routes
 from agentgate.api.routes import privacy as privacy_routes
 from agentgate.api.routes import secrets as secret_routes
 from agentgate.api.routes._common import Context, json
@@ -34,6 +35,7 @@ from agentgate.registry.search import SearchIndex
 from agentgate.registry.service import RegistryService
 from agentgate.runtime.factory import AgentFactory, ScopeAudit
 from agentgate.security.audit import seal as audit_seal
+from agentgate.security.scheduler import Scheduler
 from agentgate.security.services import Security
 from agentgate.store import Seal, Store, open_store
 
@@ -84,6 +86,7 @@ def create_api(
     sec = security if security is not None else Security(store, seal=seal)
     routes.extend(secret_routes.routes(ctx, sec))
     routes.extend(privacy_routes.routes(ctx, sec))
+    routes.extend(backup_routes.routes(ctx, sec))
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
     app.state.context = ctx
     app.state.security = sec
@@ -108,10 +111,13 @@ def from_env() -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         store = await open_store(url, data_dir)
         api = create_api(store, security=Security.from_env(store, env))
+        jobs = Scheduler(api.state.security)  # rotation checks, retention, backup schedule
+        jobs.start()
         inner.append(api)
         try:
             yield
         finally:
+            await jobs.stop()
             inner.remove(api)
             await api.state.context.factory.close()
             await api.state.security.close()
