@@ -11,7 +11,7 @@ class ManualClock:
 
 # --- router (routing.py) ---
 
-from collections.abc import Iterable, Mapping, Sequence  # noqa: E402
+from collections.abc import Mapping, Sequence  # noqa: E402
 
 class RouteMatch:
     """The route chosen for a request."""
@@ -576,6 +576,7 @@ class PolicyEngine:
     def query(self) -> str: ...
     @property
     def uses_vm(self) -> bool: ...
+
 # --- sandbox: seccomp profiles for agent replicas (rust/src/sandbox.rs) ---
 def seccomp_deny_list(extra: list[str] = ...) -> list[str]:
     """The default deny list plus `extra`, sorted."""

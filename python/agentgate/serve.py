@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from starlette.applications import Starlette
 from starlette.routing import Mount
 

@@ -620,8 +620,9 @@ impl Snapshot {
             let name = http::HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| err(&format!("headers.{k}"))("not an HTTP header name".into()))?;
             // the message never repeats the value: it may hold a secret
-            let value = http::HeaderValue::from_str(v)
-                .map_err(|_| err(&format!("headers.{k}"))("value is not a valid header value".into()))?;
+            let value = http::HeaderValue::from_str(v).map_err(|_| {
+                err(&format!("headers.{k}"))("value is not a valid header value".into())
+            })?;
             headers.insert(name, value);
         }
         let retry = RetryPolicy::from_config(&a.retries)

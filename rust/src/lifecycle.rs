@@ -301,6 +301,8 @@ impl Queued {
     /// Waits for a slot (at most the agent's `queue_timeout`), then picks an endpoint.
     /// Dropping the future gives the ticket up.
     pub async fn wait(mut self) -> Result<InFlight, Rejection> {
+        // from here on the wait below owns the ticket: dropping `self` must not withdraw it again
+        let admitted = self.admitted.take();
         let pool = self.pool.clone();
         let mut w = Wait {
             pool: &pool,
@@ -318,8 +320,6 @@ impl Queued {
                     Ok(Ok(Signal::Shed)) => false,
                     Ok(Err(_)) | Err(_) => {
                         if w.give_up() == Owned::Nothing {
-                            w.armed = false;
-                            self.admitted = None;
                             pool.stats.shed();
                             return Err(reject(
                                 503,
@@ -337,22 +337,23 @@ impl Queued {
         };
         w.armed = false;
         drop(w);
-        self.admitted.take().map_or_else(
-            || Err(shed(&pool)),
-            |admitted| {
-                if !got {
-                    return Err(shed(&pool)); // counted when the admission shed it
-                }
-                match pool.pick() {
-                    Ok(e) => Ok(InFlight::new(self.snap.clone(), admitted, pool.clone(), e)),
-                    Err(r) => {
-                        pool.waiters
-                            .grant(&pool.admission, pool.admission.release());
-                        Err(r)
-                    }
-                }
-            },
-        )
+        if !got {
+            return Err(shed(&pool)); // counted when the admission shed it
+        }
+        let Some(admitted) = admitted else {
+            // unreachable: `admitted` is only taken here; hand the slot on regardless
+            pool.waiters
+                .grant(&pool.admission, pool.admission.release());
+            return Err(shed(&pool));
+        };
+        match pool.pick() {
+            Ok(e) => Ok(InFlight::new(self.snap.clone(), admitted, pool.clone(), e)),
+            Err(r) => {
+                pool.waiters
+                    .grant(&pool.admission, pool.admission.release());
+                Err(r)
+            }
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 """Where the collector's numbers come from: a `StatsFeed` yields per-interval deltas.
 
-The delta shape is the core's `GatewayCore.take_stats()`: per route (agent, route, requests by
-status class, latency) and per agent (upstream latency), plus a point-in-time view of each
-agent (`GatewayCore.stats()`: endpoints with health and breaker state, in flight, queue depths).
+The delta shape follows the core's `DataPlane.take_stats()`: per route (agent, route, requests
+by status class, latency) and per agent (upstream latency), plus a point-in-time view of each
+agent (`DataPlane.agents()`: endpoints with health and breaker state, in flight, queue depths).
 
 Latency arrives either as a `Sketch` (DDSketch, 1 % relative error; what
 `agentgate._core.AtomicSketch.take()` returns) or as the core's fixed histogram buckets over
@@ -10,8 +10,7 @@ Latency arrives either as a `Sketch` (DDSketch, 1 % relative error; what
 sketch (the interpolation Prometheus' `histogram_quantile` does, in log space), so quantiles from
 bucket feeds are only as good as the bucket bounds; sketch feeds keep the 1 % guarantee.
 
-Feeds here:
-- `CoreFeed`: a `GatewayCore` in this process (the data plane after the redesign).
+Feeds:
 - `DataPlaneFeed` (`observe/dataplane_feed.py`): the data plane in this process, as
   `agentgate serve` runs it.
 """
@@ -21,13 +20,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from agentgate._core import LATENCY_BOUNDS, Sketch
 
 __all__ = [
     "AgentState",
-    "CoreFeed",
     "Deltas",
     "RouteDelta",
     "StatsFeed",
@@ -102,45 +100,3 @@ def buckets_to_sketch(counts: Sequence[int], total: float, out: Sketch | None = 
             s.add(v, base + (1 if j < extra else 0))
     _ = total  # the exact sum is not recoverable into a sketch; bucket midpoints stand in
     return s
-
-
-def _state_of(name: str, pool: dict[str, Any], health_checked: bool = False) -> AgentState:
-    eps = pool.get("endpoints", [])
-    return AgentState(
-        agent=name,
-        endpoints=len(eps),
-        healthy=sum(1 for ep in eps if ep.get("healthy") and ep.get("breaker") != "open"),
-        breakers_open=sum(1 for ep in eps if ep.get("breaker") == "open"),
-        in_flight=int(pool.get("in_flight", 0)),
-        queued=int(sum(pool.get("queue", ()) or ())),
-        health_checked=health_checked,
-    )
-
-
-class CoreFeed:
-    """Deltas from a `GatewayCore` (or anything with its `take_stats` / `stats`).
-
-    The feed must be the only caller of `take_stats` on that core: each call resets it.
-    """
-
-    def __init__(self, core: Any, health_checked: frozenset[str] = frozenset()) -> None:
-        self._core = core
-        self._checked = health_checked
-
-    def take(self) -> Deltas:
-        """Counts since the previous call and the current agent states."""
-        routes, upstream = self._core.take_stats()
-        out = Deltas()
-        for agent, route, classes, lat, total in routes:
-            sk = lat if isinstance(lat, Sketch) else buckets_to_sketch(lat, total)
-            out.routes.append(RouteDelta(agent, route, list(classes), sk))
-        for agent, lat, total in upstream:
-            sk = lat if isinstance(lat, Sketch) else buckets_to_sketch(lat, total)
-            prev = out.upstream.get(agent)
-            if prev is None:
-                out.upstream[agent] = sk
-            else:
-                prev.merge(sk)
-        for name, pool in self._core.stats().items():
-            out.agents[name] = _state_of(name, pool, name in self._checked)
-        return out

@@ -5,7 +5,7 @@
     ...
     await svc.close()
 
-`feed` is a `StatsFeed`: `CoreFeed(core)` where the data plane runs in this process,
+`feed` is a `StatsFeed`:
 `DataPlaneFeed` in `agentgate serve` (the data plane runs in this process). Without a feed the
 service still answers queries, records custom metrics and delivers notifications.
 """
