@@ -187,7 +187,7 @@ async def test_crash_once_restarts_ready(make_supervisor: Any) -> None:
                 "command": ["/bin/sh", "-c", "echo never serving >&2; exec sleep 30"],
                 "readiness": {"path": "/health", "timeout": "1500ms"},
             },
-            "not ready within 1.5s",
+            "not ready within 4s",
             "never serving",
         ),
     ],
