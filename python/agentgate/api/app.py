@@ -27,6 +27,7 @@ from agentgate.api.openapi import openapi_document
 from agentgate.api.problems import exception_handlers
 from agentgate.api.routes import agents, audit, keys, policies, templates, tenants, trust
 from agentgate.api.routes import alerts as alert_routes
+from agentgate.api.routes import backup as backup_routes
 from agentgate.api.routes import observe as observe_routes
 from agentgate.api.routes import privacy as privacy_routes
 from agentgate.api.routes import secrets as secret_routes
@@ -37,6 +38,7 @@ from agentgate.registry.search import SearchIndex
 from agentgate.registry.service import RegistryService
 from agentgate.runtime.factory import AgentFactory, ScopeAudit
 from agentgate.security.audit import seal as audit_seal
+from agentgate.security.scheduler import Scheduler
 from agentgate.security.services import Security
 from agentgate.store import Seal, Store, open_store
 
@@ -88,6 +90,7 @@ def create_api(
     sec = security if security is not None else Security(store, seal=seal)
     routes.extend(secret_routes.routes(ctx, sec))
     routes.extend(privacy_routes.routes(ctx, sec))
+    routes.extend(backup_routes.routes(ctx, sec))
     if observe is not None:  # metrics, health, system, alerts (agentgate.observe)
         routes.extend(observe_routes.routes(ctx, observe) + alert_routes.routes(ctx, observe))
         routes.extend(slo_cost_routes.routes(ctx, observe))
@@ -119,10 +122,13 @@ def from_env() -> Starlette:
 
         observe = await open_for_admin(store, url, data_dir)
         api = create_api(store, security=Security.from_env(store, env), observe=observe)
+        jobs = Scheduler(api.state.security)  # rotation checks, retention, backup schedule
+        jobs.start()
         inner.append(api)
         try:
             yield
         finally:
+            await jobs.stop()
             inner.remove(api)
             await observe.close()
             await api.state.context.factory.close()
