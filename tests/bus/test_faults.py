@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -54,17 +53,24 @@ async def test_consumer_killed_mid_batch_loses_nothing(
         del doomed
     else:
         conn = bus_connection.get("redis_url") or bus_connection["kafka_bootstrap"]
-        proc = subprocess.Popen(
-            [sys.executable, str(HERE / "consumer_proc.py"), backend, conn, topic, "g", "30", "10"],
-            stdout=subprocess.PIPE,
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(HERE / "consumer_proc.py"),
+            backend,
+            conn,
+            topic,
+            "g",
+            "30",
+            "10",
+            stdout=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         )
         try:
-            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)  # type: ignore[union-attr]
-            fetched = json.loads(line)
+            assert proc.stdout is not None
+            fetched = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
         finally:
             proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            await proc.wait()
     acked, unacked = set(fetched[:10]), set(fetched[10:])
     assert len(acked) == 10 and len(unacked) == 20
     values, seen = await consume_all(bus, topic, "g", n - 10)
@@ -87,6 +93,7 @@ async def test_broker_restart_while_publishing_loses_nothing_acked(
     acked: list[int] = []
     failed: list[str] = []
     n = 400
+    started = asyncio.Event()
 
     async def producer() -> None:
         for i in range(n):
@@ -96,10 +103,11 @@ async def test_broker_restart_while_publishing_loses_nothing_acked(
                 failed.append(str(e))
             else:
                 acked.append(i)
+            if len(acked) == 50:
+                started.set()
 
     task = asyncio.create_task(producer())
-    while len(acked) < 50:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(started.wait(), 60)
     await asyncio.to_thread(server.restart)
     await asyncio.wait_for(task, 100)
     assert failed == []  # producers retried through the restart
