@@ -27,13 +27,16 @@ from agentgate.api.openapi import openapi_document
 from agentgate.api.problems import exception_handlers
 from agentgate.api.routes import agents, audit, keys, policies, templates, tenants, trust
 from agentgate.api.routes import secrets as secret_routes
+from agentgate.api.routes import state as state_routes
 from agentgate.api.routes._common import Context, json
+from agentgate.bus.changes import ChangeFeed
 from agentgate.policy import PolicyService
 from agentgate.registry.search import SearchIndex
 from agentgate.registry.service import RegistryService
 from agentgate.runtime.factory import AgentFactory, ScopeAudit
 from agentgate.security.audit import seal as audit_seal
 from agentgate.security.services import Security
+from agentgate.state import AgentHistory
 from agentgate.store import Seal, Store, open_store
 
 __all__ = ["create_api", "from_env", "standalone"]
@@ -48,6 +51,8 @@ def create_api(
     seal: Seal = audit_seal,
     system_tenant: str | None = "system",
     security: Security | None = None,
+    changes: ChangeFeed | None = None,
+    history: AgentHistory | None = None,
 ) -> Starlette:
     """The API app (routes relative to its mount point, `/api`).
 
@@ -56,13 +61,21 @@ def create_api(
     rules; `index` to an in-memory BM25 search index.
     Admin keys of the tenant named `system_tenant` act as the installation's system principal.
     `security` defaults to services configured from the environment (`AGENTGATE_MASTER_KEY` …).
+    `changes` publishes every successful mutation on the bus; `history` (default: on the
+    store's event log) records agent lifecycle events for `/api/state`.
     """
+    history = history if history is not None else AgentHistory(store.events)
     index = index if index is not None else SearchIndex()
     policy = policy if policy is not None else PolicyService()
     if factory is None:
         idx = index
         factory = AgentFactory(
-            store, lambda scope: RegistryService(scope, index=idx), policy, ScopeAudit(seal)
+            store,
+            lambda scope: RegistryService(scope, index=idx),
+            policy,
+            ScopeAudit(seal),
+            history=history,
+            changes=changes,
         )
     ctx = Context(
         store=store,
@@ -71,6 +84,7 @@ def create_api(
         factory=factory,
         seal=seal,
         system_tenant=system_tenant,
+        changes=changes,
     )
     doc = openapi_document()
 
@@ -82,6 +96,7 @@ def create_api(
         routes.extend(module.routes(ctx))
     sec = security if security is not None else Security(store, seal=seal)
     routes.extend(secret_routes.routes(ctx, sec))
+    routes.extend(state_routes.routes(ctx, history))
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
     app.state.context = ctx
     app.state.security = sec
