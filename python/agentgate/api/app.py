@@ -11,6 +11,7 @@ problem+json; the OpenAPI 3.1 document is at `/api/openapi.json`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
@@ -29,7 +30,9 @@ from agentgate.api.routes import agents, audit, keys, policies, templates, tenan
 from agentgate.api.routes import secrets as secret_routes
 from agentgate.api.routes import state as state_routes
 from agentgate.api.routes._common import Context, json
+from agentgate.bus import open_bus, settings_from_config
 from agentgate.bus.changes import ChangeFeed
+from agentgate.config import GatewayConfig, load_config
 from agentgate.policy import PolicyService
 from agentgate.registry.search import SearchIndex
 from agentgate.registry.service import RegistryService
@@ -37,6 +40,7 @@ from agentgate.runtime.factory import AgentFactory, ScopeAudit
 from agentgate.security.audit import seal as audit_seal
 from agentgate.security.services import Security
 from agentgate.state import AgentHistory
+from agentgate.state.agents import retention_loop
 from agentgate.store import Seal, Store, open_store
 
 __all__ = ["create_api", "from_env", "standalone"]
@@ -108,6 +112,11 @@ def standalone(api: Starlette) -> Starlette:
     return Starlette(routes=[Mount("/api", app=api)], exception_handlers=exception_handlers())
 
 
+def _config(env: dict[str, str]) -> GatewayConfig | None:
+    path = env.get("AGENTGATE_CONFIG")
+    return load_config(path) if path else None
+
+
 def from_env() -> Starlette:
     """A standalone API server app for `granian --factory agentgate.api.app:from_env`: the store
     comes from `AGENTGATE_DATABASE_URL` (default SQLite in `AGENTGATE_DATA_DIR`, else `.`) and is
@@ -120,14 +129,34 @@ def from_env() -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         store = await open_store(url, data_dir)
-        api = create_api(store, security=Security.from_env(store, env))
+        cfg = _config(env)
+        # the bus (platform changes) and state settings come from the gateway config, if any
+        bus = None
+        if cfg is not None and cfg.bus is not None:
+            bus = open_bus(*settings_from_config(cfg))
+            await bus.start()
+        history = AgentHistory(
+            store.events, snapshot_every=cfg.state.snapshot_every if cfg else 100
+        )
+        api = create_api(
+            store,
+            security=Security.from_env(store, env),
+            changes=ChangeFeed(bus) if bus is not None else None,
+            history=history,
+        )
+        pruner = asyncio.get_running_loop().create_task(
+            retention_loop(history, cfg.state.retention if cfg else None)
+        )
         inner.append(api)
         try:
             yield
         finally:
             inner.remove(api)
+            pruner.cancel()
             await api.state.context.factory.close()
             await api.state.security.close()
+            if bus is not None:
+                await bus.close()
             await store.close()
 
     async def api(scope: Scope, receive: Receive, send: Send) -> None:

@@ -14,7 +14,10 @@ exact; a state asked for before that point is refused rather than guessed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +30,10 @@ __all__ = [
     "AgentState",
     "agent_document",
     "fold",
+    "retention_loop",
 ]
 
+log = logging.getLogger("agentgate.state")
 YEAR = 365 * 86400.0
 DEFAULT_RETENTION: Mapping[str, float] = {"lifecycle": YEAR, "checkpoint": YEAR}
 KIND = "agent"
@@ -187,3 +192,21 @@ class AgentHistory:
                 snap = await self._snapshot(stream, version)
                 gone += await self.events.prune(stream, cls, version, snap.at)
         return gone
+
+
+async def retention_loop(
+    history: AgentHistory,
+    retention: Mapping[str, float] | None = None,
+    *,
+    every: float = 3600.0,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Apply retention now and then every `every` seconds, until cancelled."""
+    while True:
+        try:
+            n = await history.prune(clock(), retention)
+            if n:
+                log.info("state retention pruned %d events", n)
+        except Exception:
+            log.exception("state retention failed; trying again in %.0f s", every)
+        await asyncio.sleep(every)
