@@ -98,3 +98,26 @@ def test_secrets_cli(server: dict[str, str], tmp_path: Path) -> None:
     ag(env, "secrets", "delete", "openai")
     p = ag(env, "secrets", "get", "openai", ok=False)
     assert p.returncode == 1 and "404" in p.stderr
+
+
+def test_privacy_cli(server: dict[str, str], tmp_path: Path) -> None:
+    env = server
+    s = "frank@example.com"
+    ag(env, "privacy", "consent", "--subject", s, "--purpose", "ads", "--source", "x", "--granted")
+    assert [
+        c["granted"] for c in json.loads(ag(env, "privacy", "consents", "--subject", s).stdout)
+    ] == [True]
+    req = json.loads(ag(env, "privacy", "request", "access", "--subject", s).stdout)
+    assert req["status"] == "received"
+    assert [r["id"] for r in json.loads(ag(env, "privacy", "requests").stdout)] == [req["id"]]
+    assert json.loads(ag(env, "privacy", "process", req["id"]).stdout)["status"] == "completed"
+    out = tmp_path / "bundle.json"
+    ag(env, "privacy", "export", req["id"], "--out", str(out))
+    assert json.loads(out.read_text())["subject"] == s
+    er = json.loads(ag(env, "privacy", "request", "erasure", "--subject", s).stdout)
+    assert json.loads(ag(env, "privacy", "show", er["id"]).stdout)["kind"] == "erasure"
+    ag(env, "privacy", "process", er["id"])
+    assert json.loads(ag(env, "privacy", "consents", "--subject", s).stdout) == []
+    assert json.loads(ag(env, "privacy", "requests", "--overdue").stdout) == []
+    assert "audit" in json.loads(ag(env, "privacy", "retention").stdout)["periods"]
+    assert "deleted" in json.loads(ag(env, "privacy", "retention", "--run").stdout)

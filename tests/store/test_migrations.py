@@ -53,7 +53,9 @@ async def test_failed_migration_leaves_nothing(database_url: str | None, tmp_pat
 
 async def test_fresh_database_broken_first_run(database_url: str | None, tmp_path: Path) -> None:
     db = await _open(database_url, tmp_path)
-    broken = Migration(bundled_migrations(db.dialect)[-1].version + 1, "broken", "SELECT * FROM nowhere;\n")
+    broken = Migration(
+        bundled_migrations(db.dialect)[-1].version + 1, "broken", "SELECT * FROM nowhere;\n"
+    )
     try:
         with pytest.raises(Exception, match=r"(?i)nowhere"):
             await apply_migrations(db, [*bundled_migrations(db.dialect), broken])

@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from agentgate.api.openapi import openapi_document
 from agentgate.api.problems import exception_handlers
 from agentgate.api.routes import agents, audit, keys, policies, templates, tenants, trust
+from agentgate.api.routes import privacy as privacy_routes
 from agentgate.api.routes import secrets as secret_routes
 from agentgate.api.routes import state as state_routes
 from agentgate.api.routes._common import Context, json
@@ -101,6 +102,7 @@ def create_api(
     sec = security if security is not None else Security(store, seal=seal)
     routes.extend(secret_routes.routes(ctx, sec))
     routes.extend(state_routes.routes(ctx, history))
+    routes.extend(privacy_routes.routes(ctx, sec))
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
     app.state.context = ctx
     app.state.security = sec

@@ -11,6 +11,8 @@ from agentgate.errors import AgentgateError
 from agentgate.security.audit import seal as audit_seal
 from agentgate.security.keyring import open_kek
 from agentgate.security.keys import ENV_MASTER_KEY, Kek, KekError
+from agentgate.security.privacy import PrivacyService
+from agentgate.security.retention import RetentionJob
 from agentgate.security.secrets import DEFAULT_CLASSES, SecretClass, SecretService
 from agentgate.store import Seal, Store
 
@@ -52,6 +54,7 @@ class Security:
         self.config = config
         self._kek: Kek | None = None
         self._secrets: SecretService | None = None
+        self._privacy: PrivacyService | None = None
 
     @classmethod
     def from_env(
@@ -84,6 +87,29 @@ class Security:
         if self._secrets is None:
             self._secrets = SecretService(self.store, await self.kek(), self.classes)
         return self._secrets
+
+    async def privacy(self) -> PrivacyService:
+        """The GDPR service (needs the key ring for pseudonyms and subject keys)."""
+        if self._privacy is None:
+            deadline = 30 * 86400.0 if self.config is None else self.config.privacy.deadline
+            self._privacy = PrivacyService(
+                self.store, await self.kek(), deadline=deadline, seal=self.seal
+            )
+        return self._privacy
+
+    def retention(self) -> RetentionJob:
+        """The retention job with the configured periods."""
+        periods = None
+        if self.config is not None:
+            r = self.config.privacy.retention
+            periods = {
+                "audit": r.audit,
+                "events": r.events,
+                "metrics": r.metrics,
+                "logs": r.logs,
+                "privacy_requests": r.privacy_requests,
+            }
+        return RetentionJob(self.store, periods, seal=self.seal)
 
     async def close(self) -> None:
         """Release clients (Vault's HTTP session)."""

@@ -113,6 +113,17 @@ class PrivacyRequestOut(_Out):
     result: dict[str, Any] | None
 
 
+class SubjectExportOut(BaseModel):
+    """Everything held about a subject: `data` has one list (or document) per source."""
+
+    subject: str
+    subject_ref: str
+    tenant_id: str
+    generated_at: float
+    sources: list[str]
+    data: dict[str, Any]
+
+
 class ConsentCreate(_In):
     """A consent record."""
 
@@ -204,6 +215,7 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     KekRotated,
     ReminderOut,
     PrivacyRequestOut,
+    SubjectExportOut,
     ConsentOut,
     RetentionOut,
     BackupOut,
