@@ -15,6 +15,7 @@ mod limiter;
 mod policy;
 mod router;
 mod signature;
+mod sketch;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -32,5 +33,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     http1_conn::register(m)?;
     engine::register(m)?;
     policy::register(m)?;
+    sketch::register(m)?;
     Ok(())
 }

@@ -14,4 +14,5 @@ pub mod limiter;
 pub mod policy;
 pub mod router;
 pub mod signature;
+pub mod sketch;
 pub mod stats;

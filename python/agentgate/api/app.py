@@ -27,6 +27,8 @@ from starlette.types import Receive, Scope, Send
 from agentgate.api.openapi import openapi_document
 from agentgate.api.problems import exception_handlers
 from agentgate.api.routes import agents, audit, keys, policies, templates, tenants, trust
+from agentgate.api.routes import alerts as alert_routes
+from agentgate.api.routes import observe as observe_routes
 from agentgate.api.routes import privacy as privacy_routes
 from agentgate.api.routes import secrets as secret_routes
 from agentgate.api.routes import state as state_routes
@@ -58,6 +60,7 @@ def create_api(
     security: Security | None = None,
     changes: ChangeFeed | None = None,
     history: AgentHistory | None = None,
+    observe: Any = None,
 ) -> Starlette:
     """The API app (routes relative to its mount point, `/api`).
 
@@ -103,9 +106,12 @@ def create_api(
     routes.extend(secret_routes.routes(ctx, sec))
     routes.extend(state_routes.routes(ctx, history))
     routes.extend(privacy_routes.routes(ctx, sec))
+    if observe is not None:  # metrics, health, system, alerts (agentgate.observe)
+        routes.extend(observe_routes.routes(ctx, observe) + alert_routes.routes(ctx, observe))
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
     app.state.context = ctx
     app.state.security = sec
+    app.state.observe = observe
     return app
 
 
@@ -140,11 +146,15 @@ def from_env() -> Starlette:
         history = AgentHistory(
             store.events, snapshot_every=cfg.state.snapshot_every if cfg else 100
         )
+        from agentgate.observe.service import open_for_admin
+
+        observe = await open_for_admin(store, url, data_dir)
         api = create_api(
             store,
             security=Security.from_env(store, env),
             changes=ChangeFeed(bus) if bus is not None else None,
             history=history,
+            observe=observe,
         )
         pruner = asyncio.get_running_loop().create_task(
             retention_loop(history, cfg.state.retention if cfg else None)
@@ -155,6 +165,7 @@ def from_env() -> Starlette:
         finally:
             inner.remove(api)
             pruner.cancel()
+            await observe.close()
             await api.state.context.factory.close()
             await api.state.security.close()
             if bus is not None:
@@ -164,8 +175,10 @@ def from_env() -> Starlette:
     async def api(scope: Scope, receive: Receive, send: Send) -> None:
         await inner[-1](scope, receive, send)
 
+    from agentgate.dashboard import routes as dashboard_routes
+
     return Starlette(
-        routes=[Mount("/api", app=api)],
+        routes=[Mount("/api", app=api), *dashboard_routes(lambda: inner[-1])],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
