@@ -14,6 +14,7 @@ mod httpsig;
 mod limiter;
 mod policy;
 mod router;
+mod sandbox;
 mod signature;
 mod sketch;
 
@@ -33,6 +34,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     http1_conn::register(m)?;
     engine::register(m)?;
     policy::register(m)?;
+    sandbox::register(m)?;
     sketch::register(m)?;
     Ok(())
 }

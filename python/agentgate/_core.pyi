@@ -621,6 +621,16 @@ class Http1Connection:
     @property
     def transport(self) -> Any: ...
 
+# --- sandbox: seccomp profiles for agent replicas (rust/src/sandbox.rs) ---
+def seccomp_deny_list(extra: list[str] = ...) -> list[str]:
+    """The default deny list plus `extra`, sorted."""
+
+def seccomp_check(extra: list[str] = ..., on_deny: str = "errno") -> int:
+    """Compile the profile without installing it; ValueError names an unknown syscall."""
+
+def seccomp_install(extra: list[str] = ..., on_deny: str = "errno") -> None:
+    """Compile and install the profile on the calling thread (irreversible; OSError if refused)."""
+
 # --- sketch (observe/) ---
 
 SKETCH_RELATIVE_ACCURACY: float

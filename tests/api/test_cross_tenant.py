@@ -43,6 +43,7 @@ POLICY = "guard"
 AGENT = "summarizer"  # the agent takes its template's name
 SECRET = "openai"
 SUBJECT = "erin@example.com"
+BACKUP = "20260101T000000Z-0badc0de"  # backups are the system's: B never sees one
 A_VERSIONS = ("1.2.3", "1.3.0")
 B_VERSION = "9.0.0"
 
@@ -335,6 +336,8 @@ OBJECT: dict[Op, Callable[[World], list[Call]]] = {
     ("get", "/api/privacy/requests/{request_id}/export"): lambda w: [
         Call({"request_id": w.a.privacy_request_id})
     ],
+    ("get", "/api/backup/{backup_id}"): lambda w: [Call({"backup_id": BACKUP})],
+    ("post", "/api/backup/{backup_id}/verify"): lambda w: [Call({"backup_id": BACKUP})],
     ("post", "/api/secrets/{name}/rotate"): lambda w: [
         Call({"name": SECRET}, body={"value": "stolen"}),
         Call({"name": SECRET}, body={}),
@@ -624,6 +627,10 @@ SYSTEM: dict[Op, Call] = {
     ("post", "/api/secrets/-/kek/rotate"): Call({}),
     ("post", "/api/secrets/-/kek/retire"): Call({}, body={"min_decryption_version": 1}),
     ("post", "/api/privacy/retention/run"): Call({}),
+    ("get", "/api/backup"): Call({}),
+    ("post", "/api/backup"): Call({}, body={}),
+    ("get", "/api/backup/-/status"): Call({}),
+    ("post", "/api/backup/-/prune"): Call({}),
 }
 
 

@@ -28,6 +28,7 @@ from agentgate.api.openapi import openapi_document
 from agentgate.api.problems import exception_handlers
 from agentgate.api.routes import agents, audit, keys, policies, templates, tenants, trust
 from agentgate.api.routes import alerts as alert_routes
+from agentgate.api.routes import backup as backup_routes
 from agentgate.api.routes import observe as observe_routes
 from agentgate.api.routes import privacy as privacy_routes
 from agentgate.api.routes import secrets as secret_routes
@@ -41,6 +42,7 @@ from agentgate.registry.search import SearchIndex
 from agentgate.registry.service import RegistryService
 from agentgate.runtime.factory import AgentFactory, ScopeAudit
 from agentgate.security.audit import seal as audit_seal
+from agentgate.security.scheduler import Scheduler
 from agentgate.security.services import Security
 from agentgate.state import AgentHistory
 from agentgate.state.agents import retention_loop
@@ -106,6 +108,7 @@ def create_api(
     routes.extend(secret_routes.routes(ctx, sec))
     routes.extend(state_routes.routes(ctx, history))
     routes.extend(privacy_routes.routes(ctx, sec))
+    routes.extend(backup_routes.routes(ctx, sec))
     if observe is not None:  # metrics, health, system, alerts (agentgate.observe)
         routes.extend(observe_routes.routes(ctx, observe) + alert_routes.routes(ctx, observe))
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
@@ -159,10 +162,13 @@ def from_env() -> Starlette:
         pruner = asyncio.get_running_loop().create_task(
             retention_loop(history, cfg.state.retention if cfg else None)
         )
+        jobs = Scheduler(api.state.security)  # rotation checks, retention, backup schedule
+        jobs.start()
         inner.append(api)
         try:
             yield
         finally:
+            await jobs.stop()
             inner.remove(api)
             pruner.cancel()
             await observe.close()
