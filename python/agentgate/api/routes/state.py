@@ -10,6 +10,7 @@ means now.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,25 +27,26 @@ __all__ = ["parse_time", "routes"]
 
 
 def parse_time(raw: object, path: str = "$.at") -> float:
-    """Epoch seconds from an ISO 8601 text or a number; `Invalid` naming `path` otherwise."""
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        return float(raw)
-    if isinstance(raw, str):
+    """Epoch seconds from an ISO 8601 text or a finite number; `Invalid` naming `path`."""
+    bad = Invalid(
+        f"at must be an ISO 8601 time like 2026-12-01T10:00Z or epoch seconds, got {raw!r}",
+        path,
+    )
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise bad
+    try:
+        value = float(raw)
+    except ValueError:
         try:
-            return float(raw)
-        except ValueError:
-            pass
-        try:
-            dt = datetime.fromisoformat(raw)
-        except ValueError:
-            raise Invalid(
-                f"at must be an ISO 8601 time like 2026-12-01T10:00Z or epoch seconds, got {raw!r}",
-                path,
-            ) from None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-    raise Invalid(f"at must be a time, got {raw!r}", path)
+            dt = datetime.fromisoformat(str(raw))
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            value = dt.timestamp()
+        except (ValueError, OverflowError):
+            raise bad from None
+    if not math.isfinite(value):
+        raise bad
+    return value
 
 
 class RestoreIn(BaseModel):
