@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     from agentgate import cli_state  # state show|restore
 
     cli_state.add_commands(sub)
+    from agentgate import cli_alerts  # alerts, metrics
+
+    cli_alerts.add_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "serve":
@@ -208,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         code = cli_security.run(args)
     if code is None:
         code = cli_state.run(args)
+    if code is None:
+        code = cli_alerts.run(args)
     return 2 if code is None else code
 
 

@@ -32,6 +32,7 @@ from agentgate.api.routes import backup as backup_routes
 from agentgate.api.routes import observe as observe_routes
 from agentgate.api.routes import privacy as privacy_routes
 from agentgate.api.routes import secrets as secret_routes
+from agentgate.api.routes import slo_cost as slo_cost_routes
 from agentgate.api.routes import state as state_routes
 from agentgate.api.routes._common import Context, json
 from agentgate.bus import open_bus, settings_from_config
@@ -111,6 +112,7 @@ def create_api(
     routes.extend(backup_routes.routes(ctx, sec))
     if observe is not None:  # metrics, health, system, alerts (agentgate.observe)
         routes.extend(observe_routes.routes(ctx, observe) + alert_routes.routes(ctx, observe))
+        routes.extend(slo_cost_routes.routes(ctx, observe))
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
     app.state.context = ctx
     app.state.security = sec
