@@ -33,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     from agentgate import cli_security  # secrets, privacy, backup
 
     cli_security.add_commands(sub)
+    from agentgate import cli_state  # state show|restore
+
+    cli_state.add_commands(sub)
+    from agentgate import cli_alerts  # alerts, metrics
+
+    cli_alerts.add_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "serve":
@@ -44,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     code = cli_control.run(args)
     if code is None:
         code = cli_security.run(args)
+    if code is None:
+        code = cli_state.run(args)
+    if code is None:
+        code = cli_alerts.run(args)
     return 2 if code is None else code
 
 

@@ -371,6 +371,19 @@ pub struct RateLimit {
     /// Bucket size (0: the rate rounded up).
     #[serde(default)]
     pub burst: u32,
+    /// `local` (this gateway) or `cluster` (shared through Redis by every gateway).
+    #[serde(default = "local")]
+    pub scope: String,
+    /// With `cluster`: `open` (admit) or `closed` (refuse) while Redis cannot be reached.
+    #[serde(default = "open")]
+    pub on_redis_error: String,
+}
+
+fn local() -> String {
+    "local".into()
+}
+fn open() -> String {
+    "open".into()
 }
 
 /// API keys and roles.
