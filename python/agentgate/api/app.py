@@ -30,6 +30,7 @@ from agentgate.api.routes import alerts as alert_routes
 from agentgate.api.routes import backup as backup_routes
 from agentgate.api.routes import observe as observe_routes
 from agentgate.api.routes import privacy as privacy_routes
+from agentgate.api.routes import runtime as runtime_routes
 from agentgate.api.routes import secrets as secret_routes
 from agentgate.api.routes._common import Context, json
 from agentgate.policy import PolicyService
@@ -54,6 +55,7 @@ def create_api(
     system_tenant: str | None = "system",
     security: Security | None = None,
     observe: Any = None,
+    runtime: Any = None,
 ) -> Starlette:
     """The API app (routes relative to its mount point, `/api`).
 
@@ -68,7 +70,11 @@ def create_api(
     if factory is None:
         idx = index
         factory = AgentFactory(
-            store, lambda scope: RegistryService(scope, index=idx), policy, ScopeAudit(seal)
+            store,
+            lambda scope: RegistryService(scope, index=idx),
+            policy,
+            ScopeAudit(seal),
+            runtime=runtime,  # agentgate.runtime.manager.Runtime: runs `process` templates
         )
     ctx = Context(
         store=store,
@@ -90,6 +96,7 @@ def create_api(
     routes.extend(secret_routes.routes(ctx, sec))
     routes.extend(privacy_routes.routes(ctx, sec))
     routes.extend(backup_routes.routes(ctx, sec))
+    routes.extend(runtime_routes.routes(ctx, runtime))  # replicas, scale, capabilities
     if observe is not None:  # metrics, health, system, alerts (agentgate.observe)
         routes.extend(observe_routes.routes(ctx, observe) + alert_routes.routes(ctx, observe))
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
@@ -119,7 +126,12 @@ def from_env() -> Starlette:
         from agentgate.observe.service import open_for_admin
 
         observe = await open_for_admin(store, url, data_dir)
-        api = create_api(store, security=Security.from_env(store, env), observe=observe)
+        from agentgate.runtime.service import open_runtime
+
+        runtime = await open_runtime(store, env)
+        api = create_api(
+            store, security=Security.from_env(store, env), observe=observe, runtime=runtime
+        )
         jobs = Scheduler(api.state.security)  # rotation checks, retention, backup schedule
         jobs.start()
         inner.append(api)
@@ -128,6 +140,8 @@ def from_env() -> Starlette:
         finally:
             await jobs.stop()
             inner.remove(api)
+            if runtime is not None:
+                await runtime.close()
             await observe.close()
             await api.state.context.factory.close()
             await api.state.security.close()

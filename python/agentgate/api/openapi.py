@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from agentgate.api.openapi_observe import OPS as OBSERVE_OPS
+from agentgate.api.openapi_runtime import OPS as RUNTIME_OPS
 from agentgate.api.openapi_security import OPS as SECURITY_OPS
 from agentgate.api.routes import _models as m
 from agentgate.api.routes import _observe_models as om
@@ -142,7 +143,9 @@ def _cached() -> dict[str, Any]:
     models += [(model, "serialization") for model in m.RESPONSES + sm.RESPONSES + om.RESPONSES]
     _, defs = models_json_schema(models, ref_template=_REF)
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, op_id, summary, req, status, resp, query in _OPS + SECURITY_OPS + OBSERVE_OPS:
+    for method, path, op_id, summary, req, status, resp, query in (
+        _OPS + SECURITY_OPS + OBSERVE_OPS + RUNTIME_OPS
+    ):
         paths.setdefault(path, {})[method] = _operation(
             op_id, summary, path, req, status, resp, query
         )

@@ -116,8 +116,10 @@ class Runtime:
         load: LoadSource | None = None,
         kpa: KpaSettings | None = None,
         adopt: bool = True,
+        name: str = "local",
     ) -> None:
         self.store = store
+        self.backend_name = name
         self.backend = backend
         self.repo = RuntimeRepo(store.db, store.clock)
         self.audit = audit
