@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     from agentgate import cli_runtime  # doctor
 
     cli_runtime.add_commands(sub)
+    from agentgate import cli_alerts  # alerts, metrics
+
+    cli_alerts.add_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "serve":
@@ -211,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         code = cli_security.run(args)
     if code is None:
         code = cli_runtime.run(args)
+    if code is None:
+        code = cli_alerts.run(args)
     return 2 if code is None else code
 
 

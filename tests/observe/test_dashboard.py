@@ -4,7 +4,6 @@ acknowledges, and a screenshot is kept as a test artifact."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tempfile
 import threading
@@ -15,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from observe_helpers import EchoUpstream, Served
+from observe_helpers import Served
 from observe_servers import required
 
 CHROMIUM = "/usr/bin/chromium"
@@ -53,48 +52,6 @@ def browser() -> Iterator[Any]:
     drv.set_page_load_timeout(30)
     yield drv
     drv.quit()
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, str]]:
-    """`agentgate serve` (1 s metrics flush) in front of the echo agent, and an admin key."""
-    from agentgate.cli_control import bootstrap
-    from agentgate.store import open_store
-
-    tmp = tmp_path_factory.mktemp("dash")
-    data = tmp / "data"
-
-    async def boot() -> str:
-        store = await open_store(None, data)
-        try:
-            _, _, secret = await bootstrap(store)
-            return secret
-        finally:
-            await store.close()
-
-    secret = asyncio.run(boot())
-    up = EchoUpstream().start()
-    cfg = f"""
-data_dir: {data}
-agents:
-  echo:
-    endpoints: [{{url: "http://127.0.0.1:{up.port}"}}]
-routes:
-  - id: echo
-    match: {{path_prefix: /agents/echo}}
-    agent: echo
-    strip_prefix: true
-metrics:
-  flush_interval: 1s
-alerts:
-  evaluation_interval: 1s
-"""
-    gw = Served(tmp, cfg)
-    try:
-        yield gw, secret
-    finally:
-        gw.stop()
-        up.stop()
 
 
 class Traffic:

@@ -32,6 +32,7 @@ from agentgate.api.routes import observe as observe_routes
 from agentgate.api.routes import privacy as privacy_routes
 from agentgate.api.routes import runtime as runtime_routes
 from agentgate.api.routes import secrets as secret_routes
+from agentgate.api.routes import slo_cost as slo_cost_routes
 from agentgate.api.routes._common import Context, json
 from agentgate.policy import PolicyService
 from agentgate.registry.search import SearchIndex
@@ -99,6 +100,7 @@ def create_api(
     routes.extend(runtime_routes.routes(ctx, runtime))  # replicas, scale, capabilities
     if observe is not None:  # metrics, health, system, alerts (agentgate.observe)
         routes.extend(observe_routes.routes(ctx, observe) + alert_routes.routes(ctx, observe))
+        routes.extend(slo_cost_routes.routes(ctx, observe))
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
     app.state.context = ctx
     app.state.security = sec

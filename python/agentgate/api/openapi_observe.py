@@ -9,6 +9,7 @@ from typing import Any
 from agentgate.api.routes import _observe_models as om
 from agentgate.api.routes.alerts import AckIn, ChannelIn, SilenceIn
 from agentgate.api.routes.observe import RecordIn, ThresholdIn
+from agentgate.api.routes.slo_cost import BudgetIn, SloIn, UsageIn
 from agentgate.observe.alerts.rules import Rule
 
 __all__ = ["OPS"]
@@ -43,4 +44,13 @@ OPS: list[tuple[str, str, str, str, Any, int, Any, list[tuple[str, str]]]] = [
     ("post", "/api/alerts/channels/{name}/test", "testAlertChannel", "Send a test notification through a channel", None, 200, om.TestSentOut, []),
     ("get", "/api/alerts/{alert_id}", "getAlert", "One alert with its events", None, 200, om.AlertOut, []),
     ("post", "/api/alerts/{alert_id}/ack", "acknowledgeAlert", "Acknowledge an alert", AckIn, 200, om.AlertOut, []),
+    ("get", "/api/slos", "listSlos", "SLOs with SLI, error budget left and burn rates", None, 200, [om.SloOut], []),
+    ("get", "/api/slos/{name}", "getSlo", "One SLO's status", None, 200, om.SloOut, []),
+    ("put", "/api/slos/{name}", "putSlo", "Create or replace an SLO", SloIn, 200, om.SloOut, []),
+    ("delete", "/api/slos/{name}", "deleteSlo", "Delete an SLO set over the API", None, 204, None, []),
+    ("get", "/api/cost", "queryCost", "Requests, tokens and cost per agent, tenant or model", None, 200, om.CostOut, [*_RANGE, ("by", "string"), ("tenant", "string")]),
+    ("post", "/api/cost/usage", "recordUsage", "Record token usage", UsageIn, 202, om.UsageRecordedOut, []),
+    ("get", "/api/cost/budgets", "listBudgets", "Budgets and spend in their current period", None, 200, [om.BudgetOut], [("at", "number")]),
+    ("put", "/api/cost/budgets/{tenant}", "putBudget", "Set a tenant's budget (system)", BudgetIn, 200, om.BudgetOut, []),
+    ("delete", "/api/cost/budgets/{tenant}", "deleteBudget", "Remove a tenant's API budget (system)", None, 204, None, []),
 ]  # fmt: skip

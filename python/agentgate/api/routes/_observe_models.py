@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from agentgate.api.routes.alerts import AckIn, ChannelIn, Matcher, SilenceIn
 from agentgate.api.routes.observe import PointIn, RecordIn, ThresholdIn
+from agentgate.api.routes.slo_cost import BudgetIn, SloIn, UsageIn, UsageRecord
 from agentgate.observe.alerts.rules import Condition, Custom, Escalation, Rule
 
 __all__ = ["REQUESTS", "RESPONSES"]
@@ -124,6 +125,39 @@ class TestSentOut(_Open):
     sent: bool
 
 
+class SloOut(_Open):
+    """An SLO with its status."""
+
+    name: str
+    objective: float
+    sli: float | None
+    budget_remaining: float | None
+
+
+class CostOut(_Open):
+    """Spend per group."""
+
+    currency: str
+    total: float
+    items: list[dict[str, Any]]
+
+
+class UsageRecordedOut(_Open):
+    """Usage records taken and their cost."""
+
+    recorded: int
+    cost: float
+
+
+class BudgetOut(_Open):
+    """A budget and the spend of its current period."""
+
+    tenant: str
+    amount: float
+    spent: float
+    exceeded: bool
+
+
 REQUESTS: tuple[type[BaseModel], ...] = (
     PointIn,
     RecordIn,
@@ -136,6 +170,10 @@ REQUESTS: tuple[type[BaseModel], ...] = (
     SilenceIn,
     ChannelIn,
     AckIn,
+    SloIn,
+    UsageRecord,
+    UsageIn,
+    BudgetIn,
 )
 RESPONSES: tuple[type[BaseModel], ...] = (
     SignalsOut,
@@ -152,4 +190,8 @@ RESPONSES: tuple[type[BaseModel], ...] = (
     SilenceOut,
     ChannelOut,
     TestSentOut,
+    SloOut,
+    CostOut,
+    UsageRecordedOut,
+    BudgetOut,
 )
