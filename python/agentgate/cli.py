@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     from agentgate import cli_runtime  # doctor
 
     cli_runtime.add_commands(sub)
+    from agentgate import cli_state  # state show|restore
+
+    cli_state.add_commands(sub)
     from agentgate import cli_alerts  # alerts, metrics
 
     cli_alerts.add_commands(sub)
@@ -214,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         code = cli_security.run(args)
     if code is None:
         code = cli_runtime.run(args)
+    if code is None:
+        code = cli_state.run(args)
     if code is None:
         code = cli_alerts.run(args)
     return 2 if code is None else code
