@@ -1,5 +1,5 @@
 """`agentgate …` entry point: `serve` (the gateway, see `agentgate.serve`) and the control-plane
-commands (`agentgate.cli_control`)."""
+commands (`agentgate.cli_*`)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     from agentgate import cli_security  # secrets, privacy, backup
 
     cli_security.add_commands(sub)
+    from agentgate import cli_runtime  # doctor
+
+    cli_runtime.add_commands(sub)
     from agentgate import cli_state  # state show|restore
 
     cli_state.add_commands(sub)
@@ -50,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     code = cli_control.run(args)
     if code is None:
         code = cli_security.run(args)
+    if code is None:
+        code = cli_runtime.run(args)
     if code is None:
         code = cli_state.run(args)
     if code is None:

@@ -27,16 +27,17 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from agentgate.api.admin import create_app
-from agentgate.api.app import create_api
+from agentgate.api.app import control_plane, control_routes
 from agentgate.api.problems import exception_handlers
 from agentgate.config import ConfigError, GatewayConfig
 from agentgate.gateway.dataplane import Gateway
 from agentgate.gateway.sources import ConfigFile
+from agentgate.cli_runtime import runtime_env
 from agentgate.observe.dataplane_feed import DataPlaneFeed
-from agentgate.observe.service import ObserveService, ObserveSettings
+from agentgate.runtime.manager import DataPlaneLoad
 from agentgate.runtime.store_source import StoreSource
 from agentgate.secret_refs import references
-from agentgate.security.services import Security, classes_of
+from agentgate.security.services import Security
 from agentgate.settings import ENV_CONFIG, Settings
 from agentgate.store import Store, open_store
 
@@ -182,34 +183,36 @@ async def _run(
 
     source = StoreSource(store, in_flight=in_flight)
     tasks: list[asyncio.Task[None]] = []
-    security = Security(store, config=cfg, classes=classes_of(cfg))
     feed = DataPlaneFeed(agents)
-    observe = await ObserveService.open(
-        store,
-        settings.database_url or cfg.database_url,
-        _data_dir(cfg, settings),
-        ObserveSettings.from_config(cfg),
-        feed=feed,
-    )
-    api = create_api(store, security=security, observe=observe)
+    env = dict(os.environ)
+    env["AGENTGATE_DATA_DIR"] = str(_data_dir(cfg, settings).resolve())
+    env.update(runtime_env(cfg, env))
     admin: _Admin | None = None
+    stack = contextlib.AsyncExitStack()
     try:
+        api = await stack.enter_async_context(
+            control_plane(
+                store,
+                env,
+                database_url=settings.database_url or cfg.database_url,
+                data_dir=_data_dir(cfg, settings),
+                feed=feed,
+                load=DataPlaneLoad(agents),
+            )
+        )
         await source.load()
         gateway = await Gateway.create(
             cfg,
             workers=workers,
             sources=[source],
-            resolve=_secret_resolver(security, "system", store),
+            resolve=_secret_resolver(api.state.security, "system", store),
         )
         gw = gateway
         gw.sinks.append(feed.push)
-        observe.start()
         port = gw.listen(listen)
         host, _ = _split(listen)
-        from agentgate.dashboard import routes as dashboard_routes
-
         control = Starlette(
-            routes=[Mount("/api", app=api), *dashboard_routes(lambda: api)],
+            routes=[Mount("/api", app=api), *control_routes(lambda: api)],
             exception_handlers=exception_handlers(),
         )
         admin = _Admin(create_app(gw, control), admin_listen)
@@ -255,9 +258,7 @@ async def _run(
             t.cancel()
         if admin is not None:
             await admin.stop()
-        await observe.close()
-        await api.state.context.factory.close()
-        await security.close()
+        await stack.aclose()
         await store.close()
 
 

@@ -272,12 +272,13 @@ class ObserveService:
         return fleet_health(scores), scores
 
 
-async def open_for_admin(store: Store, database_url: str | None, data_dir: Path) -> ObserveService:
-    """The service of a standalone control plane (no data plane in its process, so no
-    feed): settings from AGENTGATE_CONFIG, loops started."""
+async def open_for_admin(
+    store: Store, database_url: str | None, data_dir: Path, *, feed: StatsFeed | None = None
+) -> ObserveService:
+    """The service of the control plane: settings from AGENTGATE_CONFIG, loops started;
+    `feed` from the data plane when one runs in this process."""
     settings = ObserveSettings.from_env()
-    # a standalone control plane has no data plane in its process: no feed
-    svc = await ObserveService.open(store, database_url, data_dir, settings, feed=None)
+    svc = await ObserveService.open(store, database_url, data_dir, settings, feed=feed)
     from agentgate.observe.tracing import setup_tracing
 
     setup_tracing(settings.tracing)
