@@ -74,7 +74,13 @@ bench-gateway: dev
 bench-control: dev
 	$(BIN)/python loadtests/bench_control.py
 
-bench: bench-core bench-gateway bench-control
+## bench-observe: metrics-store ingest, 30-day queries over 1,000 agents, 1,000 alert rules,
+## dashboard payloads (SQLite and PostgreSQL), DDSketch against the Python ddsketch package
+.PHONY: bench-observe
+bench-observe: dev
+	$(BIN)/python loadtests/bench_observe.py $(BENCH_OBSERVE_ARGS)
+
+bench: bench-core bench-gateway bench-control bench-observe
 
 wheel: $(STAMP)
 	$(BIN)/maturin build --release --out dist
