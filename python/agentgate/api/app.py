@@ -140,8 +140,13 @@ def from_env() -> Starlette:
 
     from agentgate.dashboard import routes as dashboard_routes
 
+    from starlette.middleware import Middleware
+
+    from agentgate.observe.tracing import TracingMiddleware
+
     return Starlette(
         routes=[Mount("/api", app=api), *dashboard_routes(lambda: inner[-1])],
+        middleware=[Middleware(TracingMiddleware)],  # spans only once tracing is set up
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
