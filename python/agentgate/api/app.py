@@ -138,10 +138,9 @@ def from_env() -> Starlette:
     async def api(scope: Scope, receive: Receive, send: Send) -> None:
         await inner[-1](scope, receive, send)
 
-    from agentgate.dashboard import routes as dashboard_routes
-
     from starlette.middleware import Middleware
 
+    from agentgate.dashboard import routes as dashboard_routes
     from agentgate.observe.tracing import TracingMiddleware
 
     return Starlette(

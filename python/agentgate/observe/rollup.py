@@ -9,6 +9,7 @@ still kept at that age: the range covers whole buckets of the data that exists.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,7 +58,7 @@ def cover(
         return [], int(start), int(start)
     s0 = bucket_of(start, _snap(tiers, now - start, resolution))
     e_step = _snap(tiers, now - end, resolution)
-    e0 = -(-int(end) // e_step) * e_step  # ceil to that step
+    e0 = math.ceil(end / e_step) * e_step  # ceil to that step (a fraction past counts)
     steps = [int(t.step) for t in tiers]
     out: list[Span] = []
 
