@@ -98,7 +98,6 @@ class KafkaBroker:
             "group.initial.rebalance.delay.ms": "0",
             # tests kill consumers and want the group to notice within a second or two
             "group.min.session.timeout.ms": "500",
-            "log.flush.interval.messages": "1",
             "auto.create.topics.enable": "false",
         }
         path = self.dir / "server.properties"

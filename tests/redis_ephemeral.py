@@ -26,8 +26,9 @@ class RedisUnavailable(RuntimeError):
 class RedisServer:
     """One redis-server process on a Unix socket in `dir`."""
 
-    def __init__(self, binary: str, dir: Path) -> None:
+    def __init__(self, binary: str, dir: Path, fsync: str = "always") -> None:
         self.binary = binary
+        self.fsync = fsync
         self.dir = dir
         self.sock = dir / "redis.sock"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -107,13 +108,13 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def ephemeral_redis() -> Iterator[RedisServer]:
-    """A started server in a temp dir, removed afterwards."""
+def ephemeral_redis(fsync: str = "always") -> Iterator[RedisServer]:
+    """A started server in a temp dir, removed afterwards (`fsync`: the AOF's appendfsync)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RedisUnavailable("redis-server is not installed (apt-get install -y redis-server)")
     tmp = Path(tempfile.mkdtemp(prefix="agentgate-redis-"))
-    server = RedisServer(binary, tmp)
+    server = RedisServer(binary, tmp, fsync)
     try:
         server.start()
         yield server
