@@ -21,6 +21,7 @@ jars from scripts/kafka.sh) and PostgreSQL, then measures on this host:
 Results go to loadtests/results/bus.json and the bus section of BENCHMARKS.md.
 """
 
+# ruff: noqa: E501  (the child script and the table rows read best on one line each)
 from __future__ import annotations
 
 import argparse
@@ -131,7 +132,7 @@ async def ours_produce(backend: str, conn: dict[str, Any], n: int, batch: int) -
     await bus.publish(topic, b"warm")
     payload = b"x" * 100
     t0 = time.perf_counter()
-    for i in range(0, n, batch):
+    for _ in range(0, n, batch):
         await bus.publish_many(topic, [Outgoing(payload) for _ in range(batch)])
     dt = time.perf_counter() - t0
     await bus.close()
@@ -163,7 +164,7 @@ async def raw_redis_produce(url: str, n: int, batch: int) -> tuple[float, str]:
     stream = f"raw-{uuid.uuid4().hex[:8]}"
     payload = b"x" * 100
     t0 = time.perf_counter()
-    for i in range(0, n, batch):
+    for _ in range(0, n, batch):
         pipe = r.pipeline(transaction=False)
         for _ in range(batch):
             pipe.xadd(stream, {"v": payload}, maxlen=1_000_000, approximate=True)
@@ -211,7 +212,7 @@ async def raw_kafka_produce(bootstrap: str, n: int, batch: int) -> tuple[float, 
     await p.start()
     payload = b"x" * 100
     t0 = time.perf_counter()
-    for i in range(0, n, batch):
+    for _ in range(0, n, batch):
         futs = [await p.send(topic, payload, partition=0) for _ in range(batch)]
         await asyncio.gather(*futs)
     dt = time.perf_counter() - t0
@@ -230,7 +231,7 @@ async def raw_kafka_consume(bootstrap: str, topic: str, n: int, batch: int) -> f
         auto_offset_reset="earliest",
     )
     await c.start()
-    while not c.assignment():  # joined, as our consumer's join() before timing
+    while not c.assignment():  # noqa: ASYNC110 - joined, as our join() before timing
         await asyncio.sleep(0.01)
     got = 0
     t0 = time.perf_counter()
@@ -282,7 +283,7 @@ async def throughput(
 
 async def memory_throughput(n: int, batch: int) -> dict[str, Any]:
     """The embedded bus: produce and consume in one process."""
-    op, ot = await ours_produce("memory", {}, n, batch)
+    op, _ = await ours_produce("memory", {}, n, batch)
     return {"produce_msgs_per_s": round(op), "batch": batch, "messages": n}
 
 

@@ -86,8 +86,9 @@ async def lease(
 class _Bucket:
     tokens: int = 0
     expires: float = 0.0
-    demand: float = 0.0  # tokens asked for per second, smoothed
-    seen: float = field(default_factory=time.monotonic)
+    demand: float = 0.0  # tokens asked for per second, smoothed over windows
+    window_start: float = field(default_factory=time.monotonic)
+    window_count: int = 0
     refreshing: asyncio.Task[None] | None = None
     empty_until: float = 0.0  # Redis said no token before this
 
@@ -138,6 +139,8 @@ class ClusterLimiter:
         return {"ok": ok, "error": None if ok else self._last_error, "mode": self.on_error}
 
     def _batch(self, b: _Bucket) -> int:
+        if not b.demand:
+            return 1  # no estimate yet: lease one at a time
         return max(1, min(self.max_batch, math.ceil(b.demand * self.lease_period)))
 
     async def acquire(self, key: str, cost: int = 1) -> bool:
@@ -147,9 +150,14 @@ class ClusterLimiter:
         b = self._buckets.get(key)
         if b is None:
             b = self._buckets[key] = _Bucket()
-        dt = max(1e-3, now - b.seen)
-        b.demand = 0.8 * b.demand + 0.2 * (cost / dt) if b.demand else cost / dt
-        b.seen = now
+        # demand over windows of ~2 lease periods: per-call gaps would read a burst of calls
+        # as a huge rate and make this gateway hoard the shared bucket
+        b.window_count += cost
+        span = now - b.window_start
+        if span >= 2 * self.lease_period:
+            rate = b.window_count / span
+            b.demand = rate if not b.demand else 0.5 * b.demand + 0.5 * rate
+            b.window_start, b.window_count = now, 0
         if b.tokens and now > b.expires:
             b.tokens = 0  # an old lease: dropping it only under-admits
         if b.tokens >= cost:

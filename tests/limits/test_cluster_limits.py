@@ -89,7 +89,9 @@ async def test_redis_unreachable_fails_open_or_closed_without_hanging(tmp_path: 
 
 async def test_recovers_when_redis_comes_back(redis_server: RedisServer, tmp_path: Path) -> None:
     now = [0.0]
-    lim = ClusterLimiter(redis_server.url, rate=1000, on_error="closed", clock=lambda: now[0])
+    lim = ClusterLimiter(
+        redis_server.url, rate=1000, on_error="closed", timeout=1.0, clock=lambda: now[0]
+    )
     key = f"recover-{time.time_ns()}"
     assert await lim.acquire(key)
     await asyncio.to_thread(redis_server.stop)
