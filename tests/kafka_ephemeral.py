@@ -23,6 +23,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from service_check import terminate
+
 __all__ = ["KAFKA_VERSION", "KafkaBroker", "KafkaUnavailable", "ephemeral_kafka", "kafka_libs"]
 
 KAFKA_VERSION = os.environ.get("AGENTGATE_KAFKA_VERSION", "4.1.1")
@@ -188,14 +190,7 @@ class KafkaBroker:
 
     def stop(self) -> None:
         """Stop it (SIGTERM: a controlled shutdown; SIGKILL after 30 s)."""
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, 30)
         self.proc = None
 
     def restart(self) -> None:

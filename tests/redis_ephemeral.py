@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from service_check import terminate
+
 __all__ = ["RedisServer", "RedisUnavailable", "ephemeral_redis"]
 
 
@@ -91,14 +93,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop it (SIGTERM, then SIGKILL after 10 s)."""
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, 10)
         self.proc = None
 
     def restart(self) -> None:

@@ -71,6 +71,9 @@ class BusClient:
                 detail = r.text[:200]
             raise BusClientError(r.status_code, detail)
 
+    def _params(self, group: str, max: int, wait: int) -> dict[str, str | int]:
+        return {"group": group, "consumer": self.consumer, "max": max, "wait": wait}
+
     @staticmethod
     def _decode(m: dict[str, Any]) -> dict[str, Any]:
         return {**m, "data": base64.b64decode(m["value"])}
@@ -97,12 +100,7 @@ class BusClient:
         self, topic: str, group: str, *, max: int = 10, wait: int = 20
     ) -> list[dict[str, Any]]:
         """Long-poll for up to `max` messages."""
-        params: dict[str, str | int] = {
-            "group": group,
-            "consumer": self.consumer,
-            "max": max,
-            "wait": wait,
-        }
+        params = self._params(group, max, wait)
         r = await self._c.get(f"/bus/{topic}/messages", params=params)
         self._check(r)
         return [self._decode(m) for m in r.json()["messages"]]
@@ -111,12 +109,7 @@ class BusClient:
         self, topic: str, group: str, *, max: int = 0, wait: int = 0
     ) -> AsyncIterator[dict[str, Any]]:
         """Messages as they come (SSE); ends after `max` messages or `wait` idle seconds."""
-        params: dict[str, str | int] = {
-            "group": group,
-            "consumer": self.consumer,
-            "max": max,
-            "wait": wait,
-        }
+        params = self._params(group, max, wait)
         async with self._c.stream("GET", f"/bus/{topic}/stream", params=params) as r:
             if r.status_code >= 400:
                 await r.aread()

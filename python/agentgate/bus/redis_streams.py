@@ -40,6 +40,7 @@ from agentgate.bus import (
     BusUnavailable,
     Message,
     Outgoing,
+    PublishOne,
     Start,
     TopicSettings,
     backoff,
@@ -184,7 +185,7 @@ def _flat(f: Mapping[str, bytes | str]) -> list[bytes | str]:
     return out
 
 
-class RedisStreamsBus:
+class RedisStreamsBus(PublishOne):
     """Bus on Redis Streams (see the module docstring)."""
 
     backend: Literal["redis"] = "redis"
@@ -230,21 +231,6 @@ class RedisStreamsBus:
                     raise BusUnavailable(f"redis: {what} failed: {e}") from None
                 await asyncio.sleep(delay)
                 delay = min(1.0, delay * 2)
-
-    async def publish(
-        self,
-        topic: str,
-        value: bytes,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        dedupe_key: str | None = None,
-    ) -> str:
-        """Append one message (XADD, or the dedupe script); returns its id."""
-        ids = await self.publish_many(
-            topic, [Outgoing(value, key, dict(headers or {}), dedupe_key)]
-        )
-        return ids[0]
 
     async def publish_many(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
         """Append a batch in one pipelined round trip."""
