@@ -378,6 +378,21 @@ class SignatureConfig(_Model):
     nonce_cache: int = Field(default=100_000, ge=1)
 
 
+class RuntimeConfig(_Model):
+    """The agent runtime that starts `process` templates (one supervisor per host): `local`
+    processes on Unix sockets, `ray` actors on a cluster at `address`, or `off`."""
+
+    backend: Literal["local", "ray", "off"] = "local"
+    address: str | None = None
+    dir: str | None = None  # sockets, scratch and logs of replicas (default <data_dir>/runtime)
+
+    @model_validator(mode="after")
+    def _ray_address(self) -> RuntimeConfig:
+        if self.backend == "ray" and not self.address:
+            raise ValueError("backend ray needs address (e.g. ray://head:10001 or auto)")
+        return self
+
+
 class RedisConfig(_Model):
     """The Redis that cluster-wide limits and the Redis Streams bus share."""
 
@@ -453,6 +468,7 @@ class GatewayConfig(_Model):
     # control-plane state: PostgreSQL when set (postgresql://…), else SQLite in `data_dir`
     database_url: str | None = None
     data_dir: str = ".agentgate"
+    runtime: RuntimeConfig = RuntimeConfig()
     secrets: SecretsConfig = SecretsConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     backup: BackupConfig | None = None

@@ -31,6 +31,7 @@ from agentgate.api.routes import alerts as alert_routes
 from agentgate.api.routes import backup as backup_routes
 from agentgate.api.routes import observe as observe_routes
 from agentgate.api.routes import privacy as privacy_routes
+from agentgate.api.routes import runtime as runtime_routes
 from agentgate.api.routes import secrets as secret_routes
 from agentgate.api.routes import slo_cost as slo_cost_routes
 from agentgate.api.routes import state as state_routes
@@ -64,6 +65,7 @@ def create_api(
     changes: ChangeFeed | None = None,
     history: AgentHistory | None = None,
     observe: Any = None,
+    runtime: Any = None,
 ) -> Starlette:
     """The API app (routes relative to its mount point, `/api`).
 
@@ -87,6 +89,7 @@ def create_api(
             ScopeAudit(seal),
             history=history,
             changes=changes,
+            runtime=runtime,  # agentgate.runtime.manager.Runtime: runs `process` templates
         )
     ctx = Context(
         store=store,
@@ -110,6 +113,7 @@ def create_api(
     routes.extend(state_routes.routes(ctx, history))
     routes.extend(privacy_routes.routes(ctx, sec))
     routes.extend(backup_routes.routes(ctx, sec))
+    routes.extend(runtime_routes.routes(ctx, runtime))  # replicas, scale, capabilities
     if observe is not None:  # metrics, health, system, alerts (agentgate.observe)
         routes.extend(observe_routes.routes(ctx, observe) + alert_routes.routes(ctx, observe))
         routes.extend(slo_cost_routes.routes(ctx, observe))
@@ -154,12 +158,16 @@ def from_env() -> Starlette:
         from agentgate.observe.service import open_for_admin
 
         observe = await open_for_admin(store, url, data_dir)
+        from agentgate.runtime.service import open_runtime
+
+        runtime = await open_runtime(store, env)
         api = create_api(
             store,
             security=Security.from_env(store, env),
             changes=ChangeFeed(bus) if bus is not None else None,
             history=history,
             observe=observe,
+            runtime=runtime,
         )
         pruner = asyncio.get_running_loop().create_task(
             retention_loop(history, cfg.state.retention if cfg else None)
@@ -173,6 +181,8 @@ def from_env() -> Starlette:
             await jobs.stop()
             inner.remove(api)
             pruner.cancel()
+            if runtime is not None:
+                await runtime.close()
             await observe.close()
             await api.state.context.factory.close()
             await api.state.security.close()
