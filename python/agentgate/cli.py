@@ -104,6 +104,9 @@ def serve(
         # The environment overrides the file, as for deployments that inject the database.
         AGENTGATE_DATA_DIR=os.path.abspath(os.environ.get("AGENTGATE_DATA_DIR") or cfg.data_dir),
     )
+    from agentgate.cli_runtime import runtime_env  # the agent runtime's settings
+
+    env.update(runtime_env(cfg, env))
     database_url = os.environ.get("AGENTGATE_DATABASE_URL") or cfg.database_url
     if database_url:
         env["AGENTGATE_DATABASE_URL"] = database_url
@@ -196,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     from agentgate import cli_security  # secrets, privacy, backup
 
     cli_security.add_commands(sub)
+    from agentgate import cli_runtime  # doctor
+
+    cli_runtime.add_commands(sub)
+    from agentgate import cli_state  # state show|restore
+
+    cli_state.add_commands(sub)
     from agentgate import cli_alerts  # alerts, metrics
 
     cli_alerts.add_commands(sub)
@@ -206,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     code = cli_control.run(args)
     if code is None:
         code = cli_security.run(args)
+    if code is None:
+        code = cli_runtime.run(args)
+    if code is None:
+        code = cli_state.run(args)
     if code is None:
         code = cli_alerts.run(args)
     return 2 if code is None else code

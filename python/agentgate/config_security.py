@@ -135,7 +135,7 @@ class BackupConfig(_Model):
     destinations: tuple[BackupDestination, ...] = Field(min_length=1)
     schedule: LongDuration | None = None
     compression_level: int = Field(default=3, ge=1, le=22)
-    chunk_size: Size = Field(default=256 * 1024, ge=16 * 1024, le=8 * 1024 * 1024)
+    chunk_size: Size = Field(default=64 * 1024, ge=16 * 1024, le=8 * 1024 * 1024)
     keep: BackupKeep = BackupKeep()
     scratch_dir: str | None = None
 

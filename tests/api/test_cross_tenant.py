@@ -319,6 +319,14 @@ OBJECT: dict[Op, Callable[[World], list[Call]]] = {
     ("delete", "/api/agents/{name}"): lambda w: [Call({"name": AGENT})],
     ("get", "/api/secrets/{name}"): lambda w: [Call({"name": SECRET})],
     ("delete", "/api/secrets/{name}"): lambda w: [Call({"name": SECRET})],
+    ("get", "/api/state/agents/{name}"): lambda w: [
+        Call({"name": AGENT}),
+        Call({"name": AGENT}, query={"at": "2100-01-01T00:00Z"}),
+    ],
+    ("post", "/api/state/restore"): lambda w: [
+        Call({}, body={"at": 0, "agent": AGENT}),
+        Call({}, body={"at": "2100-01-01T00:00Z", "agent": AGENT}),
+    ],
     ("get", "/api/privacy/requests/{request_id}"): lambda w: [
         Call({"request_id": w.a.privacy_request_id})
     ],
@@ -451,6 +459,9 @@ LISTS: dict[Op, Callable[[World], Awaitable[None]]] = {
     ("get", "/api/audit/export"): _export_audit,
     ("post", "/api/policies/dry-run"): _dry_run,
     ("get", "/api/secrets"): lambda w: _lists_plain(w, ("get", "/api/secrets"), [{}]),
+    ("get", "/api/state/agents"): lambda w: _lists_plain(
+        w, ("get", "/api/state/agents"), [{}, {"at": "2100-01-01T00:00Z"}]
+    ),
     ("get", "/api/privacy/requests"): lambda w: _lists_plain(
         w, ("get", "/api/privacy/requests"), [{}, {"status": "received"}, {"overdue": "1"}]
     ),

@@ -11,6 +11,7 @@ problem+json; the OpenAPI 3.1 document is at `/api/openapi.json`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
@@ -30,9 +31,14 @@ from agentgate.api.routes import alerts as alert_routes
 from agentgate.api.routes import backup as backup_routes
 from agentgate.api.routes import observe as observe_routes
 from agentgate.api.routes import privacy as privacy_routes
+from agentgate.api.routes import runtime as runtime_routes
 from agentgate.api.routes import secrets as secret_routes
 from agentgate.api.routes import slo_cost as slo_cost_routes
+from agentgate.api.routes import state as state_routes
 from agentgate.api.routes._common import Context, json
+from agentgate.bus import open_bus, settings_from_config
+from agentgate.bus.changes import ChangeFeed
+from agentgate.config import GatewayConfig, load_config
 from agentgate.policy import PolicyService
 from agentgate.registry.search import SearchIndex
 from agentgate.registry.service import RegistryService
@@ -40,6 +46,8 @@ from agentgate.runtime.factory import AgentFactory, ScopeAudit
 from agentgate.security.audit import seal as audit_seal
 from agentgate.security.scheduler import Scheduler
 from agentgate.security.services import Security
+from agentgate.state import AgentHistory
+from agentgate.state.agents import retention_loop
 from agentgate.store import Seal, Store, open_store
 
 __all__ = ["create_api", "from_env", "standalone"]
@@ -54,7 +62,10 @@ def create_api(
     seal: Seal = audit_seal,
     system_tenant: str | None = "system",
     security: Security | None = None,
+    changes: ChangeFeed | None = None,
+    history: AgentHistory | None = None,
     observe: Any = None,
+    runtime: Any = None,
 ) -> Starlette:
     """The API app (routes relative to its mount point, `/api`).
 
@@ -63,13 +74,22 @@ def create_api(
     rules; `index` to an in-memory BM25 search index.
     Admin keys of the tenant named `system_tenant` act as the installation's system principal.
     `security` defaults to services configured from the environment (`AGENTGATE_MASTER_KEY` …).
+    `changes` publishes every successful mutation on the bus; `history` (default: on the
+    store's event log) records agent lifecycle events for `/api/state`.
     """
+    history = history if history is not None else AgentHistory(store.events)
     index = index if index is not None else SearchIndex()
     policy = policy if policy is not None else PolicyService()
     if factory is None:
         idx = index
         factory = AgentFactory(
-            store, lambda scope: RegistryService(scope, index=idx), policy, ScopeAudit(seal)
+            store,
+            lambda scope: RegistryService(scope, index=idx),
+            policy,
+            ScopeAudit(seal),
+            history=history,
+            changes=changes,
+            runtime=runtime,  # agentgate.runtime.manager.Runtime: runs `process` templates
         )
     ctx = Context(
         store=store,
@@ -78,6 +98,7 @@ def create_api(
         factory=factory,
         seal=seal,
         system_tenant=system_tenant,
+        changes=changes,
     )
     doc = openapi_document()
 
@@ -89,8 +110,10 @@ def create_api(
         routes.extend(module.routes(ctx))
     sec = security if security is not None else Security(store, seal=seal)
     routes.extend(secret_routes.routes(ctx, sec))
+    routes.extend(state_routes.routes(ctx, history))
     routes.extend(privacy_routes.routes(ctx, sec))
     routes.extend(backup_routes.routes(ctx, sec))
+    routes.extend(runtime_routes.routes(ctx, runtime))  # replicas, scale, capabilities
     if observe is not None:  # metrics, health, system, alerts (agentgate.observe)
         routes.extend(observe_routes.routes(ctx, observe) + alert_routes.routes(ctx, observe))
         routes.extend(slo_cost_routes.routes(ctx, observe))
@@ -106,6 +129,11 @@ def standalone(api: Starlette) -> Starlette:
     return Starlette(routes=[Mount("/api", app=api)], exception_handlers=exception_handlers())
 
 
+def _config(env: dict[str, str]) -> GatewayConfig | None:
+    path = env.get("AGENTGATE_CONFIG")
+    return load_config(path) if path else None
+
+
 def from_env() -> Starlette:
     """A standalone API server app for `granian --factory agentgate.api.app:from_env`: the store
     comes from `AGENTGATE_DATABASE_URL` (default SQLite in `AGENTGATE_DATA_DIR`, else `.`) and is
@@ -118,10 +146,32 @@ def from_env() -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         store = await open_store(url, data_dir)
+        cfg = _config(env)
+        # the bus (platform changes) and state settings come from the gateway config, if any
+        bus = None
+        if cfg is not None and cfg.bus is not None:
+            bus = open_bus(*settings_from_config(cfg))
+            await bus.start()
+        history = AgentHistory(
+            store.events, snapshot_every=cfg.state.snapshot_every if cfg else 100
+        )
         from agentgate.observe.service import open_for_admin
 
         observe = await open_for_admin(store, url, data_dir)
-        api = create_api(store, security=Security.from_env(store, env), observe=observe)
+        from agentgate.runtime.service import open_runtime
+
+        runtime = await open_runtime(store, env)
+        api = create_api(
+            store,
+            security=Security.from_env(store, env),
+            changes=ChangeFeed(bus) if bus is not None else None,
+            history=history,
+            observe=observe,
+            runtime=runtime,
+        )
+        pruner = asyncio.get_running_loop().create_task(
+            retention_loop(history, cfg.state.retention if cfg else None)
+        )
         jobs = Scheduler(api.state.security)  # rotation checks, retention, backup schedule
         jobs.start()
         inner.append(api)
@@ -130,9 +180,14 @@ def from_env() -> Starlette:
         finally:
             await jobs.stop()
             inner.remove(api)
+            pruner.cancel()
+            if runtime is not None:
+                await runtime.close()
             await observe.close()
             await api.state.context.factory.close()
             await api.state.security.close()
+            if bus is not None:
+                await bus.close()
             await store.close()
 
     async def api(scope: Scope, receive: Receive, send: Send) -> None:

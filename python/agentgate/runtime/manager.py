@@ -116,8 +116,10 @@ class Runtime:
         load: LoadSource | None = None,
         kpa: KpaSettings | None = None,
         adopt: bool = True,
+        name: str = "local",
     ) -> None:
         self.store = store
+        self.backend_name = name
         self.backend = backend
         self.repo = RuntimeRepo(store.db, store.clock)
         self.audit = audit
@@ -282,12 +284,18 @@ class Runtime:
     async def tick(self, now: float | None = None, load: Mapping[str, Load] | None = None) -> None:
         """One autoscaler pass over every running agent that scales."""
         t = time.time() if now is None else now
+        scaling = [
+            (aid, spec)
+            for aid, spec in self.specs.items()
+            if spec.scaling.target_concurrency is not None
+            or spec.scaling.scale_to_zero_after is not None
+        ]
+        if not scaling:
+            return
         if load is None:
             load = self.load_source.load() if self.load_source is not None else {}
-        for aid, spec in list(self.specs.items()):
+        for aid, spec in scaling:
             sc = spec.scaling
-            if sc.target_concurrency is None and sc.scale_to_zero_after is None:
-                continue
             st = self.scalers.get(aid)
             if st is None:
                 st = self.scalers[aid] = ScalerState(

@@ -65,6 +65,7 @@ class Security:
         self._secrets: SecretService | None = None
         self._privacy: PrivacyService | None = None
         self._backups: BackupManager | None = None
+        self._retention: RetentionJob | None = None
 
     @classmethod
     def from_env(
@@ -123,7 +124,10 @@ class Security:
         return self._backups
 
     def retention(self) -> RetentionJob:
-        """The retention job with the configured periods."""
+        """The retention job with the configured periods (one per process: other modules
+        `register` their purge functions on it)."""
+        if self._retention is not None:
+            return self._retention
         periods = None
         if self.config is not None:
             r = self.config.privacy.retention
@@ -134,7 +138,8 @@ class Security:
                 "logs": r.logs,
                 "privacy_requests": r.privacy_requests,
             }
-        return RetentionJob(self.store, periods, seal=self.seal)
+        self._retention = RetentionJob(self.store, periods, seal=self.seal)
+        return self._retention
 
     async def close(self) -> None:
         """Release clients (Vault's HTTP session)."""

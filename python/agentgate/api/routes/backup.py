@@ -21,16 +21,7 @@ __all__ = ["routes", "summary"]
 
 def summary(m: Manifest, dests: list[str]) -> dict[str, Any]:
     """A manifest as `BackupOut` JSON."""
-    return {
-        "id": m.id,
-        "created_at": m.created_at,
-        "kind": m.kind,
-        "dialect": m.dialect,
-        "size": m.size,
-        "stored_new": m.stored_new,
-        "chunks": len(m.chunks),
-        "destinations": dests,
-    }
+    return m.summary(dests)
 
 
 def routes(ctx: Context, sec: Security) -> list[Route]:
