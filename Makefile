@@ -98,7 +98,19 @@ bench-security: dev
 sbom: $(STAMP)
 	BIN=$(BIN) bash scripts/sbom.sh
 
-bench: bench-core bench-gateway bench-control bench-runtime
+## bench-bus: bus latency/throughput (memory, Redis Streams, Kafka) vs raw redis-py/aiokafka,
+## change propagation, event store, cluster rate-limit accuracy (starts its own servers)
+.PHONY: bench-bus
+bench-bus: dev services
+	$(BIN)/python loadtests/bench_bus.py $(BENCH_BUS_ARGS)
+
+## bench-observe: metrics-store ingest, 30-day queries over 1,000 agents, 1,000 alert rules,
+## dashboard payloads (SQLite and PostgreSQL), DDSketch against the Python ddsketch package
+.PHONY: bench-observe
+bench-observe: dev
+	$(BIN)/python loadtests/bench_observe.py $(BENCH_OBSERVE_ARGS)
+
+bench: bench-core bench-gateway bench-control bench-runtime bench-bus bench-observe
 
 wheel: $(STAMP)
 	$(BIN)/maturin build --release --out dist

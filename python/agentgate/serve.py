@@ -23,16 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
 from agentgate.api.admin import create_app
-from agentgate.api.app import control_plane, control_routes
-from agentgate.api.problems import exception_handlers
+from agentgate.api.app import control_app, control_plane
+from agentgate.cli_runtime import runtime_env
 from agentgate.config import ConfigError, GatewayConfig
 from agentgate.gateway.dataplane import Gateway
 from agentgate.gateway.sources import ConfigFile
-from agentgate.cli_runtime import runtime_env
 from agentgate.observe.dataplane_feed import DataPlaneFeed
 from agentgate.runtime.manager import DataPlaneLoad
 from agentgate.runtime.store_source import StoreSource
@@ -211,10 +208,7 @@ async def _run(
         gw.sinks.append(feed.push)
         port = gw.listen(listen)
         host, _ = _split(listen)
-        control = Starlette(
-            routes=[Mount("/api", app=api), *control_routes(lambda: api)],
-            exception_handlers=exception_handlers(),
-        )
+        control = control_app(api, lambda: api)
         admin = _Admin(create_app(gw, control), admin_listen)
         await admin.start()
         a_host, a_port = _split(admin_listen)

@@ -50,7 +50,7 @@ from agentgate.state import AgentHistory
 from agentgate.state.agents import retention_loop
 from agentgate.store import Seal, Store, open_store
 
-__all__ = ["control_plane", "control_routes", "create_api", "from_env", "standalone"]
+__all__ = ["control_app", "control_plane", "create_api", "from_env", "standalone"]
 
 
 def create_api(
@@ -216,15 +216,20 @@ def from_env() -> Starlette:
     async def api(scope: Scope, receive: Receive, send: Send) -> None:
         await inner[-1](scope, receive, send)
 
+    return control_app(api, lambda: inner[-1], lifespan=lifespan)
+
+
+def control_app(api: Any, get_api: Any, *, lifespan: Any = None) -> Starlette:
+    """The API (`api`, an ASGI app) under `/api` plus the dashboard, with tracing; `get_api`
+    returns the API app whose state holds the services."""
+    from starlette.middleware import Middleware
+
+    from agentgate.dashboard import routes as dashboard_routes
+    from agentgate.observe.tracing import TracingMiddleware
+
     return Starlette(
-        routes=[Mount("/api", app=api), *control_routes(lambda: inner[-1])],
+        routes=[Mount("/api", app=api), *dashboard_routes(get_api)],
+        middleware=[Middleware(TracingMiddleware)],  # spans only once tracing is set up
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
-
-
-def control_routes(get_api: Any) -> list[BaseRoute]:
-    """Routes served next to `/api`: the dashboard (it reads the API app's services)."""
-    from agentgate.dashboard import routes as dashboard_routes
-
-    return dashboard_routes(get_api)

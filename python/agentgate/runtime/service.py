@@ -15,8 +15,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from agentgate.runtime.capabilities import probe_subprocess
 from agentgate.runtime.autoscaler import LoadSource
+from agentgate.runtime.capabilities import probe_subprocess
 from agentgate.runtime.manager import Runtime
 from agentgate.runtime.state_api import StoreCheckpoints
 from agentgate.runtime.supervisor import Settings, Supervisor
