@@ -42,6 +42,7 @@ use crate::retry::{RetryBudget, RetryPolicy};
 use crate::router::{PathMatch, RouteSpec, RouteTable};
 use crate::signature::{parse_public_key, VerifyingKey};
 use crate::stats::{AgentDelta, AgentStats, GatewayStats, RouteDelta, RouteStats};
+use crate::trace::Tracer;
 
 const MS: u64 = 1_000_000;
 /// Keys kept per rate limiter before idle ones are evicted.
@@ -203,6 +204,8 @@ pub struct Snapshot {
     signing_body: u64,
     /// Head limits and path normalisation.
     pub http: HttpRules,
+    /// Trace context and span export.
+    pub tracer: Arc<Tracer>,
 }
 
 /// The decision of [`Engine::admit`].
@@ -519,6 +522,18 @@ impl Snapshot {
                 encoded_slash,
             },
         };
+        // the exporter (and its queue) carries over while its settings stay
+        let tracer = match previous {
+            Some(p) if p.tracer.settings() == &cfg.tracing => p.tracer.clone(),
+            _ => {
+                if !(0.0..=1.0).contains(&cfg.tracing.sampling_ratio) {
+                    return Err(ConfigError(
+                        "tracing.sampling_ratio: must be between 0 and 1".into(),
+                    ));
+                }
+                Arc::new(Tracer::new(&cfg.tracing).map_err(ConfigError)?)
+            }
+        };
         Ok(Snapshot {
             table,
             any_method,
@@ -529,6 +544,7 @@ impl Snapshot {
             signing,
             signing_body: sig.max_body,
             http,
+            tracer,
         })
     }
 

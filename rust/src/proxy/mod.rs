@@ -78,7 +78,11 @@ impl DataPlane {
             .thread_name("agentgate-dp")
             .enable_all()
             .build()?;
-        let engine = Arc::new(Engine::new(cfg, clock)?);
+        // the tracer's exporter starts on this runtime
+        let engine = {
+            let _rt = runtime.enter();
+            Arc::new(Engine::new(cfg, clock)?)
+        };
         let shared = Arc::new(handler::Shared::new(engine.clone()));
         let checkers = health::start(&engine.snapshot(), runtime.handle());
         Ok(DataPlane {
@@ -105,7 +109,10 @@ impl DataPlane {
     /// Swaps a new config in; the old one stays on error. Health checks restart on the new
     /// pools (their counters live on the endpoints and carry over).
     pub fn replace(&self, cfg: &GatewayConfig) -> Result<(), ConfigError> {
-        self.engine.replace(cfg)?;
+        {
+            let _rt = self.runtime.enter();
+            self.engine.replace(cfg)?;
+        }
         let checkers = health::start(&self.engine.snapshot(), self.runtime.handle());
         *self.checkers.lock() = Some(checkers);
         Ok(())
