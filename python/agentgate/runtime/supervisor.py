@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -320,9 +321,7 @@ class Supervisor:
         if gone:
             raise Refused(gone)
         if self.caps.get("seccomp", _NO).available:
-            from agentgate import _core
-
-            _core.seccomp_check(list(spec.spec.seccomp.deny), spec.spec.seccomp.on_deny)
+            _seccomp_check(tuple(spec.spec.seccomp.deny), spec.spec.seccomp.on_deny)
 
     def base_env(self) -> dict[str, str]:
         """Environment of runtime helper processes (not the replicas: theirs is built)."""
@@ -858,6 +857,14 @@ class Supervisor:
                 raise
             except Exception:
                 log.exception("runtime housekeeping failed")
+
+
+@functools.lru_cache(maxsize=256)
+def _seccomp_check(deny: tuple[str, ...], on_deny: str) -> int:
+    """Compile the profile once per distinct deny list (ValueError names a bad syscall)."""
+    from agentgate import _core
+
+    return _core.seccomp_check(list(deny), on_deny)
 
 
 def _rotate_all(reps: list[Replica]) -> None:
