@@ -289,8 +289,12 @@ class Supervisor:
         self.closed = True
         if self._housekeeper is not None:
             self._housekeeper.cancel()
-        for t in list(self._filling.values()) + list(self._tasks):
+        fills = list(self._filling.values())
+        for t in fills:
             t.cancel()
+        await asyncio.gather(*fills, return_exceptions=True)  # their cleanups run now
+        # drains already under way (scale-down) finish: they own their replicas
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
         stops = [self.stop_agent(aid) for aid in list(self.agents)]
         stops += [self._stop(r, publish=False) for q in self.pools.values() for r in list(q)]
         await asyncio.gather(*stops, return_exceptions=True)
@@ -540,6 +544,15 @@ class Supervisor:
         try:
             await self._launch(spec, r)
             ok = await self._ready(spec, r)
+        except asyncio.CancelledError:
+            # cancelled mid-start (a pool refill at close): leave nothing running
+            r.signal(signal.SIGKILL)
+            if r.cgroup is not None and self.cgroups is not None:
+                with contextlib.suppress(OSError):
+                    self.cgroups.kill(r.cgroup)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._cleanup(r))
+            raise
         except Exception as e:  # fork server could not import the app, or fork failed
             await self._discard(r)
             text = str(e).strip()
