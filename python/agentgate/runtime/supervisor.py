@@ -97,6 +97,7 @@ class Settings:
     log_keep: int = 3
     pool_cap: int = 64
     housekeeping: float = 2.0
+    refill_delay: float = 0.05  # after a claim: let the new agent's first requests go first
 
     def backoff(self, failures: int) -> float:
         """Delay before restarting after the `failures`-th consecutive crash."""
@@ -521,7 +522,7 @@ class Supervisor:
                     self._start_time = 0.8 * self._start_time + 0.2 * took
                     return True
                 await asyncio.wait({exited}, timeout=delay)
-                delay = min(delay * 2, 0.05)
+                delay = min(delay * 2, 0.01)
             return False
         finally:
             exited.cancel()
@@ -688,8 +689,8 @@ class Supervisor:
             r, why = await self._cold(spec, spec.agent_id)
             if r is None:
                 return False, why
-        if spec.scaling.warm_pool:
-            self.prewarm(spec)  # refill in the background
+        if spec.scaling.warm_pool:  # refill in the background, just after this claim
+            asyncio.get_running_loop().call_later(self.settings.refill_delay, self.prewarm, spec)
         r.bind(spec.agent_id)
         r.state = "ready"
         run.replicas[r.id] = r
