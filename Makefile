@@ -97,7 +97,13 @@ bench-security: dev
 sbom: $(STAMP)
 	BIN=$(BIN) bash scripts/sbom.sh
 
-bench: bench-core bench-gateway bench-control bench-runtime
+## bench-bus: bus latency/throughput (memory, Redis Streams, Kafka) vs raw redis-py/aiokafka,
+## change propagation, event store, cluster rate-limit accuracy (starts its own servers)
+.PHONY: bench-bus
+bench-bus: dev services
+	$(BIN)/python loadtests/bench_bus.py $(BENCH_BUS_ARGS)
+
+bench: bench-core bench-gateway bench-control bench-runtime bench-bus
 
 wheel: $(STAMP)
 	$(BIN)/maturin build --release --out dist

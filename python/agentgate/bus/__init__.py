@@ -59,6 +59,7 @@ __all__ = [
     "Consumer",
     "Message",
     "Outgoing",
+    "PublishOne",
     "Start",
     "TopicSettings",
     "backoff",
@@ -231,6 +232,29 @@ class Bus(Protocol):
     async def close(self) -> None:
         """Flush and disconnect."""
         ...
+
+
+class PublishOne:
+    """`publish` for backends that implement `publish_many` (one message is a batch of one)."""
+
+    async def publish_many(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
+        """Append a batch; ids in order."""
+        raise NotImplementedError
+
+    async def publish(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        dedupe_key: str | None = None,
+    ) -> str:
+        """Append one message durably; returns its id."""
+        ids = await self.publish_many(
+            topic, [Outgoing(value, key, dict(headers or {}), dedupe_key)]
+        )
+        return ids[0]
 
 
 def backoff(settings: TopicSettings, attempt: int) -> float:

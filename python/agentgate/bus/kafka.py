@@ -26,7 +26,7 @@ import itertools
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,6 +41,7 @@ from agentgate.bus import (
     BusUnavailable,
     Message,
     Outgoing,
+    PublishOne,
     Start,
     TopicSettings,
     backoff,
@@ -81,7 +82,7 @@ class _Window:
         self._d[key] = (value, time.monotonic() + self.seconds)
 
 
-class KafkaBus:
+class KafkaBus(PublishOne):
     """Bus on Kafka (see the module docstring)."""
 
     backend: Literal["kafka"] = "kafka"
@@ -159,21 +160,6 @@ class KafkaBus:
         if w is None:
             w = self._dedupe[topic] = _Window(self.settings.topic(topic).dedupe_window)
         return w
-
-    async def publish(
-        self,
-        topic: str,
-        value: bytes,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        dedupe_key: str | None = None,
-    ) -> str:
-        """Append one message, acknowledged by all in-sync replicas; returns its id."""
-        ids = await self.publish_many(
-            topic, [Outgoing(value, key, dict(headers or {}), dedupe_key)]
-        )
-        return ids[0]
 
     async def publish_many(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
         """Append a batch (the producer batches them into few requests); ids in order."""
