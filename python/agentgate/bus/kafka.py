@@ -322,7 +322,6 @@ class KafkaConsumer:
 
     def _message(self, rec: Any) -> Message | None:
         h = {k: bytes(v).decode(errors="replace") for k, v in (rec.headers or ())}
-        tp = TopicPartition(rec.topic, rec.partition)
         retry = rec.topic == self._retry
         attempt = int(h.get("x-attempt", "1")) if retry else 1
         dk = h.get("x-dedupe")
@@ -341,7 +340,6 @@ class KafkaConsumer:
             partition=rec.partition,
             attempt=attempt,
         )
-        del tp
         return msg
 
     async def fetch(self, max_messages: int = 100, wait: float = 1.0) -> list[Message]:
@@ -405,11 +403,11 @@ class KafkaConsumer:
     async def _expire(self) -> None:
         """Re-queue messages in flight past the visibility timeout."""
         mono = time.monotonic()
-        late = [
-            msg
-            for tp, off, msg in self._msgs.values()
-            if self._parts.get(tp, _Part()).pending.get(off, mono + 1) <= mono
-        ]
+        late = []
+        for tp, off, msg in self._msgs.values():
+            part = self._parts.get(tp)
+            if part is not None and part.pending.get(off, mono + 1) <= mono:
+                late.append(msg)
         for msg in late:
             await self.nack(msg, "visibility timeout expired", delay=0.0)
 
