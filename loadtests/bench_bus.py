@@ -148,13 +148,15 @@ async def raw_redis_latency(url: str, rate: int, seconds: float) -> dict[str, An
     start = time.perf_counter()
     sent = 0
     inflight: set[asyncio.Task[Any]] = set()
+    slots = asyncio.Semaphore(32)  # bounded like our publish buffer (no pool exhaustion)
 
     async def send(n: int) -> None:
         now = time.perf_counter_ns()
-        pipe = r.pipeline(transaction=False)
-        for _ in range(n):
-            pipe.xadd(stream, {"v": b"%020d" % now + b"x" * 80})
-        await pipe.execute()
+        async with slots:
+            pipe = r.pipeline(transaction=False)
+            for _ in range(n):
+                pipe.xadd(stream, {"v": b"%020d" % now + b"x" * 80})
+            await pipe.execute()
 
     while sent < total:
         due = min(total, int((time.perf_counter() - start) * rate) + 1)
@@ -530,6 +532,18 @@ def table(r: dict[str, Any]) -> str:
             f" | {tp.get('produce_ratio', '–')} | {tp.get('consume_ratio', '–')}"
             f" | {r['bus']['propagation'][b]['p99_ms']} ms |"
         )
+    lines += [
+        "",
+        "The issue asks for 1M+ messages/s. One Python process on this 2-core host moves tens "
+        "of thousands per second, and the raw client loops show the same order: per-message "
+        "Python work in redis-py / aiokafka is the bottleneck, not the brokers. Getting to 1M+/s "
+        "takes partitions spread over many consumer and producer processes and hosts (Kafka "
+        "scales with partitions × consumers; Redis with one stream per partition across Redis "
+        "Cluster shards, which the per-topic hash tag allows), many small messages packed into "
+        "one bus record, and batch encoding/decoding in the Rust core instead of one Python "
+        "object per message. Latencies here are with the host's load average noted above "
+        "(other work was running): compare ours with the raw redis-py loop of the same run.",
+    ]
     es = r["event_store"]
     lines += [
         "",
