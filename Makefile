@@ -57,6 +57,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check python tests loadtests
 	$(BIN)/ruff format --check python tests loadtests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --release -- -D warnings
 
@@ -103,7 +104,13 @@ sbom: $(STAMP)
 bench-bus: dev services
 	$(BIN)/python loadtests/bench_bus.py $(BENCH_BUS_ARGS)
 
-bench: bench-core bench-gateway bench-control bench-runtime bench-bus
+## bench-observe: metrics-store ingest, 30-day queries over 1,000 agents, 1,000 alert rules,
+## dashboard payloads (SQLite and PostgreSQL), DDSketch against the Python ddsketch package
+.PHONY: bench-observe
+bench-observe: dev
+	$(BIN)/python loadtests/bench_observe.py $(BENCH_OBSERVE_ARGS)
+
+bench: bench-core bench-gateway bench-control bench-runtime bench-bus bench-observe
 
 wheel: $(STAMP)
 	$(BIN)/maturin build --release --out dist

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from agentgate.errors import AgentgateError, Invalid, NotFound
@@ -33,7 +33,7 @@ from agentgate.runtime.supervisor import StartResult
 from agentgate.store import Agent, Store, TenantScope
 from agentgate.store.runtime import RuntimeRepo
 
-__all__ = ["Backend", "FleetLoad", "Runtime"]
+__all__ = ["Backend", "DataPlaneLoad", "Runtime"]
 
 log = logging.getLogger("agentgate.runtime")
 
@@ -90,18 +90,16 @@ class AuditLog(Protocol):
         ...
 
 
-class FleetLoad:
-    """`LoadSource` over the gateway workers' in-flight and queue gauges (the Prometheus
-    multiprocess files every worker writes; `agentgate serve` shares their directory)."""
+class DataPlaneLoad:
+    """`LoadSource` over the data plane in this process: its per-agent in-flight and queued
+    counts (`Gateway.agents`)."""
+
+    def __init__(self, agents: Callable[[], Sequence[Any]]) -> None:
+        self._agents = agents
 
     def load(self) -> Mapping[str, Load]:
         """gateway pool name → Load."""
-        from agentgate.observe.metrics import fleet_state
-
-        out = {}
-        for name, v in fleet_state().items():
-            out[name] = Load(int(v.get("in_flight", 0)), int(v.get("queued", 0)))
-        return out
+        return {a.name: Load(int(a.in_flight), int(sum(a.queued))) for a in self._agents()}
 
 
 class Runtime:

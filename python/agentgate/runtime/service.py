@@ -4,7 +4,7 @@
 - `AGENTGATE_RUNTIME_DIR`: replica sockets, scratch and logs (default `<data dir>/runtime`);
 - `AGENTGATE_RAY_ADDRESS`: the Ray cluster for `ray` (`runtime: {backend: ray, address: …}`).
 
-The admin process (one per host) runs it, so there is one supervisor per host.
+`agentgate serve` (one per host) runs it, so there is one supervisor per host.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from agentgate.runtime.autoscaler import LoadSource
 from agentgate.runtime.capabilities import probe_subprocess
-from agentgate.runtime.manager import FleetLoad, Runtime
+from agentgate.runtime.manager import Runtime
 from agentgate.runtime.state_api import StoreCheckpoints
 from agentgate.runtime.supervisor import Settings, Supervisor
 from agentgate.store import Store
@@ -27,8 +28,11 @@ __all__ = ["open_runtime"]
 log = logging.getLogger("agentgate.runtime")
 
 
-async def open_runtime(store: Store, env: Mapping[str, str]) -> Runtime | None:
-    """Start the configured runtime backend (None when `AGENTGATE_RUNTIME=off`)."""
+async def open_runtime(
+    store: Store, env: Mapping[str, str], *, load: LoadSource | None = None
+) -> Runtime | None:
+    """Start the configured runtime backend (None when `AGENTGATE_RUNTIME=off`); `load` is the
+    data plane's per-agent load, for autoscaling."""
     from agentgate.runtime.factory import ScopeAudit
     from agentgate.security.audit import seal
 
@@ -44,7 +48,7 @@ async def open_runtime(store: Store, env: Mapping[str, str]) -> Runtime | None:
     backend = Supervisor(
         Settings(root=root), repo=repo, checkpoints=StoreCheckpoints(repo), capabilities=caps
     )
-    rt = Runtime(store, backend, audit=ScopeAudit(seal), load=FleetLoad(), name=mode)
+    rt = Runtime(store, backend, audit=ScopeAudit(seal), load=load, name=mode)
     await rt.start()
     log.info("agent runtime %s in %s", mode, root)
     return rt
