@@ -269,9 +269,9 @@ async def bench_gateway(root: Path, reps: int) -> dict[str, Any]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        while not ports.exists():  # noqa: ASYNC240, ASYNC110 (a file another process writes)
+        while not ports.exists():  # noqa: ASYNC110 (a file another process writes)
             await asyncio.sleep(0.05)
-        bound = json.loads(ports.read_text())  # noqa: ASYNC240
+        bound = json.loads(ports.read_text())
         store = await open_store(None, d / ".agentgate")
         _, _, secret = await bootstrap(store)
         await store.close()
