@@ -125,6 +125,8 @@ pub struct AgentState {
     queued: Vec<u32>,
     health_checked: bool,
     retry_budget: f64,
+    /// Requests admitted since the agent appeared (monotonic).
+    requests: u64,
     endpoints: Vec<Py<EndpointState>>,
 }
 
@@ -254,10 +256,19 @@ impl DataPlane {
                     queued: a.queued.to_vec(),
                     health_checked: a.health_checked,
                     retry_budget: a.retry_budget,
+                    requests: a.requests,
                     endpoints,
                 })
             })
             .collect()
+    }
+
+    /// Agents with no endpoint that requests wait for (scale from zero); waits up to
+    /// `timeout` seconds for one (the GIL is released meanwhile).
+    #[pyo3(signature = (timeout = 1.0))]
+    fn activations(&self, py: Python<'_>, timeout: f64) -> Vec<String> {
+        let t = Duration::from_secs_f64(timeout.clamp(0.0, 60.0));
+        py.detach(|| self.inner.activations(t))
     }
 
     /// Probes an agent's endpoints now (up to `attempts` tries each); KeyError if unknown.

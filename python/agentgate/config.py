@@ -251,10 +251,17 @@ class Tls(_Model):
         return v
 
 
+class Activation(_Model):
+    """Scale from zero: with no endpoint, a request waits up to `timeout` for one while the
+    runtime starts a replica, instead of failing."""
+
+    timeout: Duration = 30.0
+
+
 class Agent(_Model):
     """A pool of endpoints serving one agent."""
 
-    endpoints: tuple[Endpoint, ...] = Field(min_length=1)
+    endpoints: tuple[Endpoint, ...] = ()
     timeouts: Timeouts = Timeouts()
     retries: Retries = Retries()
     circuit_breaker: CircuitBreaker = CircuitBreaker()
@@ -267,6 +274,7 @@ class Agent(_Model):
     # added to every upstream request; values may use ${secret:NAME} (resolved by the control
     # plane's secret store, never written to the config)
     headers: dict[str, str] = {}
+    activation: Activation | None = None
 
     @field_validator("headers")
     @classmethod
@@ -276,6 +284,12 @@ class Agent(_Model):
                 raise ValueError(f"not an HTTP header name: {name!r}")
             check_template(value)
         return v
+
+    @model_validator(mode="after")
+    def _some_endpoint(self) -> Agent:
+        if not self.endpoints and self.activation is None:
+            raise ValueError("at least one endpoint (or activation, to scale from zero)")
+        return self
 
 
 class Match(_Model):

@@ -99,6 +99,18 @@ pub struct Agent {
     /// Headers set on every upstream request (secret references already resolved).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Scale from zero: with no endpoint, requests wait (holding their slot) while the runtime
+    /// is asked to start one.
+    #[serde(default)]
+    pub activation: Option<Activation>,
+}
+
+/// How long a request waits for an agent with no endpoint to get one.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Activation {
+    /// Seconds.
+    pub timeout: f64,
 }
 
 fn default_concurrency() -> u32 {

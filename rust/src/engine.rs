@@ -34,7 +34,7 @@ use crate::breaker::BreakerConfig;
 use crate::clock::AnyClock;
 use crate::config::{self, ConfigError, GatewayConfig};
 use crate::httpsig::{HttpSigError, RequestView, UnixClock, Verifier, VerifyPolicy};
-use crate::lifecycle::{InFlight, Queued, Waiters};
+use crate::lifecycle::{Activating, InFlight, Queued, Waiters};
 use crate::limiter::{Quota, RateLimiter};
 use crate::normalize::{EncodedSlash, Options as PathOptions};
 use crate::proxy::upstream::Endpoint;
@@ -214,6 +214,8 @@ pub enum Decision {
     Go(InFlight),
     /// Wait for a slot with [`Queued::wait`].
     Wait(Queued),
+    /// The agent has no endpoint yet: wait for one with [`Activating::wait`] (the slot is held).
+    Activate(Activating),
     /// Refuse it.
     Reject(Rejection),
 }
@@ -555,8 +557,10 @@ impl Snapshot {
         clock: &AnyClock,
     ) -> Result<Arc<Pool>, ConfigError> {
         let err = |field: &str| at(format!("agents.{name}.{field}"));
-        if a.endpoints.is_empty() {
-            return Err(err("endpoints")("at least one endpoint".into()));
+        if a.endpoints.is_empty() && a.activation.is_none() {
+            return Err(err("endpoints")(
+                "at least one endpoint (or activation, to scale from zero)".into(),
+            ));
         }
         if a.max_concurrency == 0 {
             return Err(err("max_concurrency")("must be at least 1".into()));
@@ -738,8 +742,10 @@ fn sig_rejection(e: &HttpSigError) -> Rejection {
 
 /// The decision engine over an atomically swappable snapshot.
 pub struct Engine {
-    current: ArcSwap<Snapshot>,
+    current: Arc<ArcSwap<Snapshot>>,
     clock: AnyClock,
+    /// Agents with no endpoint that a request waits for, and the signal of new snapshots.
+    pub activations: Arc<crate::lifecycle::Activations>,
     /// Answers of the gateway's own, by status.
     pub gateway_stats: GatewayStats,
     // Counters of routes and agents a reload removed, until their last counts are taken.
@@ -767,8 +773,9 @@ impl Engine {
     pub fn new(cfg: &GatewayConfig, clock: AnyClock) -> Result<Engine, ConfigError> {
         let snap = Snapshot::compile(cfg, None, &clock)?;
         Ok(Engine {
-            current: ArcSwap::from_pointee(snap),
+            current: Arc::new(ArcSwap::from_pointee(snap)),
             clock,
+            activations: Arc::default(),
             gateway_stats: GatewayStats::default(),
             retired: parking_lot::Mutex::new(Vec::new()),
         })
@@ -804,6 +811,7 @@ impl Engine {
         }
         self.current.store(Arc::new(snap));
         self.retired.lock().extend(retired);
+        self.activations.changed.notify_waiters();
         Ok(())
     }
 
@@ -973,6 +981,7 @@ impl Engine {
         };
         let pool = route.pool.clone();
         pool.budget.deposit();
+        pool.stats.admitted();
         // 6. admission
         let outcome = pool.admission.acquire(priority);
         for t in outcome.shed {
@@ -984,6 +993,15 @@ impl Engine {
                 // 7. endpoint
                 match pool.pick() {
                     Ok(e) => Decision::Go(InFlight::new(snap, admitted, pool, e)),
+                    Err(_) if pool.endpoints.is_empty() && pool.config.activation.is_some() => {
+                        Decision::Activate(Activating::new(
+                            snap,
+                            admitted,
+                            pool,
+                            self.current.clone(),
+                            self.activations.clone(),
+                        ))
+                    }
                     Err(r) => {
                         // The slot we cannot use passes to the next waiter; its own pick fails
                         // just as fast if nothing changed meanwhile.
@@ -993,9 +1011,13 @@ impl Engine {
                     }
                 }
             }
-            AcquireDecision::Queued(ticket) => {
-                Decision::Wait(Queued::new(snap, admitted, pool, ticket))
-            }
+            AcquireDecision::Queued(ticket) => Decision::Wait(Queued::new(
+                snap,
+                admitted,
+                pool,
+                ticket,
+                (self.current.clone(), self.activations.clone()),
+            )),
             AcquireDecision::Reject(reason) => {
                 pool.stats.shed();
                 let (why, detail) = match reason {

@@ -222,6 +222,10 @@ pub async fn handle(
             Ok(f) => f,
             Err(r) => return refuse(&r, span),
         },
+        Decision::Activate(a) => match a.wait().await {
+            Ok(f) => f,
+            Err(r) => return refuse(&r, span),
+        },
         Decision::Reject(r) => return refuse(&r, span),
     };
     let route = flight.route();
@@ -252,6 +256,7 @@ pub async fn handle(
             return problem(&r, &rid);
         }
     };
+    let identity = flight.admitted.identity.clone();
     let fwd = forward::Upstream {
         client_ip: &client_ip,
         scheme: "http",
@@ -260,6 +265,9 @@ pub async fn handle(
         forward_proxy_auth: route.forward_proxy_auth,
         upgrade,
         empty_body_length,
+        identity: identity
+            .as_ref()
+            .map(|i| (i.tenant.as_deref(), i.key_id.as_ref())),
     };
     let client_host = forward::request_headers(&mut parts.headers, &fwd);
     let query = parts.uri.query().map(str::to_string);

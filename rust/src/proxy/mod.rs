@@ -57,6 +57,8 @@ pub struct AgentStatus {
     pub health_checked: bool,
     /// Retries left in the budget.
     pub retry_budget: f64,
+    /// Requests admitted since the agent appeared (monotonic).
+    pub requests: u64,
     /// Endpoints in balancer order.
     pub endpoints: Vec<EndpointStatus>,
 }
@@ -139,6 +141,7 @@ impl DataPlane {
                 queued: p.admission.depths(),
                 health_checked: p.config.health_check.is_some(),
                 retry_budget: p.budget.available(),
+                requests: p.stats.requests(),
                 endpoints: p
                     .endpoints
                     .iter()
@@ -153,6 +156,17 @@ impl DataPlane {
                     })
                     .collect(),
             })
+            .collect()
+    }
+
+    /// Agents with no endpoint that requests wait for (scale from zero), waiting up to
+    /// `timeout` for one; a blocking call for a thread of its own.
+    pub fn activations(&self, timeout: Duration) -> Vec<String> {
+        self.engine
+            .activations
+            .take(timeout)
+            .iter()
+            .map(|a| a.to_string())
             .collect()
     }
 
