@@ -55,6 +55,8 @@ def agent_report(gw: GatewayView) -> dict[str, Any]:
                 "weight": ep.weight,
                 "healthy": ep.healthy,
                 "breaker": _BREAKER[ep.breaker],
+                "breaker_trips": ep.breaker_trips,
+                "breaker_open_for": ep.breaker_open_for,
                 "in_flight": ep.in_flight,
                 "latency_ms": round(ep.latency * 1000, 3),
                 "last_probe": ep.last_probe or None,
@@ -62,6 +64,8 @@ def agent_report(gw: GatewayView) -> dict[str, Any]:
                 "last_error": ep.last_error,
                 "probe_successes": ep.probe_successes,
                 "probe_failures": ep.probe_failures,
+                "connections_opened": ep.connections_opened,
+                "idle_connections": ep.idle_connections,
             }
             for ep in a.endpoints
         ]
