@@ -57,6 +57,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check python tests loadtests
 	$(BIN)/ruff format --check python tests loadtests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --release -- -D warnings
 

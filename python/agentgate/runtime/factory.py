@@ -6,8 +6,9 @@
 `create` resolves the reference (range, tag, exact version or `name@sha256:…`), verifies the
 signature again, validates `params` against the template's `params_schema` (`Invalid` names the
 JSON path), asks policy (stages `create` and `deploy`), persists the agent and writes the audit
-trail. Persisting bumps the store's `agents_version`; every gateway worker's store sync
-(`agentgate.gateway.sync`) sees that within one poll and swaps in a route table with the agent.
+trail. Persisting bumps the store's `agents_version`; every gateway's store source
+(`agentgate.runtime.store_source`) sees that within one poll and the gateway swaps in a route
+table with the agent.
 
 How an agent appears in the gateway (`gateway_parts`):
 - pool `<tenant>/<agent>`: the template's `spec` (kind `http`: endpoints, timeouts, retries,
@@ -190,7 +191,7 @@ class AgentRecord:
         }
 
 
-# --- gateway mapping (pure; shared with gateway/sync.py) --------------------------------------
+# --- gateway mapping (pure; used by runtime/store_source.py) ------------------------------
 
 
 def gateway_name(tenant_name: str, agent_name: str) -> str:
@@ -590,14 +591,7 @@ class AgentFactory:
         tpl.validate_params(params, "$.params")
         route_list = list(routes or [])
         tenant_name = await self._tenant_name(scope)
-        process = is_process(t.body)
-        if process:
-            self._runtime_check(t.body, params, agent_name, tenant_name, replicas)
-            if route_list:
-                check_routes(route_list)
-        else:
-            # builds the pool and routes now so a bad placeholder or route is refused first
-            gateway_parts(tenant_name, agent_name, t.body, params, route_list, model=tpl.model)
+        process = self._check(tpl, t.body, params, agent_name, tenant_name, replicas, route_list)
         sig, err = await self._verify(registry, t)
         target = f"agent:{agent_name}"
         decision = await self._decide(
@@ -644,6 +638,26 @@ class AgentFactory:
             },
         )
         return await self._record(scope, agent, tenant_name, t, decision, resolved.warning)
+
+    def _check(
+        self,
+        tpl: Any,
+        body: Mapping[str, Any],
+        params: Mapping[str, Any],
+        name: str,
+        tenant_name: str,
+        replicas: int,
+        routes: Sequence[Any],
+    ) -> bool:
+        """Refuse a bad agent before anything is stored; True for a `process` agent."""
+        if is_process(body):
+            self._runtime_check(body, params, name, tenant_name, replicas)
+            if routes:
+                check_routes(list(routes))
+            return True
+        # builds the pool and routes now so a bad placeholder or route is refused first
+        gateway_parts(tenant_name, name, body, params, routes, model=tpl.model)
+        return False
 
     def _runtime_check(
         self,
@@ -705,13 +719,7 @@ class AgentFactory:
         new_replicas = replicas if replicas is not None else current.replicas
         tpl.validate_params(new_params, "$.params")
         tenant_name = await self._tenant_name(scope)
-        process = is_process(t.body)
-        if process:
-            self._runtime_check(t.body, new_params, name, tenant_name, new_replicas)
-            if new_routes:
-                check_routes(new_routes)
-        else:
-            gateway_parts(tenant_name, name, t.body, new_params, new_routes, model=tpl.model)
+        process = self._check(tpl, t.body, new_params, name, tenant_name, new_replicas, new_routes)
         sig, err = await self._verify(registry, t)
         target = f"agent:{name}"
         decision = await self._decide(

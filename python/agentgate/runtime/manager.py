@@ -21,19 +21,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from agentgate.errors import AgentgateError, Invalid, NotFound
 from agentgate.runtime.autoscaler import KpaSettings, Load, LoadSource, ScalerState, decide
 from agentgate.runtime.capabilities import Capability
+from agentgate.runtime.factory import AuditLog
 from agentgate.runtime.forecast import WeeklyProfile
 from agentgate.runtime.spec import AgentSpec, is_process
 from agentgate.runtime.supervisor import StartResult
 from agentgate.store import Agent, Store, TenantScope
 from agentgate.store.runtime import RuntimeRepo
 
-__all__ = ["Backend", "FleetLoad", "Runtime"]
+__all__ = ["Backend", "DataPlaneLoad", "Runtime"]
 
 log = logging.getLogger("agentgate.runtime")
 
@@ -72,36 +73,16 @@ class Backend(Protocol):
         ...
 
 
-class AuditLog(Protocol):
-    """The factory's audit protocol (see `agentgate.runtime.factory.AuditLog`)."""
+class DataPlaneLoad:
+    """`LoadSource` over the data plane in this process: its per-agent in-flight and queued
+    counts (`Gateway.agents`)."""
 
-    async def record(
-        self,
-        scope: TenantScope,
-        *,
-        actor: str,
-        action: str,
-        target: str,
-        outcome: str,
-        decision: Mapping[str, Any] | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> object:
-        """Append one entry for the scope's tenant."""
-        ...
-
-
-class FleetLoad:
-    """`LoadSource` over the gateway workers' in-flight and queue gauges (the Prometheus
-    multiprocess files every worker writes; `agentgate serve` shares their directory)."""
+    def __init__(self, agents: Callable[[], Sequence[Any]]) -> None:
+        self._agents = agents
 
     def load(self) -> Mapping[str, Load]:
         """gateway pool name → Load."""
-        from agentgate.observe.metrics import fleet_state
-
-        out = {}
-        for name, v in fleet_state().items():
-            out[name] = Load(int(v.get("in_flight", 0)), int(v.get("queued", 0)))
-        return out
+        return {a.name: Load(int(a.in_flight), int(sum(a.queued))) for a in self._agents()}
 
 
 class Runtime:
@@ -200,7 +181,8 @@ class Runtime:
             await self.repo.set_status(agent.id, agent.tenant_id, "failed", res.reason, res.stderr)
             return await scope.agents.update(agent.name, state="failed")
         self.specs[agent.id] = spec
-        await self.repo.clear_status(agent.id)
+        if agent.state != "starting":  # a new agent has no failure to forget
+            await self.repo.clear_status(agent.id)
         if agent.state != "active":
             return await scope.agents.update(agent.name, state="active")
         return agent
