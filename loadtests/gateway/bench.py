@@ -290,7 +290,7 @@ class Server:
     name: str
     port: int
     command: Callable[[Path, CpuLayout], list[str] | None]  # None: nothing to start (direct)
-    bearer: str = API_KEY
+    key: str = API_KEY  # sent as X-API-Key on GETs, as a bearer token on POSTs
     env: Callable[[Path], dict[str, str]] = lambda _tmp: {}
     ready_timeout: float = 30.0
     exact_post: bool = True  # forwards the upstream's POST answer byte for byte
@@ -303,8 +303,8 @@ class Server:
     def headers(self, scenario: Scenario) -> dict[str, str]:
         """The same request headers for every server: an API key on GETs, a bearer on POSTs."""
         if scenario.body is None:
-            return {"X-API-Key": API_KEY}
-        return {"Authorization": f"Bearer {self.bearer}", "Content-Type": "application/json"}
+            return {"X-API-Key": self.key}
+        return {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
 
 
 NGINX_CONF = """\
@@ -476,6 +476,20 @@ def agentgate_prev_cmd(tmp: Path, cpus: CpuLayout) -> list[str]:
     )  # fmt: skip
 
 
+def _agentgate(
+    name: str, port: int, command: Callable[[Path, CpuLayout], list[str] | None]
+) -> Server:
+    """An agentgate (either version), with a data dir of its own in the run's temp dir."""
+    return Server(
+        name,
+        port,
+        command,
+        env=lambda tmp: {"AGENTGATE_DATA_DIR": str(tmp / f"{name}-data")},
+        ready_timeout=60,
+        python=True,
+    )
+
+
 def servers() -> dict[str, Server]:
     """All servers under test, by name."""
     return {
@@ -496,27 +510,13 @@ def servers() -> dict[str, Server]:
             "litellm",
             18087,
             litellm_cmd,
-            bearer=LITELLM_KEY,
+            key=LITELLM_KEY,
             env=litellm_env,
             ready_timeout=120,
             exact_post=False,
         ),
-        "agentgate-prev": Server(
-            "agentgate-prev",
-            18088,
-            agentgate_prev_cmd,
-            env=lambda tmp: {"AGENTGATE_DATA_DIR": str(tmp / "agentgate-prev-data")},
-            ready_timeout=60,
-            python=True,
-        ),
-        "agentgate": Server(
-            "agentgate",
-            18084,
-            agentgate_cmd,
-            env=lambda tmp: {"AGENTGATE_DATA_DIR": str(tmp / "agentgate-data")},
-            ready_timeout=60,
-            python=True,
-        ),
+        "agentgate-prev": _agentgate("agentgate-prev", 18088, agentgate_prev_cmd),
+        "agentgate": _agentgate("agentgate", 18084, agentgate_cmd),
     }
 
 
@@ -904,7 +904,10 @@ def main() -> None:
         os.sched_setaffinity(0, {int(c) for c in cpus.load.split(",")})
     registry = servers()
     if "agentgate-prev" in chosen:
-        print(f"agentgate-prev: {prev_venv()}", file=sys.stderr)  # build it before timing
+        try:  # build it before anything is timed; a failure shows in its rows
+            print(f"agentgate-prev: {prev_venv()}", file=sys.stderr)
+        except RuntimeError as e:
+            print(f"agentgate-prev: {e}", file=sys.stderr)
     runs: list[dict[str, Any]] = []
     pycounts: list[dict[str, Any]] = []
     started = time.time()
