@@ -812,9 +812,12 @@ def count_python(server: Server, settings: Settings, cpus: CpuLayout, tmp: Path)
                     result[sc.key] = {
                         "requests": n,
                         "counts": counts,
+                        # beyond the idle rate: what the requests cost
                         "per_request": {
                             k: (counts[k] - idle[k]) / n if n else None for k in PROBES
                         },
+                        # everything during the run, timers included: an upper bound
+                        "all_per_request": {k: counts[k] / n if n else None for k in PROBES},
                     }
     except (RuntimeError, OSError, subprocess.TimeoutExpired, StopIteration) as e:
         result["error"] = str(e)

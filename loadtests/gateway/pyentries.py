@@ -3,8 +3,8 @@
 uprobes on libpython, so nothing in the server can hide a call: every entry into the
 interpreter from native code (an event-loop callback, a coroutine step, a call from Rust or from
 granian into Python) runs _PyEval_EvalFrameDefault, on whatever thread it happens (calls from
-Python to Python stay inside it and are not counted); PyGILState_Ensure counts native threads
-that take the GIL to call Python.
+Python to Python stay inside it and are not counted); PyGILState_Ensure counts native code (a
+Rust thread, a C or Cython callback) taking the GIL to call Python.
 """
 
 from __future__ import annotations

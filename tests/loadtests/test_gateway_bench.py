@@ -111,7 +111,8 @@ def test_summary_ratios_targets_and_tables() -> None:
          "get_1k": {"per_request": {"eval": 0.001, "gil": 0.0}},
          "post": {"per_request": {"eval": -0.002, "gil": 0.0}}},
         {"server": "agentgate-prev", "idle": {"eval": 900, "gil": 10, "seconds": 5},
-         "get_1k": {"per_request": {"eval": 14.2, "gil": 3.0}},
+         "get_1k": {"per_request": {"eval": 14.2, "gil": 3.0},
+                    "all_per_request": {"eval": 14.3, "gil": 3.0}},
          "post": {"per_request": {"eval": 19.5, "gil": 4.0}}},
     ]  # fmt: skip
     summary = summarize(runs, pycounts, settings)
@@ -128,7 +129,7 @@ def test_summary_ratios_targets_and_tables() -> None:
     table = markdown(summary, meta, settings)
     assert "| agentgate | 19000 (0.95×) | 19000 (0.95×) | 19000 (0.95×) |" in table
     assert "| litellm | failed: not ready after 120s |" in table
-    assert "| agentgate-prev | 180 | 14.20 | 19.50 | 3.00 / 4.00 |" in table
+    assert "| agentgate-prev | 180 | 14.20 (14.30) | 19.50 (–) | 3.00 / 4.00 |" in table
 
 
 def test_a_slower_agentgate_misses_its_targets() -> None:
