@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -96,6 +97,7 @@ class Settings:
     log_keep: int = 3
     pool_cap: int = 64
     housekeeping: float = 2.0
+    refill_delay: float = 0.05  # after a claim: let the new agent's first requests go first
 
     def backoff(self, failures: int) -> float:
         """Delay before restarting after the `failures`-th consecutive crash."""
@@ -288,8 +290,12 @@ class Supervisor:
         self.closed = True
         if self._housekeeper is not None:
             self._housekeeper.cancel()
-        for t in list(self._filling.values()) + list(self._tasks):
+        fills = list(self._filling.values())
+        for t in fills:
             t.cancel()
+        await asyncio.gather(*fills, return_exceptions=True)  # their cleanups run now
+        # drains already under way (scale-down) finish: they own their replicas
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
         stops = [self.stop_agent(aid) for aid in list(self.agents)]
         stops += [self._stop(r, publish=False) for q in self.pools.values() for r in list(q)]
         await asyncio.gather(*stops, return_exceptions=True)
@@ -320,9 +326,7 @@ class Supervisor:
         if gone:
             raise Refused(gone)
         if self.caps.get("seccomp", _NO).available:
-            from agentgate import _core
-
-            _core.seccomp_check(list(spec.spec.seccomp.deny), spec.spec.seccomp.on_deny)
+            _seccomp_check(tuple(spec.spec.seccomp.deny), spec.spec.seccomp.on_deny)
 
     def base_env(self) -> dict[str, str]:
         """Environment of runtime helper processes (not the replicas: theirs is built)."""
@@ -518,7 +522,7 @@ class Supervisor:
                     self._start_time = 0.8 * self._start_time + 0.2 * took
                     return True
                 await asyncio.wait({exited}, timeout=delay)
-                delay = min(delay * 2, 0.05)
+                delay = min(delay * 2, 0.01)
             return False
         finally:
             exited.cancel()
@@ -541,6 +545,15 @@ class Supervisor:
         try:
             await self._launch(spec, r)
             ok = await self._ready(spec, r)
+        except asyncio.CancelledError:
+            # cancelled mid-start (a pool refill at close): leave nothing running
+            r.signal(signal.SIGKILL)
+            if r.cgroup is not None and self.cgroups is not None:
+                with contextlib.suppress(OSError):
+                    self.cgroups.kill(r.cgroup)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._cleanup(r))
+            raise
         except Exception as e:  # fork server could not import the app, or fork failed
             await self._discard(r)
             text = str(e).strip()
@@ -676,8 +689,8 @@ class Supervisor:
             r, why = await self._cold(spec, spec.agent_id)
             if r is None:
                 return False, why
-        if spec.scaling.warm_pool:
-            self.prewarm(spec)  # refill in the background
+        if spec.scaling.warm_pool:  # refill in the background, just after this claim
+            asyncio.get_running_loop().call_later(self.settings.refill_delay, self.prewarm, spec)
         r.bind(spec.agent_id)
         r.state = "ready"
         run.replicas[r.id] = r
@@ -858,6 +871,14 @@ class Supervisor:
                 raise
             except Exception:
                 log.exception("runtime housekeeping failed")
+
+
+@functools.lru_cache(maxsize=256)
+def _seccomp_check(deny: tuple[str, ...], on_deny: str) -> int:
+    """Compile the profile once per distinct deny list (ValueError names a bad syscall)."""
+    from agentgate import _core
+
+    return _core.seccomp_check(list(deny), on_deny)
 
 
 def _rotate_all(reps: list[Replica]) -> None:
