@@ -87,6 +87,7 @@ class Settings:
     python: str = sys.executable
     uid_base: int = 110_000
     uid_count: int = 50_000
+    uid_dir: Path = Path("/run/agentgate/uids")  # host-wide claims: one uid, one replica
     grace: float = 10.0
     unpublish_wait: float = 0.1  # let gateway workers (25 ms polls) drop the endpoint first
     backoff_base: float = 1.0
@@ -337,15 +338,38 @@ class Supervisor:
 
     # ---- replicas ----
     def _alloc_uid(self) -> int | None:
+        """A uid no other replica on this host has: claimed by an O_EXCL file in `uid_dir`
+        (shared by every supervisor here), holding the claimer's pid so a dead one's claims
+        can be taken back."""
         if not self.caps.get("unprivileged_uid", _NO).available:
             return None
         s = self.settings
+        s.uid_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        start = uuid.uuid4().int
         for i in range(s.uid_count):
-            uid = s.uid_base + (hash(uuid.uuid4().hex) + i) % s.uid_count
-            if uid not in self._uids:
-                self._uids.add(uid)
-                return uid
+            uid = s.uid_base + (start + i) % s.uid_count
+            if uid in self._uids:
+                continue
+            claim = s.uid_dir / str(uid)
+            try:
+                fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                if not _stale(claim):
+                    continue
+                claim.unlink(missing_ok=True)
+                try:
+                    fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                except FileExistsError:
+                    continue
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            self._uids.add(uid)
+            return uid
         return None
+
+    def _free_uid(self, uid: int) -> None:
+        self._uids.discard(uid)
+        (self.settings.uid_dir / str(uid)).unlink(missing_ok=True)
 
     def _plan(self, spec: AgentSpec, r: Replica, procs: list[str]) -> Plan:
         s = spec.spec
@@ -373,7 +397,7 @@ class Supervisor:
             and blocked_dirs(exposed, r.uid, r.uid)
         ):
             # without a mount namespace the uid could not reach the interpreter: keep root
-            self._uids.discard(r.uid)
+            self._free_uid(r.uid)
             r.uid = None
         return Plan(
             run_dir=str(r.run_dir),
@@ -584,7 +608,7 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(self.cgroups.remove, r.cgroup)
         if r.uid is not None:
-            self._uids.discard(r.uid)
+            self._free_uid(r.uid)
         await asyncio.to_thread(r.remove_files)
         r.state = "stopped"
 
@@ -871,6 +895,23 @@ class Supervisor:
                 raise
             except Exception:
                 log.exception("runtime housekeeping failed")
+
+
+def _stale(claim: Path) -> bool:
+    """Whether a uid claim's supervisor is gone."""
+    try:
+        pid = int(claim.read_text() or "0")
+    except (OSError, ValueError):
+        return False  # being written right now
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 @functools.lru_cache(maxsize=256)
