@@ -72,12 +72,6 @@ async def store(gw: Gateway, data_dir: Path) -> AsyncIterator[Store]:
     await s.close()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 async def report(http: aiohttp.ClientSession, gw: Gateway) -> dict[str, Any]:
     async with http.get(f"{gw.admin}/api/health/agents") as r:
         assert r.status == 200

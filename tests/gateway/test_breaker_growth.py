@@ -7,7 +7,7 @@ The gateway reports every endpoint's trip count and current cool-down on
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -39,12 +39,6 @@ routes:
 def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     with running_gateway(config(upstream), tmp_path_factory.mktemp("breaker")) as g:
         yield g
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def endpoint(http: aiohttp.ClientSession, gw: Gateway, agent: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ never reaches the agent; both limits are configurable."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import aiohttp
 import pytest
@@ -42,12 +42,6 @@ def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 def config_with(upstream: Upstream) -> Callable[[str], str]:
     """The module's config with an extra top-level section."""
     return lambda section: config(upstream, section)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def rejected_431(http: aiohttp.ClientSession, gw: Gateway) -> float:

@@ -3,7 +3,7 @@ and drops the agent's `Proxy-Authenticate`, unless the route says `forward_proxy
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -32,12 +32,6 @@ auth:
 def gw(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     with running_gateway(config(upstream), tmp_path_factory.mktemp("proxyauth")) as g:
         yield g
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def exchange(

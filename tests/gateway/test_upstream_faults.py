@@ -6,7 +6,7 @@ upstream request."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -46,12 +46,6 @@ def gw(
 ) -> Iterator[Gateway]:
     with running_gateway(config(ups), tmp_path_factory.mktemp("faults")) as g:
         yield g
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def agent_state(http: aiohttp.ClientSession, gw: Gateway, agent: str) -> dict[str, Any]:

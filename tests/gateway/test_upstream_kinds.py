@@ -146,12 +146,6 @@ def gw(
         yield g
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 @pytest.mark.parametrize("kind", ["unix", "tls"])
 async def test_request_and_sse_through_each_kind(
     gw: Gateway, ups: Upstreams, http: aiohttp.ClientSession, kind: str

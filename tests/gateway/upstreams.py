@@ -45,6 +45,45 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+class LoopThread:
+    """A server on its own event loop in a daemon thread: `_open()` binds it (in that loop),
+    `_close()` releases it once `stop()` ends the loop."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+
+    async def _open(self) -> None:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        return None
+
+    def _serve_in_thread(self, name: str) -> None:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self._open())
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._close())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError(f"{name} did not start")
+
+    def stop(self) -> None:
+        """Stop serving and join the thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+
 def nginx_path(raw: str) -> str:
     """The resource a normalising server (nginx's defaults) serves for a raw request path."""
     path = re.sub("/+", "/", unquote(raw.split("?", 1)[0]))
@@ -54,7 +93,7 @@ def nginx_path(raw: str) -> str:
     return resolved
 
 
-class Upstream:
+class Upstream(LoopThread):
     """An upstream HTTP server on a free port (or a Unix socket, or TLS), in its own thread."""
 
     def __init__(
@@ -81,9 +120,7 @@ class Upstream:
         self.first_chunk: dict[str, threading.Event] = {}
         self.disconnected: dict[str, threading.Event] = {}
         self.finished: dict[str, float] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
 
     def event(self, table: dict[str, threading.Event], key: str) -> threading.Event:
         """The (created on demand) event for `key` in one of the event tables."""
@@ -92,48 +129,29 @@ class Upstream:
     # ---- lifecycle ----
     def start(self) -> Upstream:
         """Start serving; returns when the port accepts connections."""
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            asyncio.set_event_loop(loop)
-            app = web.Application(client_max_size=1024**3)
-            app.router.add_route("*", "/{tail:.*}", self._dispatch)
-            self._runner = web.AppRunner(
-                app, access_log=None, handler_cancellation=True, **_BIG_HEADS
-            )
-            loop.run_until_complete(self._runner.setup())
-            site: web.BaseSite
-            if self.unix is not None:
-                site = web.UnixSite(self._runner, self.unix)
-                loop.run_until_complete(site.start())
-                self.url = f"unix:{self.unix}"
-            else:
-                site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls)
-                loop.run_until_complete(site.start())
-                server = site._server
-                assert isinstance(server, asyncio.base_events.Server)
-                self.port = int(server.sockets[0].getsockname()[1])
-                scheme = "https" if self.tls is not None else "http"
-                self.url = f"{scheme}://127.0.0.1:{self.port}"
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"upstream-{self.name}", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("upstream did not start")
+        self._serve_in_thread(f"upstream-{self.name}")
         return self
 
-    def stop(self) -> None:
-        """Stop serving and join the thread."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
+    async def _open(self) -> None:
+        app = web.Application(client_max_size=1024**3)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, **_BIG_HEADS)
+        await self._runner.setup()
+        if self.unix is not None:
+            await web.UnixSite(self._runner, self.unix).start()
+            self.url = f"unix:{self.unix}"
+            return
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls)
+        await site.start()
+        server = site._server
+        assert isinstance(server, asyncio.base_events.Server)
+        self.port = int(server.sockets[0].getsockname()[1])
+        scheme = "https" if self.tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+
+    async def _close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
 
     # ---- behaviours ----
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -325,7 +343,7 @@ def response(body: bytes = b"ok", status: str = "200 OK", extra: bytes = b"") ->
     return f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n".encode() + extra + b"\r\n" + body
 
 
-class ScriptedUpstream:
+class ScriptedUpstream(LoopThread):
     """A raw TCP upstream whose every connection runs `script` (set by the test) in its own
     thread and loop; `event(name)` is a threading.Event scripts set for the test to wait on."""
 
@@ -335,8 +353,7 @@ class ScriptedUpstream:
         self.events: dict[str, threading.Event] = {}
         self.port = 0
         self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server
 
     def event(self, name: str) -> threading.Event:
         """The (created on demand) event `name`."""
@@ -355,28 +372,13 @@ class ScriptedUpstream:
 
     def start(self) -> ScriptedUpstream:
         """Start serving on a free port; returns when it accepts connections."""
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            server = loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
-            self.port = int(server.sockets[0].getsockname()[1])
-            self.url = f"http://127.0.0.1:{self.port}"
-            ready.set()
-            loop.run_forever()
-            server.close()
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="scripted-upstream", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("scripted upstream did not start")
+        self._serve_in_thread("scripted-upstream")
         return self
 
-    def stop(self) -> None:
-        """Stop serving and join the thread."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
+    async def _open(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    async def _close(self) -> None:
+        self._server.close()
