@@ -1,4 +1,6 @@
-"""`agentgate …` entry point: `agentgate serve --config FILE` supervises granian processes."""
+"""`agentgate …` entry point: `serve --config FILE` supervises granian processes; the
+control-plane commands (admin, tenant, keys, template, agent, policy, audit) are in `cli_control`.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from agentgate.api.auth import admin_exposure_warning
 from agentgate.config import ConfigError, GatewayConfig, load_config
 from agentgate.store import open_store
 
-__all__ = ["main", "serve"]
+__all__ = ["build_parser", "main", "serve"]
 
 log = logging.getLogger("agentgate")
 
@@ -89,6 +92,9 @@ def serve(
         return 2
     listen = listen or cfg.listen
     admin_listen = admin_listen or cfg.admin_listen
+    exposed = admin_exposure_warning(admin_listen, cfg.admin_auth)
+    if exposed:
+        print(f"agentgate: warning: {exposed}", file=sys.stderr, flush=True)
     run_dir = tempfile.mkdtemp(prefix="agentgate-")
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(run_dir, "metrics")
     os.makedirs(metrics_dir, exist_ok=True)
@@ -180,8 +186,8 @@ def serve(
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run the command."""
+def build_parser() -> argparse.ArgumentParser:
+    """The `agentgate` argument parser with every sub-command."""
     parser = argparse.ArgumentParser(prog="agentgate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the gateway")
@@ -193,10 +199,17 @@ def main(argv: list[str] | None = None) -> int:
     from agentgate import cli_control  # control-plane commands (admin, keys, template, …)
 
     cli_control.add_commands(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the command."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "serve":
         return serve(args.config, args.workers, args.listen, args.admin_listen, args.quiet)
+    from agentgate import cli_control
+
     code = cli_control.run(args)
     return 2 if code is None else code
 

@@ -357,6 +357,9 @@ class GatewayConfig(_Model):
     auth: AuthConfig = AuthConfig()
     signatures: SignatureConfig = SignatureConfig()
     demo_echo: HostPort | None = None  # start the bundled demo echo agent on this address
+    # `required`: the admin listener's /metrics, /api/config and /api/health/agents need an API
+    # key with a control-plane role (see `agentgate.api.auth.admin_guard`); `none`: open
+    admin_auth: Literal["none", "required"] = "none"
     # control-plane state: PostgreSQL when set (postgresql://…), else SQLite in `data_dir`
     database_url: str | None = None
     data_dir: str = ".agentgate"
@@ -366,11 +369,25 @@ class GatewayConfig(_Model):
         return [r.id or f"{r.agent}:{r.match.pattern}" for r in self.routes]
 
     def redacted(self) -> dict[str, Any]:
-        """The config as plain data with secrets (key hashes) replaced."""
+        """The config as plain data with secrets (key hashes, database password) replaced."""
         data = self.model_dump(mode="json")
         for k in data["auth"]["api_keys"]:
             k["hash"] = "<redacted>"
+        if data["database_url"]:
+            data["database_url"] = _redact_url(data["database_url"])
         return data
+
+
+def _redact_url(url: str) -> str:
+    out = url
+    netloc = urlsplit(url).netloc
+    if "@" in netloc:
+        userinfo = netloc.rpartition("@")[0]
+        user, sep, _ = userinfo.partition(":")
+        if sep:
+            out = out.replace(f"//{userinfo}@", f"//{user}:<redacted>@", 1)
+    # libpq also takes the password as a query parameter
+    return re.sub(r"(?i)([?&])((?:ssl)?password)=[^&#]*", r"\1\2=<redacted>", out)
 
 
 class _Loader(yaml.SafeLoader):

@@ -1,11 +1,17 @@
-"""Admin listener: /healthz, /readyz, /metrics, /api/health/agents, /api/config (redacted)."""
+"""Admin listener: /healthz, /readyz, /metrics, /api/health/agents, /api/config (redacted), and
+the control-plane REST API under /api.
+
+/healthz and /readyz are always open (probes). /metrics, /api/config and /api/health/agents are
+open too unless the config says `admin_auth: required`; then `agentgate.api.auth.admin_access`
+wants a viewer-or-above key. The REST API authenticates every call itself.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -13,6 +19,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from agentgate.api.app import from_env as control_api
+from agentgate.api.auth import admin_access
+from agentgate.api.problems import exception_handlers
 from agentgate.config import ConfigError, GatewayConfig, load_config
 from agentgate.gateway.engine import Engine
 from agentgate.gateway.health import HealthChecker
@@ -130,6 +138,17 @@ def create_app(config: GatewayConfig | None = None, config_path: str | None = No
     # AGENTGATE_DATA_DIR (set by `agentgate serve` from the config); the admin routes above win.
     api = control_api()
 
+    def guarded(
+        view: Callable[[Request], Awaitable[Response]],
+    ) -> Callable[..., Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            await state.refresh()  # the admin_auth and keys of the config in force
+            # store keys are checked by the API's context (present once its lifespan ran)
+            await admin_access(request, state.config, getattr(api.state, "context", None))
+            return await view(request)
+
+        return run
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await state.start()
@@ -143,10 +162,11 @@ def create_app(config: GatewayConfig | None = None, config_path: str | None = No
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/metrics", metrics),
-            Route("/api/health/agents", agents),
-            Route("/api/config", config_view),
+            Route("/metrics", guarded(metrics)),
+            Route("/api/health/agents", guarded(agents)),
+            Route("/api/config", guarded(config_view)),
             Mount("/", app=api),
         ],
+        exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
