@@ -1,4 +1,5 @@
-"""Agents made from templates: the factory now; managed workers, pools and scaling later."""
+"""Agents made from templates: the agent factory (create, update, delete with drain), which puts
+each agent's pool and routes into the store for the gateway workers to pick up."""
 
 from agentgate.runtime.factory import (
     AgentFactory,

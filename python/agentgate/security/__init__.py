@@ -1,1 +1,1 @@
-"""Security: secrets, encryption, the audit chain, GDPR, backups."""
+"""Security: the hash-chained audit trail (`audit`: sealing, chain verification, export)."""
