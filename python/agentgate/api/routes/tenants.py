@@ -11,6 +11,7 @@ from agentgate.api.routes._common import Context, audited, body, dump, dump_list
 from agentgate.api.routes._models import KeyCreate, KeyOut, TenantCreate, TenantOut, TenantUpdate
 from agentgate.errors import Forbidden, NotFound
 from agentgate.tenancy import (
+    Principal,
     create_key,
     create_tenant,
     delete_tenant,
@@ -30,6 +31,17 @@ def _system_only(p: object) -> None:
 
 def routes(ctx: Context) -> list[Route]:
     """The tenant routes."""
+
+    async def administered(request: Request, action: str) -> tuple[Principal, str]:
+        # The caller and the path's tenant, for acts only a system admin may do there: another
+        # tenant's id is 404 to everyone else (never confirm it exists), its own is 403.
+        p = await ctx.principal(request, action)
+        tid: str = request.path_params["tenant_id"]
+        if not p.system:
+            if tid != p.tenant_id:
+                raise NotFound(f"tenant {tid} not found")
+            _system_only(p)
+        return p, tid
 
     async def list_(request: Request) -> Response:
         p = await ctx.principal(request, "tenant:read")
@@ -63,12 +75,7 @@ def routes(ctx: Context) -> list[Route]:
         return json(dump(TenantOut, await get_tenant(ctx.store, tid)))
 
     async def update(request: Request) -> Response:
-        p = await ctx.principal(request, "tenant:write")
-        tid = request.path_params["tenant_id"]
-        if not p.system:
-            if tid != p.tenant_id:
-                raise NotFound(f"tenant {tid} not found")
-            _system_only(p)
+        p, tid = await administered(request, "tenant:write")
         b = await body(request, TenantUpdate)
         t = await audited(
             ctx,
@@ -87,12 +94,7 @@ def routes(ctx: Context) -> list[Route]:
         return json(dump(TenantOut, t))
 
     async def delete(request: Request) -> Response:
-        p = await ctx.principal(request, "tenant:write")
-        tid = request.path_params["tenant_id"]
-        if not p.system:
-            if tid != p.tenant_id:
-                raise NotFound(f"tenant {tid} not found")
-            _system_only(p)
+        p, tid = await administered(request, "tenant:write")
         require(p, "tenant:write")
         if tid == p.tenant_id:
             raise Forbidden("a key cannot delete its own tenant")
@@ -104,12 +106,7 @@ def routes(ctx: Context) -> list[Route]:
     async def create_key_(request: Request) -> Response:
         # A new tenant's first admin key (and any later one) without database access: the
         # system admin issues it here; the secret is in this response only.
-        p = await ctx.principal(request, "key:manage")
-        tid = request.path_params["tenant_id"]
-        if not p.system:
-            if tid != p.tenant_id:
-                raise NotFound(f"tenant {tid} not found")
-            _system_only(p)
+        p, tid = await administered(request, "key:manage")
         b = await body(request, KeyCreate)
         t = await get_tenant(ctx.store, tid)
         rec, secret = await audited(
