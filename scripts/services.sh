@@ -4,6 +4,9 @@
 #   skipped when AGENTGATE_TEST_DATABASE_URL points at a server.
 # - promtool, from the `prometheus` package (tests/gateway/test_metrics_exposition.py checks the
 #   gateway's /metrics with `promtool check metrics`). No Prometheus server is left running.
+# - redis-server (tests/redis_ephemeral.py runs one on a Unix socket in a temp dir).
+# - a JRE and Maven, then the Kafka broker jars from Maven Central (scripts/kafka.sh, cached in
+#   ~/.cache/agentgate; tests/kafka_ephemeral.py runs a single-node KRaft broker from them).
 # Does nothing when everything is present.
 set -euo pipefail
 
@@ -13,6 +16,15 @@ have_pg() {
 have_promtool() {
   command -v promtool >/dev/null 2>&1
 }
+have_redis() {
+  command -v redis-server >/dev/null 2>&1
+}
+have_java() {
+  command -v java >/dev/null 2>&1
+}
+have_mvn() {
+  command -v mvn >/dev/null 2>&1
+}
 
 missing=()
 if [ -z "${AGENTGATE_TEST_DATABASE_URL:-}" ] && ! have_pg; then
@@ -21,8 +33,12 @@ fi
 if ! have_promtool; then
   missing+=(prometheus)
 fi
+have_redis || missing+=(redis-server)
+have_java || missing+=(default-jre-headless)
+have_mvn || missing+=(maven)
+here="$(cd "$(dirname "$0")" && pwd)"
 if [ "${#missing[@]}" -eq 0 ]; then
-  exit 0
+  exec bash "$here/kafka.sh"
 fi
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "services: missing ${missing[*]}; install (Debian: apt-get install -y ${missing[*]})" \
@@ -59,5 +75,16 @@ for pkg in "${missing[@]}"; do
         /etc/init.d/prometheus stop >/dev/null 2>&1 || true
       fi
       ;;
+    redis-server)
+      # the package's own server stays off (policy-rc.d above): tests start their own
+      apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+      have_redis || { echo "services: redis-server install failed" >&2; exit 1; }
+      update-rc.d redis-server disable >/dev/null 2>&1 || true
+      deb-systemd-helper disable redis-server.service >/dev/null 2>&1 || true
+      ;;
+    default-jre-headless | maven)
+      apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
+      ;;
   esac
 done
+bash "$here/kafka.sh"

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from pg_ephemeral import PgUnavailable, ephemeral_postgres
+from redis_ephemeral import RedisServer, RedisUnavailable, ephemeral_redis
+from service_check import service_unavailable
 
 
 class FakeClock:
@@ -37,6 +39,21 @@ def _unavailable(reason: str) -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"PostgreSQL required in CI: {reason}", pytrace=False)
     pytest.skip(f"PostgreSQL unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server for this session (Unix socket, AOF with appendfsync always)."""
+    try:
+        cm = ephemeral_redis()
+        server = cm.__enter__()
+    except (RedisUnavailable, OSError) as e:
+        service_unavailable("redis-server", str(e))
+        return
+    try:
+        yield server
+    finally:
+        cm.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """`agentgate …` entry point: `serve --config FILE` supervises granian processes; the
-control-plane commands (admin, tenant, keys, template, agent, policy, audit) are in `cli_control`.
+control-plane commands (admin, tenant, keys, template, agent, policy, audit) are in `cli_control`,
+the security ones in `cli_security`.
 """
 
 from __future__ import annotations
@@ -199,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agentgate import cli_control  # control-plane commands (admin, keys, template, …)
 
     cli_control.add_commands(sub)
+    from agentgate import cli_security  # secrets, privacy, backup
+
+    cli_security.add_commands(sub)
     return parser
 
 
@@ -208,9 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "serve":
         return serve(args.config, args.workers, args.listen, args.admin_listen, args.quiet)
-    from agentgate import cli_control
+    from agentgate import cli_control, cli_security
 
     code = cli_control.run(args)
+    if code is None:
+        code = cli_security.run(args)
     return 2 if code is None else code
 
 

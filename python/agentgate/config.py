@@ -20,6 +20,9 @@ from pydantic import (
     model_validator,
 )
 
+from agentgate.config_security import BackupConfig, PrivacyConfig, SecretsConfig
+from agentgate.secret_refs import check_template
+
 __all__ = [
     "PRIORITIES",
     "Agent",
@@ -222,6 +225,18 @@ class Agent(_Model):
     max_queue: int = Field(default=1024, ge=0)
     queue_timeout: Duration = 1.0
     host_header: Literal["upstream", "preserve"] = "upstream"
+    # added to every upstream request; values may use ${secret:NAME} (resolved by the control
+    # plane's secret store, never written to the config)
+    headers: dict[str, str] = {}
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+                raise ValueError(f"not an HTTP header name: {name!r}")
+            check_template(value)
+        return v
 
 
 class Match(_Model):
@@ -363,6 +378,9 @@ class GatewayConfig(_Model):
     # control-plane state: PostgreSQL when set (postgresql://…), else SQLite in `data_dir`
     database_url: str | None = None
     data_dir: str = ".agentgate"
+    secrets: SecretsConfig = SecretsConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    backup: BackupConfig | None = None
 
     def route_ids(self) -> list[str]:
         """Each route's id: the explicit one, or `<agent>:<path pattern>`."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from agentgate import crypto
 from agentgate.api.app import create_api, standalone
 from agentgate.registry.digest import digest as template_digest
 from agentgate.registry.signing import sign_template
+from agentgate.security.services import Security
 from agentgate.store import Store, open_store
 from agentgate.tenancy import create_key, create_tenant
 
@@ -80,7 +82,9 @@ async def make_api(url: str | None, data_dir: Path) -> tuple[Api, Any]:
     clock = Clock()
     store = await open_store(url, data_dir, clock=clock)
     _, _, secret = await bootstrap(store)
-    app = standalone(create_api(store))
+    # the secret routes need a key ring: a random master key per API under test
+    sec = Security(store, env={"AGENTGATE_MASTER_KEY": os.urandom(32).hex()})
+    app = standalone(create_api(store, security=sec))
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
         base_url="http://api",

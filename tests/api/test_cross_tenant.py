@@ -41,6 +41,8 @@ TEMPLATE = "summarizer"
 TAG = "stable"
 POLICY = "guard"
 AGENT = "summarizer"  # the agent takes its template's name
+SECRET = "openai"
+SUBJECT = "erin@example.com"
 A_VERSIONS = ("1.2.3", "1.3.0")
 B_VERSION = "9.0.0"
 
@@ -66,6 +68,7 @@ class Tenant:
     key_ids: list[str] = field(default_factory=list)
     digests: list[str] = field(default_factory=list)
     agent_id: str = ""
+    privacy_request_id: str = ""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -97,6 +100,7 @@ class World:
             A_MARK,
             self.publisher_keyid,
             self.a.agent_id,
+            self.a.privacy_request_id,
             *self.a.key_ids,
             *self.a.digests,
         ]
@@ -196,6 +200,16 @@ async def _populate_a(w: World) -> None:
     agent = await _ok(await call(a, "post", "/api/agents", body=body), 201)
     a.agent_id = agent["id"]
     assert agent["tenant"] == a.name
+    # a secret (its value is write-only: no answer to anybody carries it)
+    body = {"name": SECRET, "value": "value-" + A_MARK, "description": A_MARK}
+    await _ok(await call(a, "post", "/api/secrets", body=body), 201)
+    # a consent record and a data subject request about one of A's users
+    body = {"subject": SUBJECT, "purpose": "newsletter", "granted": True, "source": A_MARK}
+    await _ok(await call(a, "post", "/api/privacy/consents", body=body), 201)
+    body = {"subject": SUBJECT, "kind": "access", "note": A_MARK}
+    a.privacy_request_id = (
+        await _ok(await call(a, "post", "/api/privacy/requests", body=body), 201)
+    )["id"]
 
 
 async def _snapshot_a(w: World) -> dict[str, Any]:
@@ -219,6 +233,10 @@ async def _snapshot_a(w: World) -> dict[str, Any]:
         "/api/agents",
         f"/api/agents/{AGENT}",
         "/api/audit?limit=10000",
+        "/api/secrets",
+        f"/api/secrets/{SECRET}",
+        "/api/privacy/requests",
+        f"/api/privacy/consents?subject={SUBJECT}",
     ]
     snap: dict[str, Any] = {}
     for url in reads:
@@ -301,6 +319,21 @@ OBJECT: dict[Op, Callable[[World], list[Call]]] = {
         Call({"name": AGENT}, body={"template": f"{TEMPLATE}@1.2.3"}),
     ],
     ("delete", "/api/agents/{name}"): lambda w: [Call({"name": AGENT})],
+    ("get", "/api/secrets/{name}"): lambda w: [Call({"name": SECRET})],
+    ("delete", "/api/secrets/{name}"): lambda w: [Call({"name": SECRET})],
+    ("get", "/api/privacy/requests/{request_id}"): lambda w: [
+        Call({"request_id": w.a.privacy_request_id})
+    ],
+    ("post", "/api/privacy/requests/{request_id}/process"): lambda w: [
+        Call({"request_id": w.a.privacy_request_id})
+    ],
+    ("get", "/api/privacy/requests/{request_id}/export"): lambda w: [
+        Call({"request_id": w.a.privacy_request_id})
+    ],
+    ("post", "/api/secrets/{name}/rotate"): lambda w: [
+        Call({"name": SECRET}, body={"value": "stolen"}),
+        Call({"name": SECRET}, body={}),
+    ],
 }
 
 
@@ -417,6 +450,19 @@ LISTS: dict[Op, Callable[[World], Awaitable[None]]] = {
     ("get", "/api/audit"): _list_audit,
     ("get", "/api/audit/export"): _export_audit,
     ("post", "/api/policies/dry-run"): _dry_run,
+    ("get", "/api/secrets"): lambda w: _lists_plain(w, ("get", "/api/secrets"), [{}]),
+    ("get", "/api/privacy/requests"): lambda w: _lists_plain(
+        w, ("get", "/api/privacy/requests"), [{}, {"status": "received"}, {"overdue": "1"}]
+    ),
+    ("get", "/api/privacy/consents"): lambda w: _lists_plain(
+        w, ("get", "/api/privacy/consents"), [{}, {"subject": SUBJECT}, {"purpose": "newsletter"}]
+    ),
+    ("get", "/api/privacy/retention"): lambda w: _lists_plain(
+        w, ("get", "/api/privacy/retention"), [{}]
+    ),
+    ("get", "/api/secrets/-/rotation"): lambda w: _lists_plain(
+        w, ("get", "/api/secrets/-/rotation"), [{}]
+    ),
 }
 
 
@@ -516,6 +562,29 @@ async def _create_agent(w: World) -> None:
     assert got["id"] == w.a.agent_id
 
 
+async def _create_secret(w: World) -> None:
+    body = {"name": SECRET, "value": "value-" + B_MARK, "description": B_MARK}
+    out = await _ok(await w.call(w.b, "post", "/api/secrets", body=body), 201)
+    assert out["tenant_id"] == w.b.id
+    got = await _ok(await w.call(w.a, "get", f"/api/secrets/{SECRET}"))
+    assert got["description"] == A_MARK
+
+
+async def _create_privacy(w: World) -> None:
+    body = {"subject": SUBJECT, "kind": "access", "note": B_MARK}
+    out = await _ok(await w.call(w.b, "post", "/api/privacy/requests", body=body), 201)
+    assert out["tenant_id"] == w.b.id
+    _is_problem(await w.call(w.a, "get", f"/api/privacy/requests/{out['id']}"), 404)
+
+
+async def _create_consent(w: World) -> None:
+    body = {"subject": SUBJECT, "purpose": "newsletter", "granted": False, "source": B_MARK}
+    out = await _ok(await w.call(w.b, "post", "/api/privacy/consents", body=body), 201)
+    assert out["tenant_id"] == w.b.id
+    mine = await _ok(await w.call(w.b, "get", "/api/privacy/consents", query={"subject": SUBJECT}))
+    assert [c["source"] for c in mine] == [B_MARK]
+
+
 # in order: a template needs B's publisher key, the agent B's template
 CREATE: dict[Op, Callable[[World], Awaitable[None]]] = {
     ("post", "/api/keys"): _create_key,
@@ -524,6 +593,9 @@ CREATE: dict[Op, Callable[[World], Awaitable[None]]] = {
     ("post", "/api/trust-roots"): _create_trust_root,
     ("post", "/api/policies"): _create_policy,
     ("post", "/api/agents"): _create_agent,
+    ("post", "/api/secrets"): _create_secret,
+    ("post", "/api/privacy/requests"): _create_privacy,
+    ("post", "/api/privacy/consents"): _create_consent,
 }
 
 
@@ -540,6 +612,10 @@ SYSTEM: dict[Op, Call] = {
     ("get", "/api/tenants"): Call({}),
     ("post", "/api/tenants"): Call({}, body={"name": "evil"}),
     ("get", "/api/audit/verify"): Call({}),
+    ("get", "/api/secrets/-/kek"): Call({}),
+    ("post", "/api/secrets/-/kek/rotate"): Call({}),
+    ("post", "/api/secrets/-/kek/retire"): Call({}, body={"min_decryption_version": 1}),
+    ("post", "/api/privacy/retention/run"): Call({}),
 }
 
 

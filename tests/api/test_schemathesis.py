@@ -48,6 +48,7 @@ async def _seed() -> str:
 SECRET = asyncio.run(_seed())
 _env = dict(os.environ)
 os.environ["AGENTGATE_DATA_DIR"] = str(DATA)
+os.environ["AGENTGATE_MASTER_KEY"] = os.urandom(32).hex()  # the secret routes need a key ring
 os.environ.pop("AGENTGATE_DATABASE_URL", None)
 APP = from_env()
 os.environ.clear()

@@ -27,12 +27,15 @@ from starlette.types import Receive, Scope, Send
 from agentgate.api.openapi import openapi_document
 from agentgate.api.problems import exception_handlers
 from agentgate.api.routes import agents, audit, keys, policies, templates, tenants, trust
+from agentgate.api.routes import privacy as privacy_routes
+from agentgate.api.routes import secrets as secret_routes
 from agentgate.api.routes._common import Context, json
 from agentgate.policy import PolicyService
 from agentgate.registry.search import SearchIndex
 from agentgate.registry.service import RegistryService
 from agentgate.runtime.factory import AgentFactory, ScopeAudit
 from agentgate.security.audit import seal as audit_seal
+from agentgate.security.services import Security
 from agentgate.store import Seal, Store, open_store
 
 __all__ = ["create_api", "from_env", "standalone"]
@@ -46,6 +49,7 @@ def create_api(
     index: SearchIndex | None = None,
     seal: Seal = audit_seal,
     system_tenant: str | None = "system",
+    security: Security | None = None,
 ) -> Starlette:
     """The API app (routes relative to its mount point, `/api`).
 
@@ -53,6 +57,7 @@ def create_api(
     with `app.state.context.factory.close()`); `policy` to a `PolicyService` with the shipped
     rules; `index` to an in-memory BM25 search index.
     Admin keys of the tenant named `system_tenant` act as the installation's system principal.
+    `security` defaults to services configured from the environment (`AGENTGATE_MASTER_KEY` …).
     """
     index = index if index is not None else SearchIndex()
     policy = policy if policy is not None else PolicyService()
@@ -77,8 +82,12 @@ def create_api(
     routes: list[BaseRoute] = [Route("/openapi.json", openapi, methods=["GET"])]
     for module in (tenants, keys, templates, trust, policies, agents, audit):
         routes.extend(module.routes(ctx))
+    sec = security if security is not None else Security(store, seal=seal)
+    routes.extend(secret_routes.routes(ctx, sec))
+    routes.extend(privacy_routes.routes(ctx, sec))
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
     app.state.context = ctx
+    app.state.security = sec
     return app
 
 
@@ -93,12 +102,13 @@ def from_env() -> Starlette:
     opened in the server's event loop."""
     url = os.environ.get("AGENTGATE_DATABASE_URL") or None
     data_dir = Path(os.environ.get("AGENTGATE_DATA_DIR", "."))
+    env = dict(os.environ)  # master key and config as when the app was made
     inner: list[Starlette] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = await open_store(url, data_dir)
-        api = create_api(store)
+        api = create_api(store, security=Security.from_env(store, env))
         inner.append(api)
         app.state.context = api.state.context  # lets the admin listener authenticate keys
         try:
@@ -107,6 +117,7 @@ def from_env() -> Starlette:
             del app.state.context
             inner.remove(api)
             await api.state.context.factory.close()
+            await api.state.security.close()
             await store.close()
 
     async def api(scope: Scope, receive: Receive, send: Send) -> None:

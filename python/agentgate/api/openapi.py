@@ -15,7 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from agentgate.api.openapi_security import OPS as SECURITY_OPS
 from agentgate.api.routes import _models as m
+from agentgate.api.routes import _security_models as sm
 
 __all__ = ["openapi_document"]
 
@@ -134,12 +136,12 @@ def _operation(
 @lru_cache(maxsize=1)
 def _cached() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
-        (model, "validation") for model in m.REQUESTS
+        (model, "validation") for model in m.REQUESTS + sm.REQUESTS
     ]
-    models += [(model, "serialization") for model in m.RESPONSES]
+    models += [(model, "serialization") for model in m.RESPONSES + sm.RESPONSES]
     _, defs = models_json_schema(models, ref_template=_REF)
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, op_id, summary, req, status, resp, query in _OPS:
+    for method, path, op_id, summary, req, status, resp, query in _OPS + SECURITY_OPS:
         paths.setdefault(path, {})[method] = _operation(
             op_id, summary, path, req, status, resp, query
         )

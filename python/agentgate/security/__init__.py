@@ -1,1 +1,4 @@
-"""Security: the hash-chained audit trail (`audit`: sealing, chain verification, export)."""
+"""Security: the hash-chained audit trail (`audit`), envelope encryption under a key ring of
+KEKs (`envelope`, `keys`, `keyring`, `vault`), write-only secrets and rotation (`secrets`,
+`rotation`), GDPR subject requests, pseudonyms and retention (`privacy`, `subjects`,
+`retention`), and the per-process bundle of these services (`services`)."""

@@ -240,9 +240,19 @@ async def stream_entries(repo: Any, **filters: Any) -> AsyncIterator[Any]:
 
 
 async def verify_store(repo: Any, *, page: int = 1000) -> VerifyResult:
-    """Verify the whole chain held by a `SystemAuditRepo`, against its recorded head."""
+    """Verify the whole chain held by a `SystemAuditRepo`, against its recorded head.
+
+    After retention removed the oldest entries the chain is checked from the recorded anchor
+    (the last removed entry's seq and hash) instead of the genesis hash.
+    """
     head = await repo.head()
-    return await verify_chain_async(stream_entries(repo, page=page), head=head)
+    anchor = await repo.anchor() if hasattr(repo, "anchor") else (0, GENESIS_HASH)
+    return await verify_chain_async(
+        stream_entries(repo, page=page),
+        start_seq=anchor[0] + 1,
+        start_hash=anchor[1],
+        head=head,
+    )
 
 
 def export_jsonl(entries: Iterable[ChainEntry], out: IO[bytes]) -> int:

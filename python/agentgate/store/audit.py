@@ -245,6 +245,12 @@ class SystemAuditRepo(_Audit):
             limit=limit,
         )
 
+    async def anchor(self) -> tuple[int, str]:
+        """(seq, hash) the chain continues from: (0, GENESIS_HASH) unless retention removed
+        the oldest entries (security.retention records the last removed one)."""
+        row = await self._db.fetchrow("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+        return (0, GENESIS_HASH) if row is None else (int(row["seq"]), row["hash"])
+
     async def head(self) -> tuple[int, str]:
         """(last seq, its hash); (0, GENESIS_HASH) when empty."""
         row = need(await self._db.fetchrow("SELECT seq, hash FROM audit_head WHERE id = 1"), "head")

@@ -21,6 +21,10 @@
 | agent:update       |   ✓   |           |    ✓     |        |
 | agent:delete       |   ✓   |           |    ✓     |        |
 | audit:read         |   ✓   |           |          |   ✓    |
+| secret:read        |   ✓   |           |    ✓     |        |
+| secret:write       |   ✓   |           |          |        |
+| privacy:read       |   ✓   |           |          |        |
+| privacy:write      |   ✓   |           |          |        |
 
 Administration across tenants (list, create, change and delete tenants, issue a tenant's API
 keys) is not a tenant role: it needs the system principal (`Principal.system`), which an admin key
@@ -60,6 +64,10 @@ Action = Literal[
     "agent:update",
     "agent:delete",
     "audit:read",
+    "secret:read",
+    "secret:write",
+    "privacy:read",
+    "privacy:write",
 ]
 
 _ALL: Final = frozenset(ROLES)
@@ -83,6 +91,10 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "agent:update": frozenset({"admin", "operator"}),
     "agent:delete": frozenset({"admin", "operator"}),
     "audit:read": frozenset({"admin", "viewer"}),
+    "secret:read": frozenset({"admin", "operator"}),
+    "secret:write": frozenset({"admin"}),
+    "privacy:read": frozenset({"admin"}),
+    "privacy:write": frozenset({"admin"}),
 }
 """action → roles allowed to perform it (the table in the module docstring)."""
 

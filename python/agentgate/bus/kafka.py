@@ -1,0 +1,504 @@
+"""The bus on Apache Kafka (aiokafka): throughput and retention across hosts.
+
+- The producer is idempotent, which makes it `acks=all` (aiokafka's defaults are `acks=1`
+  and no idempotence): a publish returns once every in-sync replica has it, and the broker
+  drops the producer's own retries, so a broker restart mid-publish loses and doubles nothing.
+- Topics are created on first use with the topic's partition count, `retention.ms` from
+  `retention`, and `kafka_replication_factor` (1 by default: set 3 on a real cluster). Kafka
+  counts retention in time and bytes, not messages: `max_len` does not apply here.
+- Consumer groups are Kafka groups. Offsets are committed only up to the first message not yet
+  acked, so a member that dies hands everything unacked to the partition's next owner.
+- Retries go through the group's retry topic `<topic>.retry.<group>` (one partition): a nack,
+  or a message in flight for longer than the visibility timeout, is re-published there with
+  `x-attempt` and `x-due`, and its original offset counts as done. A retry message that is
+  not due yet pauses the retry partition until it is (retries wait at most `retry_max` past
+  their due time behind an earlier one).
+- Delivery counts live in the retry messages; a member killed before it acks hands its
+  messages over with the count they had (1 for first deliveries).
+- Dedupe keys travel in the `x-dedupe` header: the producer skips a key it published within
+  the window and the consumer drops a repeat within the window (per process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import OffsetAndMetadata
+
+from agentgate.bus import (
+    BusError,
+    BusSettings,
+    BusUnavailable,
+    Message,
+    Outgoing,
+    TopicSettings,
+    backoff,
+    check_topic,
+    dlq_topic,
+    partition_of,
+)
+
+__all__ = ["KafkaBus", "KafkaConsumer", "retry_topic"]
+
+_INTERNAL = ("x-attempt", "x-due", "x-dedupe")
+
+
+def retry_topic(topic: str, group: str) -> str:
+    """The retry topic of one group on one topic."""
+    return f"{topic}.retry.{group}"
+
+
+class _Window:
+    """Keys seen within a time window (bounded: oldest first out)."""
+
+    def __init__(self, seconds: float, cap: int = 100_000) -> None:
+        self.seconds = seconds
+        self.cap = cap
+        self._d: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def get(self, key: str) -> str | None:
+        t = time.monotonic()
+        while self._d:
+            k, (_, exp) = next(iter(self._d.items()))
+            if exp > t and len(self._d) <= self.cap:
+                break
+            del self._d[k]
+        hit = self._d.get(key)
+        return None if hit is None else hit[0]
+
+    def put(self, key: str, value: str) -> None:
+        self._d[key] = (value, time.monotonic() + self.seconds)
+
+
+class KafkaBus:
+    """Bus on Kafka (see the module docstring)."""
+
+    backend: Literal["kafka"] = "kafka"
+
+    def __init__(self, settings: BusSettings) -> None:
+        self.settings = settings
+        self._bootstrap = settings.kafka_bootstrap or ""
+        self._producer: AIOKafkaProducer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._topics: set[str] = set()
+        self._topic_lock = asyncio.Lock()
+        self._counter = itertools.count()
+        self._dedupe: dict[str, _Window] = {}
+        self._buffer = asyncio.Semaphore(max(1, settings.publish_buffer))
+        self._consumers: list[KafkaConsumer] = []
+
+    async def start(self) -> None:
+        """Connect the producer and the admin client."""
+        if self._producer is not None:
+            return
+        timeout_ms = int(self.settings.publish_timeout * 1000)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=1,
+            max_batch_size=256 * 1024,
+            request_timeout_ms=min(timeout_ms, 30_000),
+            # a publish may take this long in all, broker restarts included
+            metadata_max_age_ms=30_000,
+        )
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        try:
+            await producer.start()
+            await admin.start()
+        except KafkaError as e:
+            await producer.stop()
+            await admin.close()
+            raise BusUnavailable(f"kafka: cannot connect to {self._bootstrap}: {e}") from None
+        self._producer, self._admin = producer, admin
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        """The started producer."""
+        if self._producer is None:
+            raise BusError("bus not started")
+        return self._producer
+
+    async def ensure_topic(self, topic: str, partitions: int | None = None) -> None:
+        """Create `topic` with its settings unless it exists."""
+        if topic in self._topics:
+            return
+        async with self._topic_lock:
+            if topic in self._topics or self._admin is None:
+                return
+            s = self.settings.topic(topic)
+            new = NewTopic(
+                topic,
+                num_partitions=partitions or s.partitions,
+                replication_factor=self.settings.kafka_replication_factor,
+                topic_configs={"retention.ms": str(int(s.retention * 1000))},
+            )
+            try:
+                res = await self._admin.create_topics([new])
+            except TopicAlreadyExistsError:
+                pass
+            else:
+                for _, code, *_rest in getattr(res, "topic_errors", []):
+                    if code not in (0, TopicAlreadyExistsError.errno):
+                        raise BusError(f"kafka: cannot create topic {topic!r}: error {code}")
+            self._topics.add(topic)
+
+    def _window(self, topic: str) -> _Window:
+        w = self._dedupe.get(topic)
+        if w is None:
+            w = self._dedupe[topic] = _Window(self.settings.topic(topic).dedupe_window)
+        return w
+
+    async def publish(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        dedupe_key: str | None = None,
+    ) -> str:
+        """Append one message, acknowledged by all in-sync replicas; returns its id."""
+        ids = await self.publish_many(
+            topic, [Outgoing(value, key, dict(headers or {}), dedupe_key)]
+        )
+        return ids[0]
+
+    async def publish_many(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
+        """Append a batch (the producer batches them into few requests); ids in order."""
+        check_topic(topic)
+        await self.ensure_topic(topic)
+        s = self.settings.topic(topic)
+        window = self._window(topic)
+        out: list[str | None] = [None] * len(messages)
+        futs: list[tuple[int, asyncio.Future[Any]]] = []
+        same: dict[int, int] = {}  # index -> earlier index with the same dedupe key
+        batch_keys: dict[str, int] = {}
+        try:
+            async with self._buffer:
+                for i, m in enumerate(messages):
+                    h = dict(m.headers)
+                    if m.dedupe_key is not None:
+                        seen = window.get(m.dedupe_key)
+                        if seen is not None:
+                            out[i] = seen
+                            continue
+                        if m.dedupe_key in batch_keys:
+                            same[i] = batch_keys[m.dedupe_key]
+                            continue
+                        batch_keys[m.dedupe_key] = i
+                        h["x-dedupe"] = m.dedupe_key
+                    p = partition_of(m.key, s.partitions, next(self._counter))
+                    fut = await self.producer.send(
+                        topic,
+                        m.value,
+                        key=m.key.encode() if m.key is not None else None,
+                        partition=p,
+                        headers=[(k, v.encode()) for k, v in h.items()],
+                    )
+                    futs.append((i, fut))
+                done = await asyncio.wait_for(
+                    asyncio.gather(*(f for _, f in futs)), self.settings.publish_timeout
+                )
+        except (KafkaError, TimeoutError) as e:
+            raise BusUnavailable(f"kafka: publish to {topic!r} failed: {e!r}") from None
+        for (i, _), md in zip(futs, done, strict=True):
+            mid = f"{md.partition}:{md.offset}"
+            out[i] = mid
+            dk = messages[i].dedupe_key
+            if dk is not None:
+                window.put(dk, mid)
+        for i, j in same.items():
+            out[i] = out[j]
+        return [x or "" for x in out]
+
+    def consumer(self, topic: str, group: str, *, name: str | None = None) -> KafkaConsumer:
+        """A new member of `group` on `topic`."""
+        check_topic(topic)
+        c = KafkaConsumer(self, topic, group, name or uuid.uuid4().hex[:12])
+        self._consumers.append(c)
+        return c
+
+    async def close(self) -> None:
+        """Close consumers, flush and stop the producer."""
+        for c in list(self._consumers):
+            await c.close()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
+
+
+@dataclass(slots=True)
+class _Part:
+    """What this member delivered from one topic-partition and what is done."""
+
+    pending: dict[int, float] = field(default_factory=dict)  # offset -> deadline
+    next: int = -1  # offset after the last delivered
+    committed: int = -1
+
+
+class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: KafkaConsumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.owner._revoked(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
+
+
+class KafkaConsumer:
+    """A member of a Kafka consumer group (see the module docstring)."""
+
+    def __init__(self, bus: KafkaBus, topic: str, group: str, name: str) -> None:
+        self._bus = bus
+        self.topic = topic
+        self.group = group
+        self.name = name
+        self._s: TopicSettings = bus.settings.topic(topic)
+        self._retry = retry_topic(topic, group)
+        self._c: AIOKafkaConsumer | None = None
+        self._parts: dict[TopicPartition, _Part] = {}
+        self._msgs: dict[str, tuple[TopicPartition, int, Message]] = {}
+        self._paused: dict[TopicPartition, float] = {}
+        self._seen = _Window(self._s.dedupe_window)
+        self._closed = False
+        self.session_timeout_ms = int(bus.settings.kafka_session_timeout * 1000)
+
+    def in_flight(self) -> int:
+        """Messages fetched and not yet acked or nacked."""
+        return len(self._msgs)
+
+    async def _start(self) -> AIOKafkaConsumer:
+        if self._c is not None:
+            return self._c
+        await self._bus.ensure_topic(self.topic)
+        await self._bus.ensure_topic(self._retry, partitions=1)
+        await self._bus.ensure_topic(dlq_topic(self.topic))
+        c = AIOKafkaConsumer(
+            bootstrap_servers=self._bus._bootstrap,
+            group_id=self.group,
+            client_id=self.name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=max(100, self.session_timeout_ms // 5),
+            max_partition_fetch_bytes=1024 * 1024,
+            fetch_max_bytes=8 * 1024 * 1024,
+        )
+        c.subscribe([self.topic, self._retry], listener=_Revoked(self))
+        try:
+            await c.start()
+        except KafkaError as e:
+            await c.stop()
+            raise BusUnavailable(f"kafka: consumer cannot start: {e}") from None
+        self._c = c
+        return c
+
+    async def _revoked(self, tps: list[TopicPartition]) -> None:
+        # commit what is done, then forget: the next owner starts at the committed offset
+        await self._commit(tps)
+        for tp in tps:
+            self._parts.pop(tp, None)
+            self._paused.pop(tp, None)
+        gone = set(tps)
+        for mid in [m for m, (tp, _, _) in self._msgs.items() if tp in gone]:
+            del self._msgs[mid]
+
+    def _message(self, rec: Any) -> Message | None:
+        h = {k: bytes(v).decode(errors="replace") for k, v in (rec.headers or ())}
+        tp = TopicPartition(rec.topic, rec.partition)
+        retry = rec.topic == self._retry
+        attempt = int(h.get("x-attempt", "1")) if retry else 1
+        dk = h.get("x-dedupe")
+        if dk is not None and not retry:
+            if self._seen.get(dk) is not None:
+                return None
+            self._seen.put(dk, "1")
+        prefix = "r" if retry else ""
+        msg = Message(
+            topic=self.topic,
+            id=f"{prefix}{rec.partition}:{rec.offset}",
+            value=bytes(rec.value or b""),
+            key=rec.key.decode() if rec.key is not None else None,
+            headers={k: v for k, v in h.items() if k not in _INTERNAL},
+            timestamp=rec.timestamp / 1000,
+            partition=rec.partition,
+            attempt=attempt,
+        )
+        del tp
+        return msg
+
+    async def fetch(self, max_messages: int = 100, wait: float = 1.0) -> list[Message]:
+        """Up to `max_messages` messages, waiting at most `wait` s for the first one."""
+        if self._closed:
+            raise BusError("consumer is closed")
+        c = await self._start()
+        deadline = time.monotonic() + wait
+        while True:
+            await self._expire()
+            self._resume_due()
+            room = min(max_messages, self._bus.settings.max_in_flight - len(self._msgs))
+            if room <= 0:
+                return []
+            left = max(0.0, deadline - time.monotonic())
+            wake = [*self._paused.values(), *self._deadlines()]
+            if wake:
+                left = min(left, max(0.0, min(wake) - time.monotonic()))
+            try:
+                batches = await c.getmany(timeout_ms=int(left * 1000), max_records=room)
+            except KafkaError as e:
+                raise BusUnavailable(f"kafka: fetch failed: {e}") from None
+            out: list[Message] = []
+            now_wall = time.time()
+            mono = time.monotonic()
+            auto_done: list[tuple[TopicPartition, int]] = []
+            for tp, recs in batches.items():
+                part = self._parts.setdefault(tp, _Part())
+                for rec in recs:
+                    if tp.topic == self._retry:
+                        due = _due(rec)
+                        if due > now_wall:
+                            c.pause(tp)
+                            c.seek(tp, rec.offset)
+                            self._paused[tp] = mono + (due - now_wall)
+                            break
+                    part.next = rec.offset + 1
+                    msg = self._message(rec)
+                    if msg is None:
+                        part.pending[rec.offset] = 0.0
+                        auto_done.append((tp, rec.offset))
+                        continue
+                    part.pending[rec.offset] = mono + self._s.visibility_timeout
+                    self._msgs[msg.id] = (tp, rec.offset, msg)
+                    out.append(msg)
+            if auto_done:
+                await self._done(auto_done)
+            if out or time.monotonic() >= deadline:
+                return out
+
+    def _deadlines(self) -> list[float]:
+        return [d for part in self._parts.values() for d in part.pending.values() if d > 0]
+
+    def _resume_due(self) -> None:
+        mono = time.monotonic()
+        for tp, at in list(self._paused.items()):
+            if at <= mono and self._c is not None:
+                self._c.resume(tp)
+                del self._paused[tp]
+
+    async def _expire(self) -> None:
+        """Re-queue messages in flight past the visibility timeout."""
+        mono = time.monotonic()
+        late = [
+            msg
+            for tp, off, msg in self._msgs.values()
+            if self._parts.get(tp, _Part()).pending.get(off, mono + 1) <= mono
+        ]
+        for msg in late:
+            await self.nack(msg, "visibility timeout expired", delay=0.0)
+
+    async def _done(self, items: list[tuple[TopicPartition, int]]) -> None:
+        touched = set()
+        for tp, off in items:
+            part = self._parts.get(tp)
+            if part is not None:
+                part.pending.pop(off, None)
+                touched.add(tp)
+        await self._commit(list(touched))
+
+    async def _commit(self, tps: list[TopicPartition]) -> None:
+        if self._c is None:
+            return
+        offsets = {}
+        for tp in tps:
+            part = self._parts.get(tp)
+            if part is None or part.next < 0:
+                continue
+            upto = min(part.pending, default=part.next)
+            if upto > part.committed:
+                offsets[tp] = OffsetAndMetadata(upto, "")
+                part.committed = upto
+        if offsets:
+            try:
+                await self._c.commit(offsets)
+            except KafkaError:
+                # lost the partition meanwhile: its next owner redelivers from the last commit
+                for tp in offsets:
+                    self._parts.pop(tp, None)
+
+    async def ack(self, *messages: Message) -> None:
+        """Mark messages done; commits offsets up to the first one still in flight."""
+        items = []
+        for m in messages:
+            rec = self._msgs.pop(m.id, None)
+            if rec is not None:
+                items.append((rec[0], rec[1]))
+        if items:
+            await self._done(items)
+
+    async def nack(self, message: Message, error: str, *, delay: float | None = None) -> None:
+        """Re-publish to the retry topic after backoff, or to the DLQ after the last try."""
+        rec = self._msgs.get(message.id)
+        if rec is None:
+            return
+        s = self._s
+        headers = dict(message.headers)
+        if message.attempt >= s.max_deliveries:
+            target = dlq_topic(self.topic)
+            headers |= {
+                "x-error": error[:2000],
+                "x-attempts": str(message.attempt),
+                "x-group": self.group,
+                "x-original-topic": self.topic,
+                "x-original-id": message.id,
+            }
+        else:
+            target = self._retry
+            wait = backoff(s, message.attempt) if delay is None else delay
+            headers |= {
+                "x-attempt": str(message.attempt + 1),
+                "x-due": repr(time.time() + wait),
+                "x-error": error[:2000],
+            }
+        await self._bus.publish_many(target, [Outgoing(message.value, message.key, headers)])
+        self._msgs.pop(message.id, None)
+        await self._done([(rec[0], rec[1])])
+
+    async def close(self) -> None:
+        """Commit what is done and leave the group."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._c is not None:
+            await self._commit(list(self._parts))
+            try:
+                await self._c.stop()
+            finally:
+                self._c = None
+        if self in self._bus._consumers:
+            self._bus._consumers.remove(self)
+
+
+def _due(rec: Any) -> float:
+    for k, v in rec.headers or ():
+        if k == "x-due":
+            try:
+                return float(bytes(v).decode())
+            except ValueError:
+                return 0.0
+    return 0.0

@@ -1,0 +1,530 @@
+"""The bus on Redis Streams (redis-py asyncio with hiredis): low latency across hosts.
+
+Layout (one hash tag per topic, its DLQ included, so a script touches one cluster slot):
+- `{ag:bus:<topic>}:p:<n>`: the stream of partition n; consumer groups are stream groups.
+- `{ag:bus:<topic>}:lease:<group>:<n>`: which member serves partition n (expires after the
+  visibility timeout), so one key's messages go to one member at a time.
+- `{ag:bus:<topic>}:err:<group>`: the last error of each nacked message (for the DLQ).
+- `{ag:bus:<topic>}:dd:<key>`: dedupe keys, set in the same script as the XADD.
+
+One fetch is one script per partition: take or renew the lease, re-claim pending entries idle
+for the visibility timeout (XPENDING IDLE + XCLAIM; dead-letter those out of deliveries), then
+XREADGROUP new ones. A nack records the error and sets the entry's delivery time with
+`XCLAIM … TIME` so it becomes idle, hence due, after its backoff: the retry is the pending
+entry itself, with Redis counting deliveries. With nothing to read, the consumer blocks in
+XREADGROUP on the partitions it leases (latency of one round trip, not a poll interval).
+
+Durability of acknowledged publishes across a Redis restart needs the server's AOF with
+`appendfsync always` (tests run it so); a publish interrupted by a lost connection is retried
+until `publish_timeout`, and may then be stored twice unless it has a dedupe key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from agentgate.bus import (
+    BusError,
+    BusSettings,
+    BusUnavailable,
+    Message,
+    Outgoing,
+    TopicSettings,
+    backoff,
+    check_topic,
+    dlq_topic,
+    partition_of,
+)
+
+__all__ = ["RedisStreamsBus", "RedisStreamsConsumer"]
+
+T = TypeVar("T")
+_RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+# KEYS: stream, dedupe key. ARGV: window ms, maxlen, field/value pairs…
+_PUBLISH_DEDUPE = """
+local prev = redis.call('GET', KEYS[2])
+if prev then return prev end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+redis.call('SET', KEYS[2], id, 'PX', ARGV[1])
+return id
+"""
+
+# Moves one pending entry to the DLQ stream (helper shared by the two scripts below).
+_DEAD = """
+local function dead(stream, errs, dlq, group, id, count, default_err, topic)
+  local rows = redis.call('XRANGE', stream, id, id)
+  local err = redis.call('HGET', errs, id) or default_err
+  if #rows > 0 then
+    local f = rows[1][2]
+    local h, v, k = {}, '', nil
+    for i = 1, #f, 2 do
+      if f[i] == 'h' then h = cjson.decode(f[i+1])
+      elseif f[i] == 'v' then v = f[i+1]
+      elseif f[i] == 'k' then k = f[i+1] end
+    end
+    h['x-error'] = string.sub(err, 1, 2000)
+    h['x-attempts'] = tostring(count)
+    h['x-group'] = group
+    h['x-original-topic'] = topic
+    h['x-original-id'] = id
+    if k then
+      redis.call('XADD', dlq, '*', 'v', v, 'k', k, 'h', cjson.encode(h))
+    else
+      redis.call('XADD', dlq, '*', 'v', v, 'h', cjson.encode(h))
+    end
+  end
+  redis.call('XACK', stream, group, id)
+  redis.call('HDEL', errs, id)
+end
+"""
+
+# KEYS: stream, lease, errs, dlq. ARGV: group, consumer, count, vt ms, max deliveries, topic.
+# Returns false when another member holds the lease, else {dead count, id, fields, count, …}.
+_FETCH = (
+    _DEAD
+    + """
+local owner = redis.call('GET', KEYS[2])
+if owner and owner ~= ARGV[2] then return false end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[4])
+local want = tonumber(ARGV[3])
+local out = {0}
+local pend = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[4], '-', '+', want)
+local ids, counts = {}, {}
+for _, p in ipairs(pend) do
+  if p[4] >= tonumber(ARGV[5]) then
+    dead(KEYS[1], KEYS[3], KEYS[4], ARGV[1], p[1], p[4], 'visibility timeout expired', ARGV[6])
+    out[1] = out[1] + 1
+  else
+    ids[#ids + 1] = p[1]
+    counts[p[1]] = p[4] + 1
+  end
+end
+if #ids > 0 then
+  local got = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[4], unpack(ids))
+  for _, e in ipairs(got) do
+    if e and e[2] then
+      out[#out + 1] = e[1]; out[#out + 1] = e[2]; out[#out + 1] = counts[e[1]]
+      want = want - 1
+    end
+  end
+end
+if want > 0 then
+  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', want,
+                       'STREAMS', KEYS[1], '>')
+  if r then
+    for _, e in ipairs(r[1][2]) do
+      out[#out + 1] = e[1]; out[#out + 1] = e[2]; out[#out + 1] = 1
+    end
+  end
+end
+return out
+"""
+)
+
+# KEYS: stream, errs, dlq. ARGV: group, consumer, id, error, backoff ms, vt ms, attempt, max, topic
+_NACK = (
+    _DEAD
+    + """
+if tonumber(ARGV[7]) >= tonumber(ARGV[8]) then
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+  dead(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[3], ARGV[7], ARGV[4], ARGV[9])
+  return 1
+end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local at = now + tonumber(ARGV[5]) - tonumber(ARGV[6])
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'TIME', at, 'JUSTID')
+return 0
+"""
+)
+
+# KEYS: lease. ARGV: consumer.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _tag(prefix: str, topic: str) -> str:
+    return f"{{{prefix}:bus:{topic.removesuffix('.dlq')}}}"
+
+
+def _stream(prefix: str, topic: str, p: int) -> str:
+    return f"{_tag(prefix, topic)}:{topic}:p:{p}"
+
+
+def _fields(m: Outgoing) -> dict[str, bytes | str]:
+    f: dict[str, bytes | str] = {"v": m.value}
+    if m.key is not None:
+        f["k"] = m.key
+    if m.headers:
+        f["h"] = orjson.dumps(dict(m.headers))
+    return f
+
+
+def _flat(f: Mapping[str, bytes | str]) -> list[bytes | str]:
+    out: list[bytes | str] = []
+    for k, v in f.items():
+        out += [k, v]
+    return out
+
+
+class RedisStreamsBus:
+    """Bus on Redis Streams (see the module docstring)."""
+
+    backend: Literal["redis"] = "redis"
+
+    def __init__(self, settings: BusSettings, client: aioredis.Redis | None = None) -> None:
+        self.settings = settings
+        self._url = settings.redis_url or ""
+        self._r: aioredis.Redis | None = client
+        self._counter = itertools.count()
+        self._trimmed: dict[str, float] = {}
+        self._buffer = asyncio.Semaphore(max(1, settings.publish_buffer))
+        self._scripts: dict[str, Any] = {}
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The connected client."""
+        if self._r is None:
+            raise BusError("bus not started")
+        return self._r
+
+    async def start(self) -> None:
+        """Connect (the pool connects lazily; scripts are registered here)."""
+        if self._r is None:
+            self._r = aioredis.Redis.from_url(
+                self._url, decode_responses=False, socket_timeout=10, socket_connect_timeout=2
+            )
+        for name, src in (
+            ("dedupe", _PUBLISH_DEDUPE),
+            ("fetch", _FETCH),
+            ("nack", _NACK),
+            ("release", _RELEASE),
+        ):
+            self._scripts[name] = self._r.register_script(src)
+
+    async def _retrying(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        deadline = time.monotonic() + self.settings.publish_timeout
+        delay = 0.05
+        while True:
+            try:
+                return await op()
+            except _RETRYABLE as e:
+                if time.monotonic() + delay > deadline:
+                    raise BusUnavailable(f"redis: {what} failed: {e}") from None
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+
+    async def publish(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        dedupe_key: str | None = None,
+    ) -> str:
+        """Append one message (XADD, or the dedupe script); returns its id."""
+        ids = await self.publish_many(
+            topic, [Outgoing(value, key, dict(headers or {}), dedupe_key)]
+        )
+        return ids[0]
+
+    async def publish_many(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
+        """Append a batch in one pipelined round trip."""
+        check_topic(topic)
+        s = self.settings.topic(topic)
+        r = self.redis
+        parts = [partition_of(m.key, s.partitions, next(self._counter)) for m in messages]
+        trim = self._trim_due(topic)
+        dedupe = self._scripts["dedupe"]
+        window = int(s.dedupe_window * 1000)
+
+        async def go() -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for m, p in zip(messages, parts, strict=True):
+                stream = _stream(self.settings.prefix, topic, p)
+                f = _fields(m)
+                if m.dedupe_key is None:
+                    pipe.xadd(stream, f, maxlen=s.max_len, approximate=True)  # type: ignore[arg-type]
+                else:
+                    dd = f"{_tag(self.settings.prefix, topic)}:dd:{m.dedupe_key}"
+                    await dedupe(
+                        keys=[stream, dd], args=[window, s.max_len, *_flat(f)], client=pipe
+                    )
+            if trim:
+                minid = int((time.time() - s.retention) * 1000)
+                for p in range(s.partitions):
+                    pipe.xtrim(
+                        _stream(self.settings.prefix, topic, p), minid=minid, approximate=True
+                    )
+            return list(await pipe.execute())
+
+        async with self._buffer:
+            res = await self._retrying("publish", go)
+        return [
+            f"{p}:{(rid.decode() if isinstance(rid, bytes) else str(rid))}"
+            for p, rid in zip(parts, res[: len(messages)], strict=True)
+        ]
+
+    def _trim_due(self, topic: str) -> bool:
+        t = time.monotonic()
+        if t - self._trimmed.get(topic, 0.0) < 5.0:
+            return False
+        self._trimmed[topic] = t
+        return True
+
+    def consumer(self, topic: str, group: str, *, name: str | None = None) -> RedisStreamsConsumer:
+        """A new member of `group` on `topic`."""
+        check_topic(topic)
+        return RedisStreamsConsumer(self, topic, group, name or uuid.uuid4().hex[:12])
+
+    async def close(self) -> None:
+        """Disconnect."""
+        if self._r is not None:
+            await self._r.aclose()
+            self._r = None
+
+
+class RedisStreamsConsumer:
+    """A member of a stream consumer group (see the module docstring)."""
+
+    def __init__(self, bus: RedisStreamsBus, topic: str, group: str, name: str) -> None:
+        self._bus = bus
+        self.topic = topic
+        self.group = group
+        self.name = name
+        self._s: TopicSettings = bus.settings.topic(topic)
+        pre = bus.settings.prefix
+        tag = _tag(pre, topic)
+        self._streams = [_stream(pre, topic, p) for p in range(self._s.partitions)]
+        self._leases = [f"{tag}:lease:{group}:{p}" for p in range(self._s.partitions)]
+        self._errs = f"{tag}:err:{group}"
+        self._dlq = _stream(pre, dlq_topic(topic), 0)
+        self._members = f"{tag}:members:{group}"
+        self._mine: dict[str, int] = {}  # message id -> partition
+        self._owned: set[int] = set()
+        # delivered by Redis beyond what one fetch asked for (each partition is asked for
+        # the whole count): handed out by the next fetch, in order
+        self._ahead: list[Message] = []
+        self._share = self._s.partitions
+        self._ready = False
+        self._closed = False
+
+    def in_flight(self) -> int:
+        """Messages fetched and not yet acked or nacked."""
+        return len(self._mine) + len(self._ahead)
+
+    async def _ensure_group(self) -> None:
+        if self._ready:
+            return
+        r = self._bus.redis
+        for s in self._streams:
+            try:
+                await r.xgroup_create(s, self.group, id="0", mkstream=True)
+            except ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
+        self._ready = True
+
+    def _message(self, p: int, rid: bytes, fields: Any, count: int) -> Message:
+        if isinstance(fields, dict):
+            f = {k.decode() if isinstance(k, bytes) else k: v for k, v in fields.items()}
+        else:
+            f = {fields[i].decode(): fields[i + 1] for i in range(0, len(fields), 2)}
+        sid = rid.decode()
+        h = f.get("h")
+        k = f.get("k")
+        return Message(
+            topic=self.topic,
+            id=f"{p}:{sid}",
+            value=bytes(f.get("v", b"")),
+            key=k.decode() if isinstance(k, bytes) else None,
+            headers=orjson.loads(h) if h else {},
+            timestamp=int(sid.split("-", 1)[0]) / 1000,
+            partition=p,
+            attempt=int(count),
+        )
+
+    async def _round(self, want: int) -> tuple[list[Message], list[int]]:
+        """Heartbeat, then one script per partition we hold or may take; returns messages and
+        the partitions leased by us after the round."""
+        r = self._bus.redis
+        fetch = self._bus._scripts["fetch"]
+        s = self._s
+        vt = int(s.visibility_timeout * 1000)
+        n = s.partitions
+        start = partition_of(self.name, n, 0) if n > 1 else 0
+        order = [(start + i) % n for i in range(n)]
+        # a member asks for more partitions only while it holds less than its fair share
+        grow = len(self._owned) < self._share
+        tried = order if grow else [p for p in order if p in self._owned]
+        pipe = r.pipeline(transaction=False)
+        t = time.time()
+        pipe.zadd(self._members, {self.name: t + s.visibility_timeout})
+        pipe.zremrangebyscore(self._members, "-inf", t)
+        pipe.zcard(self._members)
+        for p in tried:
+            await fetch(
+                keys=[self._streams[p], self._leases[p], self._errs, self._dlq],
+                args=[self.group, self.name, max(1, want), vt, s.max_deliveries, self.topic],
+                client=pipe,
+            )
+        results = await pipe.execute()
+        members = max(1, int(results[2]))
+        self._share = -(-n // members)
+        out: list[Message] = []
+        owned: list[int] = []
+        idle: list[int] = []
+        busy = set(self._mine.values()) | {m.partition for m in self._ahead}
+        for p, res in zip(tried, results[3:], strict=True):
+            if not res:
+                continue
+            owned.append(p)
+            got = 0
+            for i in range(1, len(res), 3):
+                out.append(self._message(p, res[i], res[i + 1], res[i + 2]))
+                got += 1
+            if not got and p not in busy:
+                idle.append(p)
+        extra = len(owned) - self._share
+        release = idle[:extra] if extra > 0 else []
+        if release:
+            rel = self._bus._scripts["release"]
+            pipe = r.pipeline(transaction=False)
+            for p in release:
+                await rel(keys=[self._leases[p]], args=[self.name], client=pipe)
+            await pipe.execute()
+            owned = [p for p in owned if p not in release]
+        self._owned = set(owned)
+        return out, owned
+
+    async def fetch(self, max_messages: int = 100, wait: float = 1.0) -> list[Message]:
+        """Up to `max_messages` messages, waiting at most `wait` s for the first one."""
+        if self._closed:
+            raise BusError("consumer is closed")
+        deadline = time.monotonic() + wait
+        if self._ahead:
+            out, self._ahead = self._ahead[:max_messages], self._ahead[max_messages:]
+            for m in out:
+                self._mine[m.id] = m.partition
+            return out
+        room = self._bus.settings.max_in_flight - len(self._mine)
+        if room <= 0:
+            return []
+        # every partition may answer with `ask` messages, so each asks for a share of the room
+        ask = max(1, min(max_messages, room // self._s.partitions))
+        want = min(max_messages, room)
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                await self._ensure_group()
+                out, owned = await self._round(ask)
+                if not out and left > 0:
+                    out = await self._block(owned, ask, left)
+            except _RETRYABLE:
+                if time.monotonic() >= deadline:
+                    return []
+                await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+                continue
+            if len(out) > want:
+                out, self._ahead = out[:want], out[want:]
+            for m in out:
+                self._mine[m.id] = m.partition
+            if out or time.monotonic() >= deadline:
+                return out
+
+    async def _block(self, owned: list[int], want: int, left: float) -> list[Message]:
+        r = self._bus.redis
+        vt = self._s.visibility_timeout
+        if not owned:
+            # every partition is served by another member: look again shortly
+            await asyncio.sleep(min(left, 0.05, vt / 4))
+            return []
+        # blocks no longer than a third of the lease, which the next round renews
+        block_ms = max(1, int(min(left, vt / 3) * 1000))
+        res = await r.xreadgroup(
+            self.group,
+            self.name,
+            {self._streams[p]: ">" for p in owned},
+            count=want,
+            block=block_ms,
+        )
+        out: list[Message] = []
+        index = {s.encode(): p for p, s in enumerate(self._streams)}
+        rows: list[Any] = list(res or [])
+        for stream, entries in rows:
+            p = index[bytes(stream)]
+            for rid, fields in entries:
+                out.append(self._message(p, rid, fields, 1))
+        return out
+
+    async def ack(self, *messages: Message) -> None:
+        """XACK the messages (and forget their errors)."""
+        if not messages:
+            return
+        by_p: dict[int, list[str]] = {}
+        retried: list[str] = []
+        for m in messages:
+            self._mine.pop(m.id, None)
+            sid = m.id.split(":", 1)[1]
+            by_p.setdefault(m.partition, []).append(sid)
+            if m.attempt > 1:
+                retried.append(sid)
+        r = self._bus.redis
+
+        async def go() -> None:
+            pipe = r.pipeline(transaction=False)
+            for p, ids in by_p.items():
+                pipe.xack(self._streams[p], self.group, *ids)
+            if retried:
+                pipe.hdel(self._errs, *retried)
+            await pipe.execute()
+
+        await self._bus._retrying("ack", go)
+
+    async def nack(self, message: Message, error: str) -> None:
+        """Redeliver after backoff (pending entry re-timed), or dead-letter after the last try."""
+        self._mine.pop(message.id, None)
+        s = self._s
+        nack = self._bus._scripts["nack"]
+        args = [
+            self.group,
+            self.name,
+            message.id.split(":", 1)[1],
+            error[:2000],
+            int(backoff(s, message.attempt) * 1000),
+            int(s.visibility_timeout * 1000),
+            message.attempt,
+            s.max_deliveries,
+            self.topic,
+        ]
+        keys = [self._streams[message.partition], self._errs, self._dlq]
+        await self._bus._retrying("nack", lambda: nack(keys=keys, args=args))
+
+    async def close(self) -> None:
+        """Give up leases (pending messages come back after the visibility timeout)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            rel = self._bus._scripts["release"]
+            for lease in self._leases:
+                await rel(keys=[lease], args=[self.name])
+            await self._bus.redis.zrem(self._members, self.name)
+        except (*_RETRYABLE, BusError):
+            pass  # the leases expire by themselves
