@@ -25,7 +25,7 @@ from agentgate.cli_client import CliError, api_for
 from agentgate.store import ApiKey, Store, Tenant, open_store
 from agentgate.tenancy import create_key, create_tenant
 
-__all__ = ["add_commands", "bootstrap", "run"]
+__all__ = ["CliError", "add_commands", "bootstrap", "run"]
 
 
 async def bootstrap(
