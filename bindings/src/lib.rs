@@ -14,7 +14,9 @@ mod httpsig;
 mod limiter;
 mod policy;
 mod router;
+mod sandbox;
 mod signature;
+mod sketch;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -32,5 +34,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     http1_conn::register(m)?;
     engine::register(m)?;
     policy::register(m)?;
+    sandbox::register(m)?;
+    sketch::register(m)?;
     Ok(())
 }

@@ -90,6 +90,7 @@ def add_commands(sub: Any) -> None:
     cl.add_argument("--purpose")
     rt = p.add_parser("retention", help="retention periods; --run deletes what is past them")
     rt.add_argument("--run", action="store_true")
+    add_backup_commands(sub)
 
 
 def _secrets(args: argparse.Namespace) -> int:
@@ -167,7 +168,7 @@ def _privacy(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int | None:
     """Run a security command; None when `args.command` is not one of them."""
-    handlers = {"secrets": _secrets, "privacy": _privacy}
+    handlers = {"secrets": _secrets, "privacy": _privacy, "backup": _backup}
     h = handlers.get(args.command)
     if h is None:
         return None
@@ -176,3 +177,130 @@ def run(args: argparse.Namespace) -> int | None:
     except CliError as e:
         print(f"agentgate: {e}", file=sys.stderr)
         return 1
+
+
+# --- backup ---------------------------------------------------------------------------------
+
+
+def add_backup_commands(sub: Any) -> None:
+    """`agentgate backup create|list|verify ID|restore ID --into DIR|prune|status`."""
+    b = sub.add_parser("backup", help="3-2-1 backups of the store (master key from the env)")
+    bs = b.add_subparsers(dest="sub", required=True)
+
+    def cmd(name: str, help_: str) -> Any:
+        p = bs.add_parser(name, help=help_)
+        p.add_argument("--config", help="config file (default: $AGENTGATE_CONFIG)")
+        return p
+
+    c = cmd("create", "snapshot the store to every destination")
+    c.add_argument("--full", action="store_true", help="upload every chunk again")
+    cmd("list", "backups and where they are")
+    v = cmd("verify", "recompute checksums, restore into a scratch store, verify the audit chain")
+    v.add_argument("id")
+    r = cmd("restore", "verify, then restore into DIR (atomically)")
+    r.add_argument("id")
+    r.add_argument("--into", required=True, help="directory to restore into")
+    r.add_argument("--from", dest="source", help="destination name to restore from")
+    p = cmd("prune", "forget backups the keep policy drops, delete unused chunks")
+    p.add_argument("--grace", type=float, default=3600.0, help="keep chunks younger than this")
+    cmd("status", "3-2-1 check and free space")
+
+
+def _summary(m: Any, dests: list[str]) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "created_at": m.created_at,
+        "kind": m.kind,
+        "dialect": m.dialect,
+        "size": m.size,
+        "stored_new": m.stored_new,
+        "chunks": len(m.chunks),
+        "destinations": dests,
+    }
+
+
+async def _backup_async(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from agentgate.config import ConfigError, load_config
+    from agentgate.security.backup import BackupError, BackupManager
+    from agentgate.security.backup.destinations import open_destination
+    from agentgate.security.backup.repository import read_config
+    from agentgate.security.keyring import kek_for_salt, kek_state, open_kek
+    from agentgate.security.keys import KekError
+    from agentgate.store import open_store
+
+    path = args.config or os.environ.get("AGENTGATE_CONFIG")
+    if not path:
+        raise CliError("give --config FILE (or set AGENTGATE_CONFIG)")
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        raise CliError(f"invalid config: {e}") from None
+    if cfg.backup is None:
+        raise CliError(f"{path}: no backup section (backup.destinations)")
+    url = os.environ.get("AGENTGATE_DATABASE_URL") or cfg.database_url
+    data_dir = Path(os.environ.get("AGENTGATE_DATA_DIR") or cfg.data_dir)
+    try:
+        if args.sub == "restore":
+            # the store may not exist: the salt comes from a destination's repository
+            dests = [open_destination(d) for d in cfg.backup.destinations]
+            rc = next((c for c in (read_config(d) for d in dests) if c is not None), None)
+            if rc is None:
+                raise CliError("no backup repository on any destination")
+            import base64
+
+            kek = kek_for_salt(base64.b64decode(rc.salt) if rc.salt else None)
+            if kek is None:
+                raise CliError("set AGENTGATE_MASTER_KEY (the key the backups were made with)")
+            mgr = BackupManager(
+                cfg.backup, kek, database_url=url, data_dir=data_dir, destinations=dests
+            )
+            target = await mgr.restore(args.id, Path(args.into), source=args.source)
+            _out({"restored": str(target), "id": args.id})
+            return 0
+        store = await open_store(url, data_dir)
+        try:
+            kek = await open_kek(store)
+            if kek is None:
+                raise CliError("set AGENTGATE_MASTER_KEY: backups are encrypted under it")
+            salt = None if kek.provider == "vault" else (await kek_state(store)).salt
+            mgr = BackupManager(cfg.backup, kek, database_url=url, data_dir=data_dir, salt=salt)
+            if args.sub == "create":
+                m = await mgr.create(full=args.full)
+                _out(_summary(m, [d.name for d in mgr.destinations]))
+                st = await mgr.status()
+                for w in st.warnings:
+                    print(f"agentgate: warning: {w}", file=sys.stderr)
+            elif args.sub == "list":
+                _out([_summary(m, d) for m, d in await mgr.list()])
+            elif args.sub == "verify":
+                rep = await mgr.verify(args.id)
+                _out({"id": rep.id, "ok": rep.ok, "results": rep.results})
+                return 0 if rep.ok else 4
+            elif args.sub == "prune":
+                _out(await mgr.prune(grace=args.grace))
+            else:
+                st = await mgr.status()
+                _out(
+                    {
+                        "copies": st.copies,
+                        "media": st.media,
+                        "offsite": st.offsite,
+                        "warnings": st.warnings,
+                        "disk": st.disk,
+                        "last": None if st.last is None else st.last.id,
+                    }
+                )
+        finally:
+            await store.close()
+    except (BackupError, KekError) as e:
+        raise CliError(str(e)) from None
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    import asyncio
+
+    return asyncio.run(_backup_async(args))

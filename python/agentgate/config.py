@@ -21,6 +21,13 @@ from pydantic import (
 )
 
 from agentgate.config_security import BackupConfig, PrivacyConfig, SecretsConfig
+from agentgate.observe.settings import (
+    AlertsConfig,
+    CostConfig,
+    MetricsConfig,
+    SloConfig,
+    TracingConfig,
+)
 from agentgate.secret_refs import check_template
 
 __all__ = [
@@ -381,6 +388,12 @@ class GatewayConfig(_Model):
     secrets: SecretsConfig = SecretsConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     backup: BackupConfig | None = None
+    # observability (agentgate.observe.settings): history, alerts, tracing, SLOs, cost
+    metrics: MetricsConfig = MetricsConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    tracing: TracingConfig = TracingConfig()
+    slos: tuple[SloConfig, ...] = ()
+    cost: CostConfig = CostConfig()
 
     def route_ids(self) -> list[str]:
         """Each route's id: the explicit one, or `<agent>:<path pattern>`."""

@@ -13,5 +13,7 @@ pub mod httpsig;
 pub mod limiter;
 pub mod policy;
 pub mod router;
+pub mod sandbox;
 pub mod signature;
+pub mod sketch;
 pub mod stats;

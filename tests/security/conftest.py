@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
@@ -40,3 +40,35 @@ async def secrets_svc(store: Store, kek: LocalKek) -> AsyncIterator[SecretServic
 def secret_value() -> object:
     """Factory of fresh tracked secret values."""
     return new_secret
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """A real S3 server (moto's, from PyPI) on a free port, once per session."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as e:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"moto[server] required in CI: {e}", pytrace=False)
+        pytest.skip(f"moto[server] not installed: {e}")
+    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    srv.start()
+    host, port = srv.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_url: str) -> Iterator[tuple[str, str]]:
+    """A fresh bucket on the moto server: (endpoint url, bucket name)."""
+    import uuid
+
+    import boto3
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1").create_bucket(Bucket=name)
+    yield moto_url, name

@@ -50,14 +50,17 @@ def no_leaks() -> Iterator[None]:
     """Collect log records during the test, then check the whole corpus for tracked values."""
     h = _Collect(level=logging.DEBUG)
     h.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-    root = logging.getLogger()
-    old = root.level
+    root, ours = logging.getLogger(), logging.getLogger("agentgate")
+    old = root.level, ours.level
     root.addHandler(h)
-    root.setLevel(logging.DEBUG)
+    # every record of ours, and INFO and up of libraries (botocore's DEBUG is per byte sent)
+    root.setLevel(logging.INFO)
+    ours.setLevel(logging.DEBUG)
     try:
         yield
     finally:
         root.removeHandler(h)
-        root.setLevel(old)
+        root.setLevel(old[0])
+        ours.setLevel(old[1])
     leaks = [(w, v) for w, text in CORPUS for v in VALUES if v in text]
     assert not leaks, f"secret values leaked into: {sorted({w for w, _ in leaks})}"

@@ -27,6 +27,8 @@ from starlette.types import Receive, Scope, Send
 from agentgate.api.openapi import openapi_document
 from agentgate.api.problems import exception_handlers
 from agentgate.api.routes import agents, audit, keys, policies, templates, tenants, trust
+from agentgate.api.routes import alerts as alert_routes
+from agentgate.api.routes import observe as observe_routes
 from agentgate.api.routes import privacy as privacy_routes
 from agentgate.api.routes import secrets as secret_routes
 from agentgate.api.routes._common import Context, json
@@ -50,6 +52,7 @@ def create_api(
     seal: Seal = audit_seal,
     system_tenant: str | None = "system",
     security: Security | None = None,
+    observe: Any = None,
 ) -> Starlette:
     """The API app (routes relative to its mount point, `/api`).
 
@@ -85,9 +88,12 @@ def create_api(
     sec = security if security is not None else Security(store, seal=seal)
     routes.extend(secret_routes.routes(ctx, sec))
     routes.extend(privacy_routes.routes(ctx, sec))
+    if observe is not None:  # metrics, health, system, alerts (agentgate.observe)
+        routes.extend(observe_routes.routes(ctx, observe) + alert_routes.routes(ctx, observe))
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
     app.state.context = ctx
     app.state.security = sec
+    app.state.observe = observe
     return app
 
 
@@ -108,7 +114,10 @@ def from_env() -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = await open_store(url, data_dir)
-        api = create_api(store, security=Security.from_env(store, env))
+        from agentgate.observe.service import open_for_admin
+
+        observe = await open_for_admin(store, url, data_dir)
+        api = create_api(store, security=Security.from_env(store, env), observe=observe)
         inner.append(api)
         app.state.context = api.state.context  # lets the admin listener authenticate keys
         try:
@@ -116,6 +125,7 @@ def from_env() -> Starlette:
         finally:
             del app.state.context
             inner.remove(api)
+            await observe.close()
             await api.state.context.factory.close()
             await api.state.security.close()
             await store.close()
@@ -123,8 +133,10 @@ def from_env() -> Starlette:
     async def api(scope: Scope, receive: Receive, send: Send) -> None:
         await inner[-1](scope, receive, send)
 
+    from agentgate.dashboard import routes as dashboard_routes
+
     return Starlette(
-        routes=[Mount("/api", app=api)],
+        routes=[Mount("/api", app=api), *dashboard_routes(lambda: inner[-1])],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )

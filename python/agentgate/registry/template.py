@@ -4,7 +4,9 @@ A template is published as a JSON document. The digest covers that document exac
 published (canonicalised, see `digest.py`), not a normalised dump with defaults filled in, so a
 change of defaults in a later agentgate release never changes the digest of an old template.
 The `http` spec reuses the gateway's agent settings (`config.Agent`): endpoints, timeouts,
-retries, circuit breaker, health check, concurrency.
+retries, circuit breaker, health check, concurrency. The `process` spec says how the runtime
+starts the agent (`command` or `app`, `env`, `readiness`, `network`, `seccomp`, `isolation`) and
+takes the same gateway settings except `endpoints`: those are the replicas' Unix sockets.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import jsonschema
 from jsonschema.protocols import Validator
@@ -28,9 +30,14 @@ from pydantic import (
 
 from agentgate.config import (
     Agent,
+    CircuitBreaker,
+    Duration,
+    HealthCheck,
     RateLimit,
+    Retries,
     RouteSettings,
     Size,
+    Timeouts,
     parse_size,
 )
 from agentgate.errors import Invalid
@@ -39,10 +46,14 @@ from agentgate.registry.semver import InvalidVersion, Version
 
 __all__ = [
     "HttpSpec",
+    "Isolation",
     "Limits",
+    "ProcessSpec",
+    "Readiness",
     "Resources",
     "RouteDefault",
     "Scaling",
+    "Seccomp",
     "Template",
     "TemplateModel",
     "json_path",
@@ -82,6 +93,92 @@ class HttpSpec(Agent):
     kind: Literal["http"]
 
 
+_APP = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+Mechanism = Literal["cgroups", "seccomp", "netns", "mountns", "landlock", "unprivileged_uid"]
+MECHANISMS: tuple[str, ...] = get_args(Mechanism)
+"""Isolation mechanisms a template may require (`isolation.require`)."""
+
+
+class Readiness(_Model):
+    """When a replica counts as ready: `GET path` answers 2xx within `timeout` of its start."""
+
+    path: str = "/health"
+    timeout: Duration = Field(default=10.0, gt=0, le=600)
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f"path must start with '/', got {v!r}")
+        return v
+
+
+class Seccomp(_Model):
+    """Syscalls denied on top of the default profile, and what a denied call does."""
+
+    deny: tuple[str, ...] = Field(default=(), max_length=256)
+    on_deny: Literal["errno", "kill"] = "errno"
+
+
+class Isolation(_Model):
+    """Mechanisms the agent must have: creation is refused on a host that lacks one. The rest
+    are applied wherever the host allows them."""
+
+    require: tuple[Mechanism, ...] = ("seccomp", "cgroups")
+
+
+class ProcessSpec(_Model):
+    """Kind `process`: replicas the runtime starts, each on its own Unix socket.
+
+    Exactly one of `command` (a program serving HTTP on the socket named by `AGENTGATE_SOCKET`)
+    or `app` (`module:attr`, an ASGI app imported from `python_path`)."""
+
+    kind: Literal["process"]
+    command: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=256)
+    app: str | None = None
+    python_path: tuple[str, ...] = Field(default=(), max_length=64)
+    env: dict[str, str] = Field(default_factory=dict, max_length=256)
+    readiness: Readiness = Readiness()
+    network: Literal["none", "loopback", "egress"] = "none"
+    seccomp: Seccomp = Seccomp()
+    isolation: Isolation = Isolation()
+    # gateway settings of the agent's pool (as kind `http`, without endpoints)
+    timeouts: Timeouts = Timeouts()
+    retries: Retries = Retries()
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+    health_check: HealthCheck | None = None
+    max_concurrency: int = Field(default=256, ge=1)
+    max_queue: int = Field(default=1024, ge=0)
+    queue_timeout: Duration = 1.0
+    host_header: Literal["upstream", "preserve"] = "upstream"
+
+    @field_validator("app")
+    @classmethod
+    def _check_app(cls, v: str | None) -> str | None:
+        if v is not None and not _APP.match(v):
+            raise ValueError(f"app must be 'module:attribute', got {v!r}")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            if not _ENV_NAME.match(k):
+                raise ValueError(f"not an environment variable name: {k!r}")
+            if k.startswith("AGENTGATE_"):
+                raise ValueError(f"{k}: AGENTGATE_* variables are set by the runtime")
+        return v
+
+    @model_validator(mode="after")
+    def _one_entry(self) -> ProcessSpec:
+        if (self.command is None) == (self.app is None):
+            raise ValueError("give exactly one of command, app")
+        if self.python_path and self.app is None:
+            raise ValueError("python_path is only for app agents")
+        return self
+
+
 class Resources(_Model):
     """Per-replica resources: `cpu` in cores ("500m" ok), `memory` in bytes ("512MiB" ok)."""
 
@@ -95,6 +192,11 @@ class Scaling(_Model):
     min_replicas: int = Field(default=1, ge=0, le=10_000)
     max_replicas: int = Field(default=1, ge=1, le=10_000)
     target_concurrency: int | None = Field(default=None, ge=1)
+    # process agents: idle ready replicas kept per template version; seconds without traffic
+    # before scaling to zero (needs min_replicas 0); seasonal forecast pre-warming
+    warm_pool: int = Field(default=0, ge=0, le=1000)
+    scale_to_zero_after: Duration | None = Field(default=None, gt=0)
+    predictive: bool = False
 
     @model_validator(mode="after")
     def _bounds(self) -> Scaling:
@@ -102,6 +204,8 @@ class Scaling(_Model):
             raise ValueError(
                 f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})"
             )
+        if self.scale_to_zero_after is not None and self.min_replicas != 0:
+            raise ValueError("scale_to_zero_after needs min_replicas: 0")
         return self
 
 
@@ -123,7 +227,7 @@ class TemplateModel(_Model):
     version: str
     description: str = Field(default="", max_length=4096)
     capabilities: tuple[str, ...] = Field(default=(), max_length=64)
-    spec: HttpSpec
+    spec: Annotated[HttpSpec | ProcessSpec, Field(discriminator="kind")]
     resources: Resources = Resources()
     scaling: Scaling = Scaling()
     routes: tuple[RouteDefault, ...] = Field(default=(), max_length=64)
@@ -197,6 +301,10 @@ def _invalid_from_pydantic(e: ValidationError, root: str) -> Invalid:
     errs = e.errors(include_url=False)
     first = errs[0]
     loc = [p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+    if len(loc) >= 2 and loc[0] == "spec" and loc[1] in ("http", "process"):
+        del loc[1]  # the union's tag is not part of the document's path
+    if str(first["type"]).startswith("union_tag"):
+        loc.append("kind")
     path = json_path(loc, root)
     more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
     msg = first["msg"].removeprefix("Value error, ")

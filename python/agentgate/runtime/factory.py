@@ -44,7 +44,7 @@ from pydantic import ValidationError
 
 from agentgate.config import Agent as PoolConfig
 from agentgate.config import Match, Route
-from agentgate.errors import Invalid, NotFound, PolicyDenied
+from agentgate.errors import AgentgateError, Invalid, NotFound, PolicyDenied
 from agentgate.registry.service import RegistryService
 from agentgate.registry.template import (
     RouteDefault,
@@ -52,6 +52,7 @@ from agentgate.registry.template import (
     json_path,
     parse_template,
 )
+from agentgate.runtime.spec import AgentSpec, is_process
 from agentgate.store import Agent, Seal, Store, TenantScope
 from agentgate.store import Template as TemplateRecord
 from agentgate.tenancy.roles import Principal, require
@@ -69,6 +70,14 @@ __all__ = [
 ]
 
 log = logging.getLogger("agentgate.runtime")
+
+
+class RuntimeUnavailable(AgentgateError):
+    """No agent runtime in this process (process templates need `agentgate serve`)."""
+
+    status = 503
+    title = "Runtime unavailable"
+
 
 _AGENT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -149,6 +158,7 @@ class AgentRecord:
     mount: str
     decision: dict[str, Any] | None = None
     warning: str | None = None
+    runtime: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form for the API."""
@@ -174,6 +184,7 @@ class AgentRecord:
             "updated_at": a.updated_at,
             "decision": self.decision,
             "warning": self.warning,
+            "runtime": self.runtime,
         }
 
 
@@ -228,12 +239,35 @@ def _pydantic_invalid(e: ValidationError, root: str) -> Invalid:
     return Invalid(f"{path}: {str(first['msg']).removeprefix('Value error, ')}", path)
 
 
-def _pool(model: TemplateModel, body: Mapping[str, Any], params: Mapping[str, Any]) -> PoolConfig:
+_RUNTIME_ONLY = (
+    "command",
+    "app",
+    "python_path",
+    "env",
+    "readiness",
+    "network",
+    "seccomp",
+    "isolation",
+)
+
+
+def _pool(
+    model: TemplateModel,
+    body: Mapping[str, Any],
+    params: Mapping[str, Any],
+    endpoints: Sequence[str] | None = None,
+) -> PoolConfig:
     raw = body.get("spec")
     if not isinstance(raw, Mapping):
         raise Invalid("$.template.spec: the template has no spec", "$.template.spec")
     rendered = render_spec(raw, params, "$.template.spec")
-    rendered.pop("kind", None)
+    if rendered.pop("kind", None) == "process":
+        # the pool's endpoints are the runtime's ready replicas (`unix:/…` sockets)
+        for k in _RUNTIME_ONLY:
+            rendered.pop(k, None)
+        if not endpoints:
+            raise Invalid("$.endpoints: the agent has no ready replica yet", "$.endpoints")
+        rendered["endpoints"] = [{"url": e} for e in endpoints]
     try:
         return PoolConfig.model_validate(rendered)
     except ValidationError as e:
@@ -286,10 +320,12 @@ def gateway_parts(
     routes: Sequence[Any],
     *,
     model: TemplateModel | None = None,
+    endpoints: Sequence[str] | None = None,
 ) -> tuple[str, PoolConfig, builtins.list[Route]]:
     """(pool name, pool settings, gateway routes) of an agent; `Invalid` names the bad field.
 
     `routes` are the agent's own routes; empty means the template's defaults (or a catch-all).
+    `endpoints` are a `process` agent's ready replicas (`RoutableAgent.endpoints`).
     """
     if model is None:
         try:
@@ -298,7 +334,7 @@ def gateway_parts(
             raise _pydantic_invalid(e, "$.template") from None
     name = gateway_name(tenant_name, agent_name)
     mount = mount_path(tenant_name, agent_name)
-    pool = _pool(model, template_body, params)
+    pool = _pool(model, template_body, params, endpoints)
     if routes:
         defaults = check_routes(list(routes))
     elif model.routes:
@@ -353,8 +389,10 @@ class AgentFactory:
         *,
         drain_timeout: float = 30.0,
         drain_poll: float = 0.05,
+        runtime: Any = None,
     ) -> None:
         self.store = store
+        self.runtime = runtime  # agentgate.runtime.manager.Runtime: runs `process` templates
         self.registry_for = registry_for
         self.policy = policy
         self.audit = audit
@@ -377,6 +415,9 @@ class AgentFactory:
     ) -> AgentRecord:
         tn = tenant_name or await self._tenant_name(scope)
         t = template or await scope.templates.get_by_digest(agent.template_digest)
+        runtime = None
+        if self.runtime is not None and is_process(t.body):
+            runtime = {"status": await self.runtime.status(agent)}
         return AgentRecord(
             agent=agent,
             tenant_name=tn,
@@ -386,6 +427,7 @@ class AgentFactory:
             mount=mount_path(tn, agent.name),
             decision=decision,
             warning=warning,
+            runtime=runtime,
         )
 
     async def get(self, scope: TenantScope, principal: Principal, name: str) -> AgentRecord:
@@ -525,8 +567,14 @@ class AgentFactory:
         tpl.validate_params(params, "$.params")
         route_list = list(routes or [])
         tenant_name = await self._tenant_name(scope)
-        # builds the pool and routes now so a bad placeholder or route is refused before storing
-        gateway_parts(tenant_name, agent_name, t.body, params, route_list, model=tpl.model)
+        process = is_process(t.body)
+        if process:
+            self._runtime_check(t.body, params, agent_name, tenant_name, replicas)
+            if route_list:
+                check_routes(route_list)
+        else:
+            # builds the pool and routes now so a bad placeholder or route is refused first
+            gateway_parts(tenant_name, agent_name, t.body, params, route_list, model=tpl.model)
         sig, err = await self._verify(registry, t)
         target = f"agent:{agent_name}"
         decision = await self._decide(
@@ -547,8 +595,16 @@ class AgentFactory:
             params=params,
             replicas=replicas,
             routes=route_list,
-            state="active",
+            state="starting" if process else "active",
         )
+        if process:
+            # claims warm replicas (or starts them) and publishes their sockets; a replica that
+            # cannot start leaves the agent `failed` with its stderr, nothing running, no route
+            try:
+                agent = await self.runtime.run(scope, agent, t.body, tenant_name)
+            except BaseException:
+                await scope.agents.update(agent.name, state="failed")
+                raise
         await self.audit.record(
             scope,
             actor=_actor(principal),
@@ -556,9 +612,40 @@ class AgentFactory:
             target=target,
             outcome="success",
             decision=decision,
-            details={"template": template_ref, "digest": t.digest, "replicas": replicas},
+            details={
+                "template": template_ref,
+                "digest": t.digest,
+                "replicas": replicas,
+                **({"state": agent.state} if process else {}),
+            },
         )
         return await self._record(scope, agent, tenant_name, t, decision, resolved.warning)
+
+    def _runtime_check(
+        self,
+        body: Mapping[str, Any],
+        params: Mapping[str, Any],
+        name: str,
+        tenant_name: str,
+        replicas: int,
+    ) -> None:
+        """Refuse a process agent before storing it: no runtime here, a bad rendered spec, or
+        isolation the host cannot give."""
+        if self.runtime is None:
+            raise RuntimeUnavailable(
+                "process templates need the agent runtime, which runs in `agentgate serve`"
+            )
+        spec = AgentSpec.build(
+            agent_id="",
+            tenant_id="",
+            tenant=tenant_name,
+            name=name,
+            digest="",
+            body=body,
+            params=params,
+            replicas=replicas,
+        )
+        self.runtime.check(spec)
 
     async def update(
         self,
@@ -576,8 +663,8 @@ class AgentFactory:
         re-evaluated at stage `deploy`); a stale `expected_revision` is Conflict."""
         require(principal, "agent:update")
         current = await scope.agents.get(name)
-        if current.state != "active":
-            raise NotFound(f"agent {name} is being deleted")
+        if current.state not in ("active", "failed"):
+            raise NotFound(f"agent {name} is {current.state}")
         if replicas is not None:
             _check_replicas(replicas)
         registry = self.registry_for(scope)
@@ -594,7 +681,13 @@ class AgentFactory:
         new_replicas = replicas if replicas is not None else current.replicas
         tpl.validate_params(new_params, "$.params")
         tenant_name = await self._tenant_name(scope)
-        gateway_parts(tenant_name, name, t.body, new_params, new_routes, model=tpl.model)
+        process = is_process(t.body)
+        if process:
+            self._runtime_check(t.body, new_params, name, tenant_name, new_replicas)
+            if new_routes:
+                check_routes(new_routes)
+        else:
+            gateway_parts(tenant_name, name, t.body, new_params, new_routes, model=tpl.model)
         sig, err = await self._verify(registry, t)
         target = f"agent:{name}"
         decision = await self._decide(
@@ -617,6 +710,13 @@ class AgentFactory:
             replicas=replicas,
             routes=list(routes) if routes is not None else None,
         )
+        if process:
+            if params is not None or template_ref is not None or agent.state == "failed":
+                agent = await self.runtime.replace(scope, agent, t.body, tenant_name)
+            elif replicas is not None:
+                await self.runtime.scale_agent(
+                    scope, agent, replicas, actor=_actor(principal), reason="update: replicas"
+                )
         await self.audit.record(
             scope,
             actor=_actor(principal),
@@ -659,6 +759,10 @@ class AgentFactory:
                 outcome="draining",
                 details={"digest": agent.template_digest},
             )
+        if current.state in ("failed", "starting"):
+            # never routed: nothing to drain in the gateway
+            await self._finish(scope, agent)
+            return await self._record(scope, agent)
         task = self._drains.get(agent.id)
         if task is None or task.done():
             task = asyncio.get_running_loop().create_task(self._drain(scope, agent))
@@ -699,6 +803,8 @@ class AgentFactory:
         now = await scope.agents.get_by_id(agent.id)
         if now.state != "draining":
             return
+        if self.runtime is not None:
+            await self.runtime.remove(now)  # drains the replicas (no-op for http agents)
         await scope.agents.delete(agent.name)
         await self.store.system.agents.clear_inflight(agent.id)
         await self.audit.record(

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from agentgate.security.keys import Kek, KekError, LocalKek, master_key_from_env
 from agentgate.security.vault import VaultTransitKek
 from agentgate.store import Store
-from agentgate.store.secrets import KekStateRepo
+from agentgate.store.secrets import KekStateRepo, KekStateRow
 
-__all__ = ["ENV_KMS", "open_kek", "save_state"]
+__all__ = ["ENV_KMS", "kek_for_salt", "open_kek", "save_state"]
 
 ENV_KMS = "AGENTGATE_KMS"
 
@@ -27,7 +27,7 @@ async def open_kek(store: Store, env: Mapping[str, str] | None = None) -> Kek | 
     current, previous = master_key_from_env(e)
     if current is None:
         return None
-    state = await KekStateRepo(store.db, store.clock).get_or_create(os.urandom(16))
+    state = await kek_state(store)
     return LocalKek(
         current,
         state.salt,
@@ -35,6 +35,23 @@ async def open_kek(store: Store, env: Mapping[str, str] | None = None) -> Kek | 
         min_decryption_version=state.min_decryption_version,
         previous=previous,
     )
+
+
+def kek_for_salt(salt: bytes | None, env: Mapping[str, str] | None = None) -> Kek | None:
+    """The KEK from the environment with a known salt (no store: restoring into an empty
+    directory, where the salt comes from the backup repository's config)."""
+    e = os.environ if env is None else env
+    if e.get(ENV_KMS, "local") == "vault":
+        return VaultTransitKek.from_env(e)
+    current, previous = master_key_from_env(e)
+    if current is None:
+        return None
+    return LocalKek(current, salt or b"", previous=previous)
+
+
+async def kek_state(store: Store) -> KekStateRow:
+    """The persisted key-ring state (created with a fresh salt on first use)."""
+    return await KekStateRepo(store.db, store.clock).get_or_create(os.urandom(16))
 
 
 async def save_state(store: Store, kek: Kek) -> None:

@@ -280,11 +280,15 @@ class PolicyRepo(ScopedRepo):
 
 @dataclass(frozen=True, slots=True)
 class RoutableAgent:
-    """An agent the gateway should know, with its tenant's name and its template's body."""
+    """An agent the gateway should know, with its tenant's name and its template's body.
+
+    `endpoints` are the ready replicas of a `process` agent (`unix:/…`; pass them to
+    `gateway_parts(..., endpoints=...)`); empty for `http` agents."""
 
     agent: Agent
     tenant_name: str
     template_body: dict[str, Any]
+    endpoints: tuple[str, ...] = ()
 
 
 class SystemAgentRepo:
@@ -311,7 +315,21 @@ class SystemAgentRepo:
             "WHERE t.disabled = 0 AND a.state IN ('active', 'draining') "
             "ORDER BY t.name, a.name"
         )
-        return [RoutableAgent(_agent(r), r["tenant_name"], loads(r["template_body"])) for r in rows]
+        ready: dict[str, list[str]] = {}
+        for e in await self._db.fetch(
+            "SELECT agent_id, endpoint FROM agent_replicas WHERE state = 'ready' "
+            "ORDER BY agent_id, endpoint"
+        ):
+            ready.setdefault(e["agent_id"], []).append(e["endpoint"])
+        return [
+            RoutableAgent(
+                _agent(r),
+                r["tenant_name"],
+                loads(r["template_body"]),
+                tuple(ready.get(r["id"], ())),
+            )
+            for r in rows
+        ]
 
     async def report_inflight(self, gateway: str, counts: dict[str, int], now: float) -> None:
         """Upsert this gateway worker's in-flight count for each (draining) agent id."""

@@ -1,0 +1,221 @@
+"""The supervisor with real replicas: start, warm pools, scaling, drain, crashes, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from rt_helpers import EXAMPLES, http, only_replica, spec
+
+from agentgate.runtime.supervisor import Settings, Supervisor
+from agentgate.store.runtime import RuntimeRepo
+
+ECHO = {"app": "app:app", "python_path": [str(EXAMPLES / "echo_app")]}
+
+
+def alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "State:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def cmdlines() -> list[bytes]:
+    out = []
+    for p in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            out.append(p.read_bytes())
+    return out
+
+
+async def eventually(cond: Any, what: str, tries: int = 400) -> None:
+    for _ in range(tries):
+        if cond():
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"never happened: {what}")
+
+
+def nothing_left(sup: Supervisor, pids: list[int | None], agent_id: str) -> None:
+    assert not any(alive(p) for p in pids), pids
+    assert not list((sup.settings.root / "replicas").iterdir())
+
+
+async def test_command_agent_lifecycle(make_supervisor: Any, rt_store: Any) -> None:
+    sup = await make_supervisor()
+    res = await sup.start_agent(spec("a1", replicas=2))
+    assert res.state == "running"
+    reps = list(sup.agents["a1"].replicas.values())
+    assert len(reps) == 2 and all(r.state == "ready" for r in reps)
+    repo = RuntimeRepo(rt_store.db, rt_store.clock)
+    ready = await repo.ready_endpoints()
+    assert sorted(ready["a1"]) == sorted(r.endpoint for r in reps)
+    assert all(e.startswith("unix:/") for e in ready["a1"])
+    for r in reps:
+        assert (await http(r.socket, "/health"))[0] == 200
+        assert "probe agent starting" in r.logs.stderr.read_text()
+    info = sup.replicas("a1")
+    assert {i["state"] for i in info} == {"ready"}
+    assert all(i["pid"] and i["socket"].endswith("agent.sock") for i in info)
+    groups = [r.cgroup for r in reps]
+    pids = [r.pid for r in reps]
+    await sup.stop_agent("a1")
+    nothing_left(sup, pids, "a1")
+    assert "a1" not in await repo.ready_endpoints()
+    assert await repo.replicas("a1") == []
+    if sup.cgroups is not None:
+        assert all(sup.cgroups.procs(g) == [] for g in groups if g)
+
+
+async def test_warm_pool_claim_needs_no_fork(make_supervisor: Any) -> None:
+    sup = await make_supervisor()
+    s1 = spec("w1", scaling={"min_replicas": 0, "max_replicas": 4, "warm_pool": 2}, **ECHO)
+    assert await sup.wait_pool(s1, 2) == 2
+    pooled = {r.pid for r in sup.pools[s1.pool_key]}
+    res = await sup.start_agent(s1)
+    assert res.state == "running"
+    r = only_replica(sup, "w1")
+    assert r.pid in pooled  # claimed: forked before the create, not by it
+    status, doc = await http(r.socket, "/hi?x=1")
+    assert status == 200 and doc["replica"] == r.id
+    # the pool refills in the background
+    await eventually(lambda: len(sup.pools[s1.pool_key]) == 2, "pool refilled")
+    # a second agent of the same template claims from the same pool
+    s2 = spec("w2", scaling={"min_replicas": 0, "max_replicas": 4, "warm_pool": 2}, **ECHO)
+    assert s2.pool_key == s1.pool_key
+    pooled = {x.pid for x in sup.pools[s1.pool_key]}
+    assert (await sup.start_agent(s2)).state == "running"
+    assert only_replica(sup, "w2").pid in pooled
+
+
+async def test_scale_up_down_drains_in_flight(make_supervisor: Any, rt_store: Any) -> None:
+    sup = await make_supervisor()
+    s = spec("sc", **ECHO)
+    assert (await sup.start_agent(s)).state == "running"
+    assert await sup.scale("sc", 3) == 3
+    reps = sorted(sup.agents["sc"].replicas.values(), key=lambda r: r.started_at)
+    assert len(reps) == 3
+    victim = reps[-1]
+    slow = asyncio.ensure_future(http(victim.socket, "/slow?delay=0.6"))
+    await asyncio.sleep(0.1)  # the request is in flight on the newest replica
+    assert await sup.scale("sc", 1) == 1
+    status, doc = await slow
+    assert status == 200 and doc["path"] == "/slow"  # finished despite the drain
+    await eventually(lambda: not alive(victim.pid), "drained replica exited")
+    assert len(sup.agents["sc"].replicas) == 1
+    repo = RuntimeRepo(rt_store.db, rt_store.clock)
+    await eventually(lambda: True, "")
+    ready = await repo.ready_endpoints()
+    assert len(ready["sc"]) == 1
+    # clamped to the template's bounds
+    assert await sup.scale("sc", 100) == 8
+
+
+async def test_drain_kills_after_grace(make_supervisor: Any) -> None:
+    sup = await make_supervisor(grace=0.3)
+    # sh ignores SIGTERM here: only the SIGKILL after the grace period ends it
+    script = (
+        f"trap '' TERM; exec {sys.executable} -c "
+        f'"import signal,runpy,sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); '
+        f"sys.argv=['p']; runpy.run_path('{EXAMPLES.parent.parent}/tests/runtime/probe_agent.py',"
+        f" run_name='__main__')\""
+    )
+    s = spec("stubborn", command=["/bin/sh", "-c", script])
+    assert (await sup.start_agent(s)).state == "running"
+    r = only_replica(sup, "stubborn")
+    pid = r.pid
+    await sup.stop_agent("stubborn")
+    assert not alive(pid)
+    assert r.last_exit is None or r.last_exit == -9
+
+
+async def test_crash_restarts_with_backoff_then_crash_loop(
+    make_supervisor: Any, rt_store: Any
+) -> None:
+    s = Settings(root=Path("/"), backoff_base=1.0, backoff_max=60.0)
+    assert [s.backoff(n) for n in (1, 2, 3, 4, 7, 8)] == [1, 2, 4, 8, 60, 60]
+    sup = await make_supervisor(crash_loop_after=3)
+    assert (await sup.start_agent(spec("c", env={"CRASH_AFTER": "0.2"}))).state == "running"
+    r = only_replica(sup, "c")
+    endpoint = r.endpoint
+    await eventually(lambda: r.state == "crash_loop", "crash loop", tries=800)
+    assert r.restarts >= 3
+    assert r.endpoint == endpoint  # same slot, same socket
+    assert sup.agents["c"].state == "crash_loop"
+    repo = RuntimeRepo(rt_store.db, rt_store.clock)
+    st = await repo.status("c")
+    assert st is not None and st.state == "crash_loop"
+    assert "crashing on purpose" in st.stderr
+    rows = await repo.replicas("c")
+    assert rows[0].state in ("crash_loop", "ready") and rows[0].restarts >= 3
+
+
+async def test_crash_once_restarts_ready(make_supervisor: Any) -> None:
+    sup = await make_supervisor()
+    assert (await sup.start_agent(spec("once"))).state == "running"
+    r = only_replica(sup, "once")
+    first = r.pid
+    with pytest.raises((aiohttp.ClientError, OSError)):
+        await http(r.socket, "/try/exit?arg=3")
+    await eventually(lambda: r.state == "ready" and r.pid != first, "restarted")
+    assert r.last_exit == 3 and r.restarts == 1
+    assert (await http(r.socket, "/health"))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "why", "stderr"),
+    [
+        ("command", {"command": ["no-such-agent-binary"]}, "status 127", "cannot run"),
+        ("app", {"app": "no_such_module:app"}, "fork server failed", "ModuleNotFoundError"),
+        (
+            "app-attr",
+            {"app": "app:nope", "python_path": [str(EXAMPLES / "echo_app")]},
+            "fork server failed",
+            "AttributeError",
+        ),
+        (
+            "readiness",
+            {
+                "command": ["/bin/sh", "-c", "echo never serving >&2; exec sleep 30"],
+                "readiness": {"path": "/health", "timeout": "1500ms"},
+            },
+            "not ready within 1.5s",
+            "never serving",
+        ),
+    ],
+)
+async def test_bad_input_fails_cleanly(
+    make_supervisor: Any, rt_store: Any, kind: str, extra: dict[str, Any], why: str, stderr: str
+) -> None:
+    sup = await make_supervisor()
+    res = await sup.start_agent(spec(f"bad-{kind}", **extra))
+    assert res.state == "failed"
+    assert why in res.reason, res
+    assert stderr in res.stderr, res
+    assert len(res.stderr.splitlines()) <= 50
+    assert f"bad-{kind}" not in sup.agents
+    assert not list((sup.settings.root / "replicas").iterdir())
+    repo = RuntimeRepo(rt_store.db, rt_store.clock)
+    assert await repo.replicas(f"bad-{kind}") == []
+    assert not any(b"sleep\x0030" in c for c in cmdlines())
+
+
+async def test_logs_rotate(make_supervisor: Any) -> None:
+    sup = await make_supervisor(log_max_bytes=20_000, log_keep=2)
+    assert (await sup.start_agent(spec("logs"))).state == "running"
+    r = only_replica(sup, "logs")
+    await http(r.socket, "/try/spam?arg=50000")
+    rotated = r.logs.stderr.with_name("stderr.log.1")
+    await eventually(rotated.exists, "rotation")
+    assert r.logs.stderr.stat().st_size < 20_000
+    await http(r.socket, "/try/spam?arg=30000")
+    await eventually(lambda: r.logs.stderr.with_name("stderr.log.2").exists(), "second rotation")
+    assert not r.logs.stderr.with_name("stderr.log.3").exists()
