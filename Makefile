@@ -74,6 +74,16 @@ bench-gateway: dev
 bench-control: dev
 	$(BIN)/python loadtests/bench_control.py
 
+## bench-security: backup/restore MB/s of a 1 GiB SQLite store vs sqlite3 .backup + zstd, the
+## incremental size after 1 % of rows change, encrypt/decrypt µs per secret
+.PHONY: bench-security sbom
+bench-security: dev
+	$(BIN)/python loadtests/bench_security.py $(BENCH_SECURITY_ARGS)
+
+## sbom: CycloneDX SBOMs of the Python runtime dependencies and the Rust crates into sbom/
+sbom: $(STAMP)
+	BIN=$(BIN) bash scripts/sbom.sh
+
 bench: bench-core bench-gateway bench-control
 
 wheel: $(STAMP)

@@ -36,6 +36,10 @@ fi
 have_redis || missing+=(redis-server)
 have_java || missing+=(default-jre-headless)
 have_mvn || missing+=(maven)
+# observability: Debian's Alertmanager (tests start their own on a free port) and Chromium with
+# its matching driver for the dashboard's browser tests
+[ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
+{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || missing+=(chromium)
 here="$(cd "$(dirname "$0")" && pwd)"
 if [ "${#missing[@]}" -eq 0 ]; then
   exec bash "$here/kafka.sh"
@@ -84,6 +88,19 @@ for pkg in "${missing[@]}"; do
       ;;
     default-jre-headless | maven)
       apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null
+      ;;
+    prometheus-alertmanager)
+      apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+      update-rc.d prometheus-alertmanager disable >/dev/null 2>&1 || true
+      deb-systemd-helper disable prometheus-alertmanager.service >/dev/null 2>&1 || true
+      if [ -d /run/systemd/system ]; then
+        systemctl stop prometheus-alertmanager.service >/dev/null 2>&1 || true
+      elif [ -x /etc/init.d/prometheus-alertmanager ]; then
+        /etc/init.d/prometheus-alertmanager stop >/dev/null 2>&1 || true
+      fi
+      ;;
+    chromium)
+      apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
       ;;
   esac
 done

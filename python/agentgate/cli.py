@@ -203,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     from agentgate import cli_security  # secrets, privacy, backup
 
     cli_security.add_commands(sub)
+    from agentgate import cli_state  # state show|restore
+
+    cli_state.add_commands(sub)
+    from agentgate import cli_alerts  # alerts, metrics
+
+    cli_alerts.add_commands(sub)
     return parser
 
 
@@ -212,11 +218,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "serve":
         return serve(args.config, args.workers, args.listen, args.admin_listen, args.quiet)
-    from agentgate import cli_control, cli_security
+    from agentgate import cli_alerts, cli_control, cli_security, cli_state
 
     code = cli_control.run(args)
     if code is None:
         code = cli_security.run(args)
+    if code is None:
+        code = cli_state.run(args)
+    if code is None:
+        code = cli_alerts.run(args)
     return 2 if code is None else code
 
 

@@ -38,7 +38,8 @@ async def bootstrap(
 
 
 def _call(args: argparse.Namespace, method: str, path: str, **kw: Any) -> Any:
-    api = api_for(getattr(args, "config", None), getattr(args, "profile", None))
+    # `gateway_config`, not `config`: some commands take a `--config` of their own
+    api = api_for(getattr(args, "gateway_config", None), getattr(args, "profile", None))
     return api.call(method, path, **kw)
 
 
@@ -74,6 +75,8 @@ def add_commands(sub: Any) -> None:
         p.add_argument("--profile", help="a [section] of the profile file")
         p.add_argument(
             "--config",
+            dest="gateway_config",
+            metavar="FILE",
             help="talk to the admin listener of this gateway config file (its admin_listen); "
             "without it: AGENTGATE_URL, the profile's url, AGENTGATE_CONFIG, "
             "else http://127.0.0.1:8001",

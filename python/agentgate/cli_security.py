@@ -207,16 +207,7 @@ def add_backup_commands(sub: Any) -> None:
 
 
 def _summary(m: Any, dests: list[str]) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "created_at": m.created_at,
-        "kind": m.kind,
-        "dialect": m.dialect,
-        "size": m.size,
-        "stored_new": m.stored_new,
-        "chunks": len(m.chunks),
-        "destinations": dests,
-    }
+    return dict(m.summary(dests))
 
 
 async def _backup_async(args: argparse.Namespace) -> int:

@@ -35,8 +35,11 @@ __all__ = [
     "Agent",
     "ApiKey",
     "AuthConfig",
+    "BusConfig",
     "ConfigError",
     "GatewayConfig",
+    "RedisConfig",
+    "StateConfig",
     "load_config",
     "parse_config",
     "parse_duration",
@@ -288,11 +291,17 @@ class Match(_Model):
 
 
 class RateLimit(_Model):
-    """GCRA limit: `rate` per second sustained, `burst` at once, per `key`."""
+    """GCRA limit: `rate` per second sustained, `burst` at once, per `key`.
+
+    `scope: cluster` shares the limit among every gateway through Redis (`redis:` at the top
+    level); `on_redis_error` says whether requests pass (`open`) or are refused (`closed`)
+    while Redis cannot be reached."""
 
     key: str = "ip"
     rate: Rate
     burst: int = Field(default=0, ge=0)
+    scope: Literal["local", "cluster"] = "local"
+    on_redis_error: Literal["open", "closed"] = "open"
 
     @field_validator("key")
     @classmethod
@@ -369,6 +378,68 @@ class SignatureConfig(_Model):
     nonce_cache: int = Field(default=100_000, ge=1)
 
 
+class RedisConfig(_Model):
+    """The Redis that cluster-wide limits and the Redis Streams bus share."""
+
+    url: str
+    timeout: Duration = 0.05
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        if urlsplit(v).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"url must start with redis://, rediss:// or unix://, got {v!r}")
+        return v
+
+
+class KafkaConfig(_Model):
+    """Where the Kafka bus connects, and how its topics are made."""
+
+    bootstrap_servers: str
+    replication_factor: int = Field(default=1, ge=1, le=16)
+    session_timeout: Duration = 10.0
+
+
+class BusTopic(_Model):
+    """Per-topic bus behaviour (README: the bus)."""
+
+    partitions: int = Field(default=1, ge=1, le=1024)
+    visibility_timeout: Duration = 30.0
+    max_deliveries: int = Field(default=5, ge=1, le=1000)
+    retry_base: Duration = 0.1
+    retry_max: Duration = 5.0
+    retention: Duration = 7 * 86400.0
+    max_len: int = Field(default=1_000_000, ge=1)
+    dedupe_window: Duration = 3600.0
+
+    @model_validator(mode="after")
+    def _check_retry(self) -> BusTopic:
+        if self.visibility_timeout <= 0:
+            raise ValueError("visibility_timeout must be positive")
+        if not self.retry_base <= self.retry_max <= self.visibility_timeout:
+            raise ValueError("need retry_base <= retry_max <= visibility_timeout")
+        return self
+
+
+class BusConfig(_Model):
+    """The message bus: `memory` (one machine), `redis` (uses `redis.url`) or `kafka`."""
+
+    backend: Literal["memory", "redis", "kafka"] = "memory"
+    kafka: KafkaConfig | None = None
+    defaults: BusTopic = BusTopic()
+    topics: dict[str, BusTopic] = {}
+    max_in_flight: int = Field(default=1000, ge=1)
+    publish_buffer: int = Field(default=10_000, ge=1)
+    publish_timeout: Duration = 30.0
+
+
+class StateConfig(_Model):
+    """Event-sourced agent state: snapshot interval and retention per event class."""
+
+    snapshot_every: int = Field(default=100, ge=1)
+    retention: dict[str, Duration] = {"lifecycle": 365 * 86400.0, "checkpoint": 365 * 86400.0}
+
+
 class GatewayConfig(_Model):
     """The whole gateway config file."""
 
@@ -388,6 +459,9 @@ class GatewayConfig(_Model):
     secrets: SecretsConfig = SecretsConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     backup: BackupConfig | None = None
+    redis: RedisConfig | None = None
+    bus: BusConfig | None = None
+    state: StateConfig = StateConfig()
     # observability (agentgate.observe.settings): history, alerts, tracing, SLOs, cost
     metrics: MetricsConfig = MetricsConfig()
     alerts: AlertsConfig = AlertsConfig()
@@ -400,12 +474,18 @@ class GatewayConfig(_Model):
         return [r.id or f"{r.agent}:{r.match.pattern}" for r in self.routes]
 
     def redacted(self) -> dict[str, Any]:
-        """The config as plain data with secrets (key hashes, database password) replaced."""
+        """The config as plain data with secrets replaced: key hashes, passwords in URLs, and
+        header values (upstream and OTLP headers often carry tokens; names stay)."""
         data = self.model_dump(mode="json")
         for k in data["auth"]["api_keys"]:
             k["hash"] = "<redacted>"
         if data["database_url"]:
             data["database_url"] = _redact_url(data["database_url"])
+        for agent in data["agents"].values():
+            agent["headers"] = dict.fromkeys(agent["headers"], "<redacted>")
+        data["tracing"]["headers"] = dict.fromkeys(data["tracing"]["headers"], "<redacted>")
+        if data.get("redis") and urlsplit(data["redis"]["url"]).password:
+            data["redis"]["url"] = "<redacted>"
         return data
 
 
@@ -470,7 +550,21 @@ def parse_config(data: object, file: str = "<config>") -> GatewayConfig:
     return cfg
 
 
+def _check_distributed(cfg: GatewayConfig, file: str) -> None:
+    if cfg.bus is not None:
+        if cfg.bus.backend == "redis" and cfg.redis is None:
+            raise ConfigError(file, "bus.backend", "backend redis needs redis: {url: …}")
+        if cfg.bus.backend == "kafka" and cfg.bus.kafka is None:
+            raise ConfigError(file, "bus.kafka", "backend kafka needs bus.kafka.bootstrap_servers")
+    for i, route in enumerate(cfg.routes):
+        if route.rate_limit is not None and route.rate_limit.scope == "cluster" and not cfg.redis:
+            raise ConfigError(
+                file, f"routes[{i}].rate_limit.scope", "scope cluster needs redis: {url: …}"
+            )
+
+
 def _cross_check(cfg: GatewayConfig, file: str) -> None:
+    _check_distributed(cfg, file)
     seen: dict[str, int] = {}
     for i, (rid, route) in enumerate(zip(cfg.route_ids(), cfg.routes, strict=True)):
         if route.agent not in cfg.agents:

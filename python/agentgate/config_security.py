@@ -47,6 +47,15 @@ def parse_long_duration(value: object) -> float:
 LongDuration = Annotated[float, BeforeValidator(parse_long_duration)]
 
 
+def _size(value: object) -> int:
+    from agentgate.config import parse_size  # late: agentgate.config imports this module
+
+    return parse_size(value)
+
+
+Size = Annotated[int, BeforeValidator(_size)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -126,7 +135,7 @@ class BackupConfig(_Model):
     destinations: tuple[BackupDestination, ...] = Field(min_length=1)
     schedule: LongDuration | None = None
     compression_level: int = Field(default=3, ge=1, le=22)
-    chunk_size: int = Field(default=256 * 1024, ge=16 * 1024, le=8 * 1024 * 1024)
+    chunk_size: Size = Field(default=64 * 1024, ge=16 * 1024, le=8 * 1024 * 1024)
     keep: BackupKeep = BackupKeep()
     scratch_dir: str | None = None
 

@@ -43,6 +43,7 @@ POLICY = "guard"
 AGENT = "summarizer"  # the agent takes its template's name
 SECRET = "openai"
 SUBJECT = "erin@example.com"
+BACKUP = "20260101T000000Z-0badc0de"  # backups are the system's: B never sees one
 A_VERSIONS = ("1.2.3", "1.3.0")
 B_VERSION = "9.0.0"
 
@@ -321,6 +322,14 @@ OBJECT: dict[Op, Callable[[World], list[Call]]] = {
     ("delete", "/api/agents/{name}"): lambda w: [Call({"name": AGENT})],
     ("get", "/api/secrets/{name}"): lambda w: [Call({"name": SECRET})],
     ("delete", "/api/secrets/{name}"): lambda w: [Call({"name": SECRET})],
+    ("get", "/api/state/agents/{name}"): lambda w: [
+        Call({"name": AGENT}),
+        Call({"name": AGENT}, query={"at": "2100-01-01T00:00Z"}),
+    ],
+    ("post", "/api/state/restore"): lambda w: [
+        Call({}, body={"at": 0, "agent": AGENT}),
+        Call({}, body={"at": "2100-01-01T00:00Z", "agent": AGENT}),
+    ],
     ("get", "/api/privacy/requests/{request_id}"): lambda w: [
         Call({"request_id": w.a.privacy_request_id})
     ],
@@ -330,6 +339,8 @@ OBJECT: dict[Op, Callable[[World], list[Call]]] = {
     ("get", "/api/privacy/requests/{request_id}/export"): lambda w: [
         Call({"request_id": w.a.privacy_request_id})
     ],
+    ("get", "/api/backup/{backup_id}"): lambda w: [Call({"backup_id": BACKUP})],
+    ("post", "/api/backup/{backup_id}/verify"): lambda w: [Call({"backup_id": BACKUP})],
     ("post", "/api/secrets/{name}/rotate"): lambda w: [
         Call({"name": SECRET}, body={"value": "stolen"}),
         Call({"name": SECRET}, body={}),
@@ -451,6 +462,9 @@ LISTS: dict[Op, Callable[[World], Awaitable[None]]] = {
     ("get", "/api/audit/export"): _export_audit,
     ("post", "/api/policies/dry-run"): _dry_run,
     ("get", "/api/secrets"): lambda w: _lists_plain(w, ("get", "/api/secrets"), [{}]),
+    ("get", "/api/state/agents"): lambda w: _lists_plain(
+        w, ("get", "/api/state/agents"), [{}, {"at": "2100-01-01T00:00Z"}]
+    ),
     ("get", "/api/privacy/requests"): lambda w: _lists_plain(
         w, ("get", "/api/privacy/requests"), [{}, {"status": "received"}, {"overdue": "1"}]
     ),
@@ -616,6 +630,10 @@ SYSTEM: dict[Op, Call] = {
     ("post", "/api/secrets/-/kek/rotate"): Call({}),
     ("post", "/api/secrets/-/kek/retire"): Call({}, body={"min_decryption_version": 1}),
     ("post", "/api/privacy/retention/run"): Call({}),
+    ("get", "/api/backup"): Call({}),
+    ("post", "/api/backup"): Call({}, body={}),
+    ("get", "/api/backup/-/status"): Call({}),
+    ("post", "/api/backup/-/prune"): Call({}),
 }
 
 

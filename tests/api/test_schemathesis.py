@@ -54,7 +54,10 @@ APP = from_env()
 os.environ.clear()
 os.environ.update(_env)
 
-schema = schemathesis.openapi.from_asgi("/api/openapi.json", APP)
+schema = schemathesis.openapi.from_asgi("/api/openapi.json", APP).exclude(
+    # alert channels send to the URLs in their body: fuzzed ones must never be contacted
+    operation_id=["putAlertChannel", "testAlertChannel"]
+)
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -185,9 +185,9 @@ async def test_crash_once_restarts_ready(make_supervisor: Any) -> None:
             "readiness",
             {
                 "command": ["/bin/sh", "-c", "echo never serving >&2; exec sleep 30"],
-                "readiness": {"path": "/health", "timeout": "1500ms"},
+                "readiness": {"path": "/health", "timeout": "4s"},
             },
-            "not ready within 1.5s",
+            "not ready within 4s",
             "never serving",
         ),
     ],

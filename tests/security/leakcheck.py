@@ -45,6 +45,11 @@ def new_secret(prefix: str = "sv") -> str:
     return track(f"{prefix}-{pysecrets.token_hex(16)}")
 
 
+def find_leaks() -> list[tuple[str, str]]:
+    """(where, value) for every tracked value found in the collected output."""
+    return [(w, v) for w, text in CORPUS for v in VALUES if v in text]
+
+
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
     """Collect log records during the test, then check the whole corpus for tracked values."""
@@ -62,5 +67,5 @@ def no_leaks() -> Iterator[None]:
         root.removeHandler(h)
         root.setLevel(old[0])
         ours.setLevel(old[1])
-    leaks = [(w, v) for w, text in CORPUS for v in VALUES if v in text]
+    leaks = find_leaks()
     assert not leaks, f"secret values leaked into: {sorted({w for w, _ in leaks})}"

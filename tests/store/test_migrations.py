@@ -20,7 +20,7 @@ async def _open(database_url: str | None, tmp_path: Path) -> Database:
 async def test_applied_once_and_recorded(database_url: str | None, tmp_path: Path) -> None:
     db = await _open(database_url, tmp_path)
     try:
-        versions = [m.version for m in bundled_migrations()]
+        versions = [m.version for m in bundled_migrations(db.dialect)]
         assert versions[0] == 1
         assert await apply_migrations(db) == versions
         assert await apply_migrations(db) == []
@@ -32,16 +32,16 @@ async def test_applied_once_and_recorded(database_url: str | None, tmp_path: Pat
 
 async def test_failed_migration_leaves_nothing(database_url: str | None, tmp_path: Path) -> None:
     db = await _open(database_url, tmp_path)
-    bundled = bundled_migrations()
+    bundled = bundled_migrations(db.dialect)
     broken = Migration(
         bundled[-1].version + 1,
         "broken",
         "CREATE TABLE half (x INTEGER);\nINSERT INTO nowhere VALUES (1);\n",
     )
     try:
-        await apply_migrations(db, [*bundled_migrations()])
+        await apply_migrations(db, [*bundled_migrations(db.dialect)])
         with pytest.raises(Exception, match=r"(?i)nowhere"):
-            await apply_migrations(db, [*bundled_migrations(), broken])
+            await apply_migrations(db, [*bundled_migrations(db.dialect), broken])
         rows = await db.fetch("SELECT version FROM schema_migrations")
         assert sorted(r["version"] for r in rows) == [m.version for m in bundled]
         with pytest.raises(Exception, match=r"(?i)half"):
@@ -53,10 +53,12 @@ async def test_failed_migration_leaves_nothing(database_url: str | None, tmp_pat
 
 async def test_fresh_database_broken_first_run(database_url: str | None, tmp_path: Path) -> None:
     db = await _open(database_url, tmp_path)
-    broken = Migration(bundled_migrations()[-1].version + 1, "broken", "SELECT * FROM nowhere;\n")
+    broken = Migration(
+        bundled_migrations(db.dialect)[-1].version + 1, "broken", "SELECT * FROM nowhere;\n"
+    )
     try:
         with pytest.raises(Exception, match=r"(?i)nowhere"):
-            await apply_migrations(db, [*bundled_migrations(), broken])
+            await apply_migrations(db, [*bundled_migrations(db.dialect), broken])
         with pytest.raises(Exception, match=r"(?i)tenants|schema_migrations"):
             await db.fetch("SELECT * FROM tenants")
     finally:

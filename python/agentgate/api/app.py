@@ -12,6 +12,7 @@ entry for every mutation. Errors are RFC 9457 problem+json; the OpenAPI 3.1 docu
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
@@ -28,16 +29,25 @@ from agentgate.api.openapi import openapi_document
 from agentgate.api.problems import exception_handlers
 from agentgate.api.routes import agents, audit, keys, policies, templates, tenants, trust
 from agentgate.api.routes import alerts as alert_routes
+from agentgate.api.routes import backup as backup_routes
 from agentgate.api.routes import observe as observe_routes
 from agentgate.api.routes import privacy as privacy_routes
 from agentgate.api.routes import secrets as secret_routes
+from agentgate.api.routes import slo_cost as slo_cost_routes
+from agentgate.api.routes import state as state_routes
 from agentgate.api.routes._common import Context, json
+from agentgate.bus import open_bus, settings_from_config
+from agentgate.bus.changes import ChangeFeed
+from agentgate.config import GatewayConfig, load_config
 from agentgate.policy import PolicyService
 from agentgate.registry.search import SearchIndex
 from agentgate.registry.service import RegistryService
 from agentgate.runtime.factory import AgentFactory, ScopeAudit
 from agentgate.security.audit import seal as audit_seal
+from agentgate.security.scheduler import Scheduler
 from agentgate.security.services import Security
+from agentgate.state import AgentHistory
+from agentgate.state.agents import retention_loop
 from agentgate.store import Seal, Store, open_store
 
 __all__ = ["create_api", "from_env", "standalone"]
@@ -52,6 +62,8 @@ def create_api(
     seal: Seal = audit_seal,
     system_tenant: str | None = "system",
     security: Security | None = None,
+    changes: ChangeFeed | None = None,
+    history: AgentHistory | None = None,
     observe: Any = None,
 ) -> Starlette:
     """The API app (routes relative to its mount point, `/api`).
@@ -61,13 +73,21 @@ def create_api(
     rules; `index` to an in-memory BM25 search index.
     Admin keys of the tenant named `system_tenant` act as the installation's system principal.
     `security` defaults to services configured from the environment (`AGENTGATE_MASTER_KEY` …).
+    `changes` publishes every successful mutation on the bus; `history` (default: on the
+    store's event log) records agent lifecycle events for `/api/state`.
     """
+    history = history if history is not None else AgentHistory(store.events)
     index = index if index is not None else SearchIndex()
     policy = policy if policy is not None else PolicyService()
     if factory is None:
         idx = index
         factory = AgentFactory(
-            store, lambda scope: RegistryService(scope, index=idx), policy, ScopeAudit(seal)
+            store,
+            lambda scope: RegistryService(scope, index=idx),
+            policy,
+            ScopeAudit(seal),
+            history=history,
+            changes=changes,
         )
     ctx = Context(
         store=store,
@@ -76,6 +96,7 @@ def create_api(
         factory=factory,
         seal=seal,
         system_tenant=system_tenant,
+        changes=changes,
     )
     doc = openapi_document()
 
@@ -87,9 +108,12 @@ def create_api(
         routes.extend(module.routes(ctx))
     sec = security if security is not None else Security(store, seal=seal)
     routes.extend(secret_routes.routes(ctx, sec))
+    routes.extend(state_routes.routes(ctx, history))
     routes.extend(privacy_routes.routes(ctx, sec))
+    routes.extend(backup_routes.routes(ctx, sec))
     if observe is not None:  # metrics, health, system, alerts (agentgate.observe)
         routes.extend(observe_routes.routes(ctx, observe) + alert_routes.routes(ctx, observe))
+        routes.extend(slo_cost_routes.routes(ctx, observe))
     app = Starlette(routes=routes, exception_handlers=exception_handlers())
     app.state.context = ctx
     app.state.security = sec
@@ -100,6 +124,11 @@ def create_api(
 def standalone(api: Starlette) -> Starlette:
     """`api` mounted at `/api` in an app of its own (tests, benchmarks, `agentgate api`)."""
     return Starlette(routes=[Mount("/api", app=api)], exception_handlers=exception_handlers())
+
+
+def _config(env: dict[str, str]) -> GatewayConfig | None:
+    path = env.get("AGENTGATE_CONFIG")
+    return load_config(path) if path else None
 
 
 def from_env() -> Starlette:
@@ -114,20 +143,44 @@ def from_env() -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = await open_store(url, data_dir)
+        cfg = _config(env)
+        # the bus (platform changes) and state settings come from the gateway config, if any
+        bus = None
+        if cfg is not None and cfg.bus is not None:
+            bus = open_bus(*settings_from_config(cfg))
+            await bus.start()
+        history = AgentHistory(
+            store.events, snapshot_every=cfg.state.snapshot_every if cfg else 100
+        )
         from agentgate.observe.service import open_for_admin
 
         observe = await open_for_admin(store, url, data_dir)
-        api = create_api(store, security=Security.from_env(store, env), observe=observe)
+        api = create_api(
+            store,
+            security=Security.from_env(store, env),
+            changes=ChangeFeed(bus) if bus is not None else None,
+            history=history,
+            observe=observe,
+        )
+        pruner = asyncio.get_running_loop().create_task(
+            retention_loop(history, cfg.state.retention if cfg else None)
+        )
+        jobs = Scheduler(api.state.security)  # rotation checks, retention, backup schedule
+        jobs.start()
         inner.append(api)
         app.state.context = api.state.context  # lets the admin listener authenticate keys
         try:
             yield
         finally:
             del app.state.context
+            await jobs.stop()
             inner.remove(api)
+            pruner.cancel()
             await observe.close()
             await api.state.context.factory.close()
             await api.state.security.close()
+            if bus is not None:
+                await bus.close()
             await store.close()
 
     async def api(scope: Scope, receive: Receive, send: Send) -> None:

@@ -15,8 +15,11 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from agentgate.api import openapi_state as so
+from agentgate.api.openapi_observe import OPS as OBSERVE_OPS
 from agentgate.api.openapi_security import OPS as SECURITY_OPS
 from agentgate.api.routes import _models as m
+from agentgate.api.routes import _observe_models as om
 from agentgate.api.routes import _security_models as sm
 
 __all__ = ["openapi_document"]
@@ -136,12 +139,17 @@ def _operation(
 @lru_cache(maxsize=1)
 def _cached() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
-        (model, "validation") for model in m.REQUESTS + sm.REQUESTS
+        (model, "validation") for model in m.REQUESTS + sm.REQUESTS + om.REQUESTS + so.REQUESTS
     ]
-    models += [(model, "serialization") for model in m.RESPONSES + sm.RESPONSES]
+    models += [
+        (model, "serialization")
+        for model in m.RESPONSES + sm.RESPONSES + om.RESPONSES + so.RESPONSES
+    ]
     _, defs = models_json_schema(models, ref_template=_REF)
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, op_id, summary, req, status, resp, query in _OPS + SECURITY_OPS:
+    for method, path, op_id, summary, req, status, resp, query in (
+        _OPS + SECURITY_OPS + OBSERVE_OPS + so.OPS
+    ):
         paths.setdefault(path, {})[method] = _operation(
             op_id, summary, path, req, status, resp, query
         )

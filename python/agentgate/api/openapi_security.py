@@ -29,4 +29,10 @@ OPS: list[tuple[str, str, str, str, Any, int, Any, list[tuple[str, str]]]] = [
     ("post", "/api/privacy/consents", "recordConsent", "Record consent given or withdrawn", s.ConsentCreate, 201, s.ConsentOut, []),
     ("get", "/api/privacy/retention", "getRetention", "Retention periods per data class", None, 200, s.RetentionOut, []),
     ("post", "/api/privacy/retention/run", "runRetention", "Delete what is past retention now (system)", None, 200, s.RetentionOut, []),
+    ("get", "/api/backup", "listBackups", "Backups and their destinations (system)", None, 200, [s.BackupOut], []),
+    ("post", "/api/backup", "createBackup", "Take a backup now (system)", s.BackupCreate, 201, s.BackupOut, []),
+    ("get", "/api/backup/-/status", "backupStatus", "3-2-1 check and free space against the next backup (system)", None, 200, s.BackupStatusOut, []),
+    ("post", "/api/backup/-/prune", "pruneBackups", "Forget by the keep policy, delete unused chunks (system)", None, 200, s.BackupPruneOut, []),
+    ("get", "/api/backup/{backup_id}", "getBackup", "One backup (system)", None, 200, s.BackupOut, []),
+    ("post", "/api/backup/{backup_id}/verify", "verifyBackup", "Checksums, scratch restore, audit verify (system)", None, 200, s.BackupVerifyOut, []),
 ]  # fmt: skip

@@ -49,7 +49,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 __all__ = [
     "Bus",
@@ -59,14 +59,17 @@ __all__ = [
     "Consumer",
     "Message",
     "Outgoing",
+    "Start",
     "TopicSettings",
     "backoff",
     "dlq_topic",
     "open_bus",
     "partition_of",
+    "settings_from_config",
 ]
 
 Backend = Literal["memory", "redis", "kafka"]
+Start = Literal["earliest", "latest"]
 
 
 class BusError(Exception):
@@ -178,6 +181,11 @@ class Consumer(Protocol):
         """Messages fetched and not yet acked or nacked."""
         ...
 
+    async def join(self) -> None:
+        """Join the group now (otherwise the first fetch does): a new group's start position
+        is fixed here, so nothing published after `join` returns is missed."""
+        ...
+
     async def close(self) -> None:
         """Leave the group; unacked messages go to another member after the timeout."""
         ...
@@ -213,8 +221,11 @@ class Bus(Protocol):
         """Append a batch in one round trip where the backend allows; ids in order."""
         ...
 
-    def consumer(self, topic: str, group: str, *, name: str | None = None) -> Consumer:
-        """A new member of `group` on `topic`."""
+    def consumer(
+        self, topic: str, group: str, *, name: str | None = None, start: Start = "earliest"
+    ) -> Consumer:
+        """A new member of `group` on `topic`; a group that does not exist yet starts at the
+        oldest retained message (`earliest`) or after the newest one (`latest`)."""
         ...
 
     async def close(self) -> None:
@@ -283,6 +294,39 @@ def check_topic(topic: str) -> str:
 def now() -> float:
     """Wall-clock seconds (message timestamps, retention)."""
     return time.time()
+
+
+def settings_from_config(cfg: Any) -> tuple[BusSettings, Backend]:
+    """BusSettings and backend from a `GatewayConfig` (`bus:` and `redis:` sections)."""
+    bus = cfg.bus
+    if bus is None:
+        return BusSettings(redis_url=cfg.redis.url if cfg.redis else None), "memory"
+
+    def topic(t: Any) -> TopicSettings:
+        return TopicSettings(
+            partitions=t.partitions,
+            visibility_timeout=t.visibility_timeout,
+            max_deliveries=t.max_deliveries,
+            retry_base=t.retry_base,
+            retry_max=t.retry_max,
+            retention=t.retention,
+            max_len=t.max_len,
+            dedupe_window=t.dedupe_window,
+        )
+
+    kafka = bus.kafka
+    settings = BusSettings(
+        defaults=topic(bus.defaults),
+        topics={name: topic(t) for name, t in bus.topics.items()},
+        max_in_flight=bus.max_in_flight,
+        publish_buffer=bus.publish_buffer,
+        publish_timeout=bus.publish_timeout,
+        redis_url=cfg.redis.url if cfg.redis else None,
+        kafka_bootstrap=kafka.bootstrap_servers if kafka else None,
+        kafka_session_timeout=kafka.session_timeout if kafka else 10.0,
+        kafka_replication_factor=kafka.replication_factor if kafka else 1,
+    )
+    return settings, bus.backend
 
 
 def open_bus(settings: BusSettings, backend: Backend = "memory") -> Bus:

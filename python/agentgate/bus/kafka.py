@@ -41,6 +41,7 @@ from agentgate.bus import (
     BusUnavailable,
     Message,
     Outgoing,
+    Start,
     TopicSettings,
     backoff,
     check_topic,
@@ -222,10 +223,12 @@ class KafkaBus:
             out[i] = out[j]
         return [x or "" for x in out]
 
-    def consumer(self, topic: str, group: str, *, name: str | None = None) -> KafkaConsumer:
-        """A new member of `group` on `topic`."""
+    def consumer(
+        self, topic: str, group: str, *, name: str | None = None, start: Start = "earliest"
+    ) -> KafkaConsumer:
+        """A new member of `group` on `topic` (a new group starts at `start`)."""
         check_topic(topic)
-        c = KafkaConsumer(self, topic, group, name or uuid.uuid4().hex[:12])
+        c = KafkaConsumer(self, topic, group, name or uuid.uuid4().hex[:12], start)
         self._consumers.append(c)
         return c
 
@@ -264,8 +267,9 @@ class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
 class KafkaConsumer:
     """A member of a Kafka consumer group (see the module docstring)."""
 
-    def __init__(self, bus: KafkaBus, topic: str, group: str, name: str) -> None:
+    def __init__(self, bus: KafkaBus, topic: str, group: str, name: str, start: Start) -> None:
         self._bus = bus
+        self._from: Start = start
         self.topic = topic
         self.group = group
         self.name = name
@@ -294,7 +298,7 @@ class KafkaConsumer:
             group_id=self.group,
             client_id=self.name,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset=self._from,
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=max(100, self.session_timeout_ms // 5),
             max_partition_fetch_bytes=1024 * 1024,
@@ -308,6 +312,17 @@ class KafkaConsumer:
             raise BusUnavailable(f"kafka: consumer cannot start: {e}") from None
         self._c = c
         return c
+
+    async def join(self, within: float = 30.0) -> None:
+        """Start, wait for a partition assignment and fix the positions."""
+        c = await self._start()
+        deadline = time.monotonic() + within
+        while not c.assignment():
+            if time.monotonic() > deadline:
+                raise BusUnavailable(f"kafka: no partitions assigned to {self.name} in time")
+            await asyncio.sleep(0.02)
+        for tp in c.assignment():
+            await c.position(tp)
 
     async def _revoked(self, tps: list[TopicPartition]) -> None:
         # commit what is done, then forget: the next owner starts at the committed offset

@@ -24,6 +24,7 @@ from agentgate.bus import (
     BusUnavailable,
     Message,
     Outgoing,
+    Start,
     TopicSettings,
     backoff,
     check_topic,
@@ -77,10 +78,11 @@ class _Topic:
         self.changed = asyncio.Condition()
         self.counter = itertools.count()
 
-    def group(self, name: str) -> list[_GroupPartition]:
+    def group(self, name: str, start: Start = "earliest") -> list[_GroupPartition]:
         g = self.groups.get(name)
         if g is None:
-            g = self.groups[name] = [_GroupPartition(p.base) for p in self.partitions]
+            at = [p.base if start == "earliest" else p.end for p in self.partitions]
+            g = self.groups[name] = [_GroupPartition(n) for n in at]
         return g
 
     def backlog(self, p: int) -> int:
@@ -189,11 +191,15 @@ class MemoryBus:
         hit = t.dedupe.get(key)
         return hit[0] if hit is not None else None
 
-    def consumer(self, topic: str, group: str, *, name: str | None = None) -> MemoryConsumer:
-        """A new member of `group` on `topic`."""
+    def consumer(
+        self, topic: str, group: str, *, name: str | None = None, start: Start = "earliest"
+    ) -> MemoryConsumer:
+        """A new member of `group` on `topic` (a new group starts at `start`)."""
         if self._closed:
             raise BusError("bus is closed")
-        return MemoryConsumer(self, self._topic(topic), group, name or uuid.uuid4().hex[:12])
+        t = self._topic(topic)
+        t.group(group, start)
+        return MemoryConsumer(self, t, group, name or uuid.uuid4().hex[:12])
 
     async def _dead_letter(self, t: _Topic, group: str, pe: _Pending, error: str) -> None:
         headers = {
@@ -228,6 +234,9 @@ class MemoryConsumer:
     def in_flight(self) -> int:
         """Messages fetched and not yet acked or nacked."""
         return len(self._mine)
+
+    async def join(self) -> None:
+        """The group exists since `consumer()`: nothing to do."""
 
     def _take(self, max_messages: int) -> tuple[list[Message], list[_Pending]]:
         t = self._t

@@ -40,6 +40,7 @@ from agentgate.bus import (
     BusUnavailable,
     Message,
     Outgoing,
+    Start,
     TopicSettings,
     backoff,
     check_topic,
@@ -288,10 +289,12 @@ class RedisStreamsBus:
         self._trimmed[topic] = t
         return True
 
-    def consumer(self, topic: str, group: str, *, name: str | None = None) -> RedisStreamsConsumer:
-        """A new member of `group` on `topic`."""
+    def consumer(
+        self, topic: str, group: str, *, name: str | None = None, start: Start = "earliest"
+    ) -> RedisStreamsConsumer:
+        """A new member of `group` on `topic` (a new group starts at `start`)."""
         check_topic(topic)
-        return RedisStreamsConsumer(self, topic, group, name or uuid.uuid4().hex[:12])
+        return RedisStreamsConsumer(self, topic, group, name or uuid.uuid4().hex[:12], start)
 
     async def close(self) -> None:
         """Disconnect."""
@@ -303,8 +306,11 @@ class RedisStreamsBus:
 class RedisStreamsConsumer:
     """A member of a stream consumer group (see the module docstring)."""
 
-    def __init__(self, bus: RedisStreamsBus, topic: str, group: str, name: str) -> None:
+    def __init__(
+        self, bus: RedisStreamsBus, topic: str, group: str, name: str, start: Start
+    ) -> None:
         self._bus = bus
+        self._start = "0" if start == "earliest" else "$"
         self.topic = topic
         self.group = group
         self.name = name
@@ -329,13 +335,17 @@ class RedisStreamsConsumer:
         """Messages fetched and not yet acked or nacked."""
         return len(self._mine) + len(self._ahead)
 
+    async def join(self) -> None:
+        """Create the group's streams and groups now."""
+        await self._bus._retrying("join", self._ensure_group)
+
     async def _ensure_group(self) -> None:
         if self._ready:
             return
         r = self._bus.redis
         for s in self._streams:
             try:
-                await r.xgroup_create(s, self.group, id="0", mkstream=True)
+                await r.xgroup_create(s, self.group, id=self._start, mkstream=True)
             except ResponseError as e:
                 if "BUSYGROUP" not in str(e):
                     raise

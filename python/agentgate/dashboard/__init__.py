@@ -69,8 +69,8 @@ def _chart(title: str, values: list[float | None], fmt: Callable[[float], str], 
     """An inline SVG line chart of evenly spaced values (None = gap)."""
     w, h, pad = 320, 90, 4
     nums = [v for v in values if v is not None]
-    top = max(nums) if nums else 0.0
-    top = top if top > 0 else 1.0
+    peak = max(nums) if nums else 0.0
+    top = peak if peak > 0 else 1.0  # the y scale; the label shows the real peak
     n = max(1, len(values) - 1)
     segs: list[list[str]] = [[]]
     for i, v in enumerate(values):
@@ -92,10 +92,10 @@ def _chart(title: str, values: list[float | None], fmt: Callable[[float], str], 
         if len(s) == 1
     )
     last = next((v for v in reversed(values) if v is not None), None)
-    label = f"{title}: latest {fmt(last) if last is not None else 'no data'}, max {fmt(top) if nums else 'no data'}"
+    label = f"{title}: latest {fmt(last) if last is not None else 'no data'}, max {fmt(peak) if nums else 'no data'}"
     return (
         f'<figure class="chart" id="{cid}"><figcaption>{_esc(title)} '
-        f'<span class="muted">max {_esc(fmt(top)) if nums else "–"}</span></figcaption>'
+        f'<span class="muted">max {_esc(fmt(peak)) if nums else "–"}</span></figcaption>'
         f'<svg viewBox="0 0 {w} {h}" role="img" aria-label="{_esc(label)}">'
         f'<line x1="0" y1="{h - pad}" x2="{w}" y2="{h - pad}" class="axis"/>{lines}{dots}</svg></figure>'
     )

@@ -23,13 +23,23 @@ from pathlib import Path
 from typing import Any
 
 from agentgate.observe.alerts import AlertManager, Outbox
+from agentgate.observe.alerts.manager import synthetic_rule
+from agentgate.observe.alerts.rules import Rule
 from agentgate.observe.collector import Collector
+from agentgate.observe.cost import CostService
 from agentgate.observe.custom import CustomMetrics
 from agentgate.observe.db import MetricsDB, open_metrics_db
 from agentgate.observe.feed import AgentState, StatsFeed
 from agentgate.observe.health import Health, agent_health, fleet_health
 from agentgate.observe.history import FLEET, Signals, TrafficHistory
-from agentgate.observe.settings import AlertsConfig, CostConfig, MetricsConfig, TracingConfig
+from agentgate.observe.settings import (
+    AlertsConfig,
+    CostConfig,
+    MetricsConfig,
+    SloConfig,
+    TracingConfig,
+)
+from agentgate.observe.slo import SloService
 from agentgate.observe.system import SystemMonitor
 from agentgate.store import Store
 
@@ -46,6 +56,7 @@ class ObserveSettings:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
     cost: CostConfig = field(default_factory=CostConfig)
+    slos: tuple[SloConfig, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: Any) -> ObserveSettings:
@@ -55,6 +66,7 @@ class ObserveSettings:
             alerts=getattr(cfg, "alerts", None) or AlertsConfig(),
             tracing=getattr(cfg, "tracing", None) or TracingConfig(),
             cost=getattr(cfg, "cost", None) or CostConfig(),
+            slos=tuple(getattr(cfg, "slos", ()) or ()),
         )
 
     @classmethod
@@ -120,6 +132,9 @@ class ObserveService:
         self.alerts = AlertManager(store.db, _View(self), settings.alerts, clock)
         self.outbox = Outbox(store.db, self.alerts.channel, settings.alerts, clock)
         self.system = SystemMonitor()
+        self.slos = SloService(store.db, self.history, settings.slos, clock)
+        self.cost = CostService(mdb, store.db, settings.cost, clock)
+        self.alerts.sources += [self._slo_alerts, self._budget_alerts]
         self._tasks: list[asyncio.Task[None]] = []
         self._defaults_done = False
         if self.collector is not None:
@@ -194,6 +209,48 @@ class ObserveService:
             await self.collector.stop()
         await self.outbox.stop()
         await self.mdb.close()
+
+    async def _slo_alerts(
+        self, tenant_id: str, tenant_name: str, system: bool, now: float
+    ) -> list[tuple[Rule, dict[str, str], float | None]]:
+        out: list[tuple[Rule, dict[str, str], float | None]] = []
+        for slo in await self.slos.list(tenant_id, system):
+            st = await self.slos.status(slo, now)
+            for a in st["alerts"]:
+                sev = "critical" if a["severity"] == "page" else "warning"
+                name = f"SLOBurn:{slo.name}"
+                rule = synthetic_rule(
+                    name,
+                    sev,
+                    f"SLO {slo.name} burns its error budget {a['burn_rate']:.1f}x over "
+                    f"{a['long_window']} and {a['short_window']} (threshold {a['threshold']}x)",
+                )
+                labels = {
+                    "alertname": name,
+                    "agent": slo.agent,
+                    "severity": sev,
+                    "slo": slo.name,
+                    "window": a["long_window"],
+                }
+                out.append((rule, labels, float(a["burn_rate"])))
+        return out
+
+    async def _budget_alerts(
+        self, tenant_id: str, tenant_name: str, system: bool, now: float
+    ) -> list[tuple[Rule, dict[str, str], float | None]]:
+        st = await self.cost.check(tenant_name, now)
+        if st is None or st["used"] < 0.8:
+            return []
+        over = st["exceeded"]
+        name = "BudgetExceeded" if over else "BudgetNearlySpent"
+        rule = synthetic_rule(
+            name,
+            "critical" if over else "warning",
+            f"{tenant_name} spent {st['spent']:.2f} of {st['amount']:.2f} {st['currency']} "
+            f"this {st['period']}",
+        )
+        labels = {"alertname": name, "agent": "*", "severity": rule.severity, "tenant": tenant_name}
+        return [(rule, labels, float(st["used"]))]
 
     # --- composed reads (API, dashboard) ---------------------------------------------------
 

@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from agentgate.bus.changes import Change, ChangeFeed
 from agentgate.config import Agent as PoolConfig
 from agentgate.config import Match, Route
 from agentgate.errors import AgentgateError, Invalid, NotFound, PolicyDenied
@@ -53,6 +54,7 @@ from agentgate.registry.template import (
     parse_template,
 )
 from agentgate.runtime.spec import AgentSpec, is_process
+from agentgate.state import AgentHistory, agent_document
 from agentgate.store import Agent, Seal, Store, TenantScope
 from agentgate.store import Template as TemplateRecord
 from agentgate.tenancy.roles import Principal, require
@@ -389,9 +391,13 @@ class AgentFactory:
         *,
         drain_timeout: float = 30.0,
         drain_poll: float = 0.05,
+        history: AgentHistory | None = None,
+        changes: ChangeFeed | None = None,
         runtime: Any = None,
     ) -> None:
         self.store = store
+        self.history = history
+        self.changes = changes
         self.runtime = runtime  # agentgate.runtime.manager.Runtime: runs `process` templates
         self.registry_for = registry_for
         self.policy = policy
@@ -399,6 +405,23 @@ class AgentFactory:
         self.drain_timeout = drain_timeout
         self.drain_poll = drain_poll
         self._drains: dict[str, asyncio.Task[None]] = {}
+
+    async def _lifecycle(self, scope: TenantScope, agent: Agent, type: str, actor: str) -> None:
+        """Append the lifecycle event and publish the change. After the store write on
+        purpose: the agents table is the source of truth, so a failure here is logged, not
+        raised (the change still reaches gateways by store polling)."""
+        doc = None if type == "agent.deleted" else agent_document(agent)
+        if self.history is not None:
+            try:
+                await self.history.record(
+                    scope.tenant_id, agent.name, type, {"agent": doc}, meta={"actor": actor}
+                )
+            except Exception:
+                log.exception("recording %s of agent %s failed", type, agent.name)
+        if self.changes is not None:
+            await self.changes.publish(
+                Change.of(type, scope.tenant_id, f"agent:{agent.name}", {"agent": doc})
+            )
 
     # ---- reads ----
     async def _tenant_name(self, scope: TenantScope) -> str:
@@ -605,6 +628,7 @@ class AgentFactory:
             except BaseException:
                 await scope.agents.update(agent.name, state="failed")
                 raise
+        await self._lifecycle(scope, agent, "agent.created", _actor(principal))
         await self.audit.record(
             scope,
             actor=_actor(principal),
@@ -717,6 +741,7 @@ class AgentFactory:
                 await self.runtime.scale_agent(
                     scope, agent, replicas, actor=_actor(principal), reason="update: replicas"
                 )
+        await self._lifecycle(scope, agent, "agent.updated", _actor(principal))
         await self.audit.record(
             scope,
             actor=_actor(principal),
@@ -751,6 +776,7 @@ class AgentFactory:
         agent = current
         if current.state != "draining":
             agent = await scope.agents.update(name, state="draining")
+            await self._lifecycle(scope, agent, "agent.draining", _actor(principal))
             await self.audit.record(
                 scope,
                 actor=_actor(principal),
@@ -806,6 +832,7 @@ class AgentFactory:
         if self.runtime is not None:
             await self.runtime.remove(now)  # drains the replicas (no-op for http agents)
         await scope.agents.delete(agent.name)
+        await self._lifecycle(scope, now, "agent.deleted", "system")
         await self.store.system.agents.clear_inflight(agent.id)
         await self.audit.record(
             scope,

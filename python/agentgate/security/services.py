@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from agentgate.errors import AgentgateError
 from agentgate.security.audit import seal as audit_seal
-from agentgate.security.keyring import open_kek
+from agentgate.security.backup import BackupManager
+from agentgate.security.keyring import kek_state, open_kek
 from agentgate.security.keys import ENV_MASTER_KEY, Kek, KekError
 from agentgate.security.privacy import PrivacyService
 from agentgate.security.retention import RetentionJob
 from agentgate.security.secrets import DEFAULT_CLASSES, SecretClass, SecretService
 from agentgate.store import Seal, Store
 
-__all__ = ["NotConfigured", "Security", "classes_of"]
+__all__ = ["BackupNotConfigured", "NotConfigured", "Security", "classes_of"]
 
 
 class NotConfigured(AgentgateError):
@@ -33,6 +35,13 @@ def classes_of(cfg: Any) -> dict[str, SecretClass]:
         for name, c in cfg.secrets.classes.items():
             out[name] = SecretClass(c.rotate_every, c.overlap, c.generate)
     return out
+
+
+class BackupNotConfigured(AgentgateError):
+    """The config has no `backup` section."""
+
+    status = 409
+    title = "Not configured"
 
 
 class Security:
@@ -55,6 +64,8 @@ class Security:
         self._kek: Kek | None = None
         self._secrets: SecretService | None = None
         self._privacy: PrivacyService | None = None
+        self._backups: BackupManager | None = None
+        self._retention: RetentionJob | None = None
 
     @classmethod
     def from_env(
@@ -97,8 +108,26 @@ class Security:
             )
         return self._privacy
 
+    async def backups(self) -> BackupManager:
+        """The backup manager of the configured destinations (BackupNotConfigured without)."""
+        if self._backups is None:
+            cfg = None if self.config is None else self.config.backup
+            if cfg is None:
+                raise BackupNotConfigured("no backup section in the config (backup.destinations)")
+            kek = await self.kek()
+            salt = None if kek.provider == "vault" else (await kek_state(self.store)).salt
+            url = self.env.get("AGENTGATE_DATABASE_URL") or self.config.database_url
+            data_dir = Path(self.env.get("AGENTGATE_DATA_DIR") or self.config.data_dir)
+            self._backups = BackupManager(
+                cfg, kek, database_url=url, data_dir=data_dir, salt=salt, env=self.env
+            )
+        return self._backups
+
     def retention(self) -> RetentionJob:
-        """The retention job with the configured periods."""
+        """The retention job with the configured periods (one per process: other modules
+        `register` their purge functions on it)."""
+        if self._retention is not None:
+            return self._retention
         periods = None
         if self.config is not None:
             r = self.config.privacy.retention
@@ -109,7 +138,8 @@ class Security:
                 "logs": r.logs,
                 "privacy_requests": r.privacy_requests,
             }
-        return RetentionJob(self.store, periods, seal=self.seal)
+        self._retention = RetentionJob(self.store, periods, seal=self.seal)
+        return self._retention
 
     async def close(self) -> None:
         """Release clients (Vault's HTTP session)."""

@@ -23,6 +23,7 @@ from agentgate.store._base import Clock
 from agentgate.store.agents import AgentRepo, PolicyRepo, RoutableAgent, SystemAgentRepo
 from agentgate.store.audit import GENESIS_HASH, AuditRepo, Seal, SystemAuditRepo
 from agentgate.store.db import Database, PostgresDatabase, SqliteDatabase
+from agentgate.store.events import EventStore
 from agentgate.store.migrate import apply_migrations
 from agentgate.store.models import (
     Agent,
@@ -52,6 +53,7 @@ __all__ = [
     "AuditRepo",
     "Clock",
     "Database",
+    "EventStore",
     "NewTemplate",
     "Policy",
     "PolicyRepo",
@@ -110,6 +112,7 @@ class Store:
     def __init__(self, db: Database, clock: Clock | None = None) -> None:
         self.db = db
         self.clock: Clock = clock or time.time
+        self.events = EventStore(db, self.clock)
         self.system = SystemScope(
             tenants=TenantRepo(db, self.clock),
             api_keys=SystemApiKeyRepo(db),

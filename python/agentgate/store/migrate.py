@@ -1,5 +1,8 @@
 """Versioned schema migrations (`migrations/NNNN_name.sql`), all pending ones in one transaction.
 
+A step that needs engine-specific DDL (an identity column, say) ships as two files of one
+version, `NNNN_name.sqlite.sql` and `NNNN_name.postgresql.sql`; each engine runs its own.
+
 Both engines run DDL transactionally, so a failing migration leaves the database exactly as it
 was: no half-created tables, no `schema_migrations` row.
 """
@@ -15,7 +18,7 @@ from agentgate.store.db import Database
 
 __all__ = ["Migration", "apply_migrations", "bundled_migrations", "split_statements"]
 
-_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)(?:\.(sqlite|postgresql))?\.sql$")
 # Any 64-bit constant: PostgreSQL advisory lock so two processes don't migrate at once.
 _PG_LOCK = 0x61676D6967
 
@@ -29,12 +32,13 @@ class Migration:
     sql: str
 
 
-def bundled_migrations() -> list[Migration]:
-    """The migrations shipped in `agentgate/store/migrations`, in version order."""
+def bundled_migrations(dialect: str | None = None) -> list[Migration]:
+    """The migrations shipped in `agentgate/store/migrations` for `dialect` (engine-specific
+    files of the other engine left out; all of them when None), in version order."""
     out = []
     for entry in resources.files("agentgate.store").joinpath("migrations").iterdir():
         m = _NAME.match(entry.name)
-        if m:
+        if m and (m.group(3) is None or dialect is None or m.group(3) == dialect):
             out.append(Migration(int(m.group(1)), m.group(2), entry.read_text("utf-8")))
     return sorted(out, key=lambda m: m.version)
 
@@ -48,7 +52,7 @@ def split_statements(sql: str) -> list[str]:
 
 async def apply_migrations(db: Database, migrations: list[Migration] | None = None) -> list[int]:
     """Apply the pending migrations atomically; returns the versions applied now."""
-    todo = bundled_migrations() if migrations is None else migrations
+    todo = bundled_migrations(db.dialect) if migrations is None else migrations
     applied_now: list[int] = []
     async with db.transaction() as tx:
         if db.dialect == "postgresql":

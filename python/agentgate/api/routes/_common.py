@@ -48,6 +48,7 @@ class Context:
     system_tenant: str | None = "system"
     system_tenant_id: str | None = None
     _system_resolved: bool = False
+    changes: Any = None  # agentgate.bus.changes.ChangeFeed when a bus is configured
 
     async def principal(self, request: Request, action: str | None = None) -> Principal:
         """The caller, checked against `action` when given."""
@@ -128,7 +129,20 @@ async def audited(
     await ctx.audit(
         p, action, target, "ok", decision=decision, details=details, tenant_id=tenant_id
     )
+    if ctx.changes is not None:
+        await publish_change(ctx, action, tenant_id or p.tenant_id, target, details)
     return out
+
+
+async def publish_change(
+    ctx: Context, action: str, tenant_id: str, target: str, details: dict[str, Any] | None
+) -> None:
+    """Tell every gateway about a successful mutation (platform events on the bus)."""
+    from agentgate.bus.changes import Change
+
+    # secrets: the name is enough to reload; nothing about the value travels
+    data = {} if action.startswith("secret.") else dict(details or {})
+    await ctx.changes.publish(Change.of(action, tenant_id, target, data))
 
 
 async def body(request: Request, model: type[M]) -> M:

@@ -119,9 +119,9 @@ def routes(ctx: Context, svc: ObserveService) -> list[Route]:
         p = await ctx.principal(request, "agent:update")
         name = request.path_params["name"]
         rule = await _rule_body(request, name)
-        created = await am.put_rule(p.tenant_id, rule)
+        await am.put_rule(p.tenant_id, rule)
         await ctx.audit(p, "alerts.rule.put", name, "ok")
-        return json(await am.rule(p.tenant_id, name), status=201 if created else 200)
+        return json(await am.rule(p.tenant_id, name))  # 200 whether created or replaced
 
     async def delete_rule(request: Request) -> Response:
         p = await ctx.principal(request, "agent:update")
@@ -207,9 +207,9 @@ def routes(ctx: Context, svc: ObserveService) -> list[Route]:
         if c.kind not in ("slack", "email", "webhook", "alertmanager"):
             raise Invalid("kind must be slack, email, webhook or alertmanager", "$.kind")
         cfg = channel_from(c.kind, c.config, "$.config")
-        created = await am.put_channel(p.tenant_id, name, cfg)
+        await am.put_channel(p.tenant_id, name, cfg)
         await ctx.audit(p, "alerts.channel.put", name, "ok")
-        return json({"name": name, **redacted(cfg)}, status=201 if created else 200)
+        return json({"name": name, **redacted(cfg)})  # 200 whether created or replaced
 
     async def delete_channel(request: Request) -> Response:
         p = await ctx.principal(request, "agent:update")

@@ -216,7 +216,7 @@ def routes(ctx: Context, svc: ObserveService) -> list[Route]:
         q = request.query_params
         name = q.get("name")
         if not name:
-            return json(await svc.custom.names(p.tenant_id))
+            return json({"metrics": await svc.custom.names(p.tenant_id)})
         start, end = time_range(request)
         agg = q.get("agg", "avg")
         if agg not in AGGREGATIONS:
@@ -310,9 +310,9 @@ def routes(ctx: Context, svc: ObserveService) -> list[Route]:
             )
         except ValueError as e:
             raise Invalid(str(e).splitlines()[-1].strip(), "$") from None
-        created = await svc.alerts.put_rule(p.tenant_id, rule)
+        await svc.alerts.put_rule(p.tenant_id, rule)
         await ctx.audit(p, "metrics.threshold.put", name, "ok")
-        return json(rule.to_json(), status=201 if created else 200)
+        return json(rule.to_json())  # 200 whether created or replaced
 
     async def thresholds(request: Request) -> Response:
         p = await ctx.principal(request, "agent:read")

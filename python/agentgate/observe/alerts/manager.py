@@ -24,7 +24,7 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,7 +44,24 @@ from agentgate.observe.history import FLEET, Signals
 from agentgate.observe.settings import AlertsConfig
 from agentgate.store.db import Database, Executor
 
-__all__ = ["AlertManager", "MetricsView", "channel_from", "fingerprint"]
+__all__ = ["AlertManager", "MetricsView", "Source", "channel_from", "fingerprint", "synthetic_rule"]
+
+Source = Callable[
+    [str, str, bool, float], Awaitable[list[tuple[Rule, dict[str, str], float | None]]]
+]
+
+
+def synthetic_rule(name: str, severity: str, summary: str) -> Rule:
+    """A rule for alerts another component decides (SLO burn, budgets): name, severity and
+    annotation only; its condition is never evaluated."""
+    return Rule.model_validate(
+        {
+            "name": name,
+            "conditions": [{"metric": "requests", "op": ">", "threshold": 0}],
+            "severity": severity,
+            "annotations": {"summary": summary},
+        }
+    )
 
 
 class MetricsView(Protocol):
@@ -161,6 +178,15 @@ class AlertManager:
         self.clock = clock
         self.external_url = external_url or (self.settings.external_url or "")
         self.evaluations = 0
+        # more alert sources (SLO burn rates, budgets): (tenant id, tenant name, system, now)
+        # -> firing (rule, labels, value) triples
+        self.sources: list[Source] = []
+
+    async def _has_active(self, tenant_id: str) -> bool:
+        r = await self.db.fetchrow(
+            "SELECT id FROM alerts WHERE tenant_id = ? AND active = 1 LIMIT 1", tenant_id
+        )
+        return r is not None
 
     # --- tenants --------------------------------------------------------------------------
 
@@ -274,10 +300,8 @@ class AlertManager:
         windows: dict[float, dict[str, Signals]] = {}
         states = self.view.states()
         changes = 0
-        for tenant_id, rules in by_tenant.items():
-            tname = tenants.get(tenant_id)
-            if tname is None:
-                continue
+        for tenant_id, tname in tenants.items():
+            rules = by_tenant.get(tenant_id, [])
             system = tname == "system"
             results: dict[tuple[str, str], tuple[Rule, dict[str, str], float | None]] = {}
             for rule in rules:
@@ -327,6 +351,11 @@ class AlertManager:
                     }
                     if holds:
                         results[(rule.name, fingerprint(labels))] = (rule, labels, value)
+            for source in self.sources:
+                for rule, labels, value in await source(tenant_id, tname, system, now):
+                    results[(rule.name, fingerprint(labels))] = (rule, labels, value)
+            if not results and not await self._has_active(tenant_id):
+                continue
             changes += await self._apply(tenant_id, rules, results, now)
         self.evaluations += 1
         return changes

@@ -77,6 +77,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _syncfs(path: Path) -> None:
+    """Flush the whole file system holding `path` (Linux syncfs: one call instead of an fsync
+    per chunk file and directory, which costs ~10 ms each on a VM disk)."""
+    import ctypes
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syncfs(fd) != 0:
+            raise OSError(ctypes.get_errno(), "syncfs failed")
+    except AttributeError:  # not Linux: fall back to syncing everything
+        os.sync()
+    finally:
+        os.close(fd)
+
+
 class LocalDir:
     """A directory on a local or mounted disk."""
 
@@ -89,6 +105,7 @@ class LocalDir:
         self.root = Path(path)
         self.medium = medium
         self.offsite = offsite
+        self._dirs: set[Path] = set()
 
     def _p(self, key: str) -> Path:
         return self.root / key
@@ -101,16 +118,24 @@ class LocalDir:
             raise KeyError(key) from None
 
     def put(self, key: str, data: bytes) -> None:
-        """Write to a temp file, fsync, rename over the key."""
+        """Write to a temp file and rename over the key. Chunks are made durable together by
+        `commit` (one syncfs before the manifest); everything else is fsynced at once."""
         p = self._p(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
+        if p.parent not in self._dirs:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(p.parent)
         tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if not key.startswith("chunks/"):
+                f.flush()
+                os.fsync(f.fileno())
+        if key.startswith("manifests/"):
+            # the manifest may only become visible once every chunk it names is on disk
+            _syncfs(self.root)
         os.replace(tmp, p)
-        _fsync_dir(p.parent)
+        if not key.startswith("chunks/"):
+            _fsync_dir(p.parent)
 
     def exists(self, key: str) -> bool:
         """Whether the file exists."""

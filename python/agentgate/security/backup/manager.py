@@ -253,8 +253,11 @@ class BackupManager:
                         stored = have.get(cid)
                         if stored is None:
                             blob = r.encrypt_packed(cid, packed)
-                            r.dest.put(r.chunk_key(cid), blob)
                             stored = have[cid] = hashlib.sha256(blob).hexdigest()
+                            # a full backup rewrites only what is missing or damaged (the same
+                            # chunk always encrypts to the same bytes)
+                            if not (full and self._intact(r, cid, stored)):
+                                r.dest.put(r.chunk_key(cid), blob)
                             m.stored_new += len(blob)
                             m.new_chunks += 1
                         m.chunks.append(ChunkRef(cid, len(data), stored))
@@ -270,6 +273,13 @@ class BackupManager:
                 r.dest.abort()
             raise
         return manifests[0]
+
+    @staticmethod
+    def _intact(r: Repository, cid: str, stored: str) -> bool:
+        try:
+            return hashlib.sha256(r.dest.get(r.chunk_key(cid))).hexdigest() == stored
+        except KeyError:
+            return False
 
     @staticmethod
     def _window(

@@ -68,6 +68,19 @@ class Manifest:
             "compression_level": self.compression_level,
         }
 
+    def summary(self, destinations: list[str]) -> dict[str, Any]:
+        """What the API and CLI show of a backup (`BackupOut`)."""
+        return {
+            "id": self.id,
+            "created_at": self.created_at,
+            "kind": self.kind,
+            "dialect": self.dialect,
+            "size": self.size,
+            "stored_new": self.stored_new,
+            "chunks": len(self.chunks),
+            "destinations": destinations,
+        }
+
     def encode(self, mac_key: bytes) -> bytes:
         """The file's bytes: body, its SHA-256 and MAC."""
         body = orjson.dumps(self.body(), option=orjson.OPT_SORT_KEYS)

@@ -1,0 +1,161 @@
+"""Platform events on the bus: what the control plane changed, for every gateway to apply.
+
+    feed = ChangeFeed(bus)
+    await feed.publish(Change.of("key.revoke", tenant_id, "key:3f2a…"))   # control plane
+    sub = await feed.subscribe(worker_id)                                 # each gateway worker
+    async for change in sub:
+        if change.kind == "key": ...
+
+Kinds: `agent` (lifecycle), `template` (publish, tags, yank, deprecate, rollback), `key`,
+`publisher_key`, `policy`, `tenant`, `secret` (names only), `trust_root`, `config` and `alert`
+(state changes; published by their owners through the same `publish`). One topic,
+`platform.changes`, partitioned by tenant so one tenant's changes keep their order.
+
+`subscribe` gives every subscriber its own consumer group starting after the newest change:
+each worker sees every change from the moment it subscribed (it loads the current state from
+the store first, then applies changes). Delivery is at least once, so handlers must be
+idempotent (reloading a key set is). Publishing is best effort on purpose: the store stays the
+source of truth and workers still poll it as the fallback, so a bus outage delays changes by
+one poll instead of failing the control-plane operation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from agentgate.bus import Bus, BusError, Consumer, Message
+
+__all__ = ["CHANGES_TOPIC", "Change", "ChangeFeed", "Subscription"]
+
+CHANGES_TOPIC = "platform.changes"
+log = logging.getLogger("agentgate.bus.changes")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One control-plane change: `action` is `<kind>.<verb>` (e.g. `key.revoke`)."""
+
+    action: str
+    tenant_id: str | None
+    target: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    at: float = 0.0
+    id: str = ""
+
+    @property
+    def kind(self) -> str:
+        """What changed: the part of `action` before the dot."""
+        return self.action.split(".", 1)[0]
+
+    @classmethod
+    def of(
+        cls,
+        action: str,
+        tenant_id: str | None,
+        target: str,
+        data: Mapping[str, Any] | None = None,
+    ) -> Change:
+        """A new change stamped with the time and a fresh id."""
+        return cls(action, tenant_id, target, dict(data or {}), time.time(), uuid.uuid4().hex)
+
+    def encode(self) -> bytes:
+        """Wire form (JSON)."""
+        return orjson.dumps(
+            {
+                "id": self.id,
+                "action": self.action,
+                "tenant_id": self.tenant_id,
+                "target": self.target,
+                "data": dict(self.data),
+                "at": self.at,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Change:
+        """Parse the wire form; ValueError when it is not a change."""
+        try:
+            d = orjson.loads(raw)
+            return cls(
+                str(d["action"]),
+                d.get("tenant_id"),
+                str(d["target"]),
+                dict(d.get("data") or {}),
+                float(d.get("at", 0.0)),
+                str(d.get("id", "")),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"not a platform change: {e}") from None
+
+
+class ChangeFeed:
+    """Publish and subscribe to platform changes on one bus (see the module docstring)."""
+
+    def __init__(self, bus: Bus, topic: str = CHANGES_TOPIC) -> None:
+        self.bus = bus
+        self.topic = topic
+
+    async def publish(self, change: Change) -> bool:
+        """Publish; False (logged) when the bus failed: the store-polling fallback covers it."""
+        try:
+            await self.bus.publish(
+                self.topic, change.encode(), key=change.tenant_id or "-", dedupe_key=change.id
+            )
+        except (BusError, OSError) as e:
+            log.warning("change %s not published on the bus: %s", change.action, e)
+            return False
+        return True
+
+    async def subscribe(
+        self, subscriber: str | None = None, *, kinds: Collection[str] | None = None
+    ) -> Subscription:
+        """A subscription to every change published after this returns (see module doc)."""
+        group = f"changes-{subscriber or uuid.uuid4().hex[:12]}"
+        consumer = self.bus.consumer(self.topic, group, start="latest")
+        await consumer.join()
+        return Subscription(consumer, kinds)
+
+
+class Subscription:
+    """An async iterator of changes; each is acked when the caller asks for the next one (so
+    a change whose handler raised comes again after the visibility timeout)."""
+
+    def __init__(self, consumer: Consumer, kinds: Collection[str] | None) -> None:
+        self.consumer = consumer
+        self.kinds = None if kinds is None else frozenset(kinds)
+        self._batch: list[Message] = []
+        self._last: Message | None = None
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Change:
+        c = self.consumer
+        while True:
+            if self._last is not None:
+                await c.ack(self._last)
+                self._last = None
+            while not self._batch:
+                self._batch = await c.fetch(max_messages=100, wait=1.0)
+            m = self._batch.pop(0)
+            try:
+                change = Change.decode(m.value)
+            except ValueError as e:
+                await c.nack(m, str(e))
+                continue
+            self._last = m
+            if self.kinds is None or change.kind in self.kinds:
+                return change
+
+    async def close(self) -> None:
+        """Leave the group."""
+        with contextlib.suppress(BusError, OSError):
+            await self.consumer.close()

@@ -1,0 +1,33 @@
+"""A bus consumer in its own process, for the kill tests: fetches `batch` messages of `topic`,
+acks the first `ack` of them, prints their values as one JSON line, then waits to be killed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from agentgate.bus import BusSettings, TopicSettings, open_bus
+
+
+async def main() -> None:
+    backend, conn, topic, group, batch, ack = sys.argv[1:7]
+    kw = {"redis_url": conn} if backend == "redis" else {"kafka_bootstrap": conn}
+    settings = BusSettings(
+        defaults=TopicSettings(visibility_timeout=2.0, retry_base=0.05, retry_max=0.2),
+        kafka_session_timeout=1.0,
+        **kw,  # type: ignore[arg-type]
+    )
+    bus = open_bus(settings, backend)  # type: ignore[arg-type]
+    await bus.start()
+    c = bus.consumer(topic, group, name="doomed")
+    got = []
+    while len(got) < int(batch):
+        got += await c.fetch(max_messages=int(batch) - len(got), wait=1.0)
+    await c.ack(*got[: int(ack)])
+    print(json.dumps([m.value.decode() for m in got]), flush=True)
+    await asyncio.sleep(3600)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
