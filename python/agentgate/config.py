@@ -28,7 +28,7 @@ from agentgate.observe.settings import (
     SloConfig,
     TracingConfig,
 )
-from agentgate.secret_refs import check_template
+from agentgate.secret_refs import check_template, references
 
 __all__ = [
     "PRIORITIES",
@@ -475,18 +475,25 @@ class GatewayConfig(_Model):
 
     def redacted(self) -> dict[str, Any]:
         """The config as plain data with secrets replaced: key hashes, passwords in URLs, and
-        header values (upstream and OTLP headers often carry tokens; names stay)."""
+        header values written inline (a value that uses `${secret:NAME}` shows as written)."""
         data = self.model_dump(mode="json")
         for k in data["auth"]["api_keys"]:
             k["hash"] = "<redacted>"
         if data["database_url"]:
             data["database_url"] = _redact_url(data["database_url"])
         for agent in data["agents"].values():
-            agent["headers"] = dict.fromkeys(agent["headers"], "<redacted>")
-        data["tracing"]["headers"] = dict.fromkeys(data["tracing"]["headers"], "<redacted>")
+            agent["headers"] = _redact_headers(agent["headers"])
+        data["tracing"]["headers"] = _redact_headers(data["tracing"]["headers"])
         if data.get("redis") and urlsplit(data["redis"]["url"]).password:
             data["redis"]["url"] = "<redacted>"
         return data
+
+
+def _redact_headers(headers: dict[str, str]) -> dict[str, str]:
+    # Upstream and OTLP headers often carry tokens. One that goes through the secret store is a
+    # reference (its text around it is a template such as `Bearer `); one written inline may be
+    # the token itself.
+    return {k: v if references(v) else "<redacted>" for k, v in headers.items()}
 
 
 def _redact_url(url: str) -> str:

@@ -199,17 +199,16 @@ def test_admin_auth_key_and_config_redaction() -> None:
     assert parse_config({"database_url": "postgresql:///ag"}).redacted()["database_url"] == (
         "postgresql:///ag"
     )
-    # header values (upstream, OTLP) often carry tokens: names only
+    # header values written inline (upstream, OTLP) may be tokens; secret references show
+    headers = {"Authorization": "Bearer sk-live-123", "X-Key": "Bearer ${secret:openai}"}
     cfg = parse_config(
         {
-            "agents": {
-                "a": {
-                    "endpoints": [{"url": "http://127.0.0.1:9"}],
-                    "headers": {"Authorization": "Bearer sk-live-123", "X-Org": "acme"},
-                }
-            },
+            "agents": {"a": {"endpoints": [{"url": "http://127.0.0.1:9"}], "headers": headers}},
             "tracing": {"otlp_endpoint": "http://127.0.0.1:4318", "headers": {"api-key": "k-9"}},
         }
     ).redacted()
-    assert cfg["agents"]["a"]["headers"] == {"Authorization": "<redacted>", "X-Org": "<redacted>"}
+    assert cfg["agents"]["a"]["headers"] == {
+        "Authorization": "<redacted>",
+        "X-Key": "Bearer ${secret:openai}",
+    }
     assert cfg["tracing"]["headers"] == {"api-key": "<redacted>"}
