@@ -32,7 +32,14 @@ run: dev
 	@echo "  curl http://127.0.0.1:8001/api/health/agents"
 	@echo "  curl http://127.0.0.1:8001/api/openapi.json                # control-plane API"
 	@echo "  .venv/bin/agentgate admin bootstrap --data-dir .agentgate  # first admin API key (shown once)"
+	@echo "  make run-agent                                             # start examples/agents/echo-app from its template"
 	$(BIN)/python -m agentgate serve --config examples/agentgate.yaml
+
+## run-agent: on a running `make run`, publish an example template and create its agent
+## (AGENT=echo-app or AGENT=counter-command); the runtime starts it on a Unix socket
+.PHONY: run-agent
+run-agent: dev
+	$(BIN)/python examples/agents/start.py $(or $(AGENT),echo-app)
 
 ## services: the servers tests start themselves (PostgreSQL), installed when missing
 services:
@@ -50,6 +57,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check python tests loadtests
 	$(BIN)/ruff format --check python tests loadtests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --release -- -D warnings
 
@@ -74,6 +82,12 @@ bench-gateway: dev
 bench-control: dev
 	$(BIN)/python loadtests/bench_control.py
 
+## bench-runtime: create → first 200 (warm, cold, subprocess), memory per idle warm replica,
+## 1,000 idle agents, reactive vs predictive scaling on a replayed trace, forecaster choice
+.PHONY: bench-runtime
+bench-runtime: dev
+	$(BIN)/python loadtests/bench_runtime.py --out loadtests/results/runtime.json
+
 ## bench-security: backup/restore MB/s of a 1 GiB SQLite store vs sqlite3 .backup + zstd, the
 ## incremental size after 1 % of rows change, encrypt/decrypt µs per secret
 .PHONY: bench-security sbom
@@ -84,7 +98,19 @@ bench-security: dev
 sbom: $(STAMP)
 	BIN=$(BIN) bash scripts/sbom.sh
 
-bench: bench-core bench-gateway bench-control
+## bench-bus: bus latency/throughput (memory, Redis Streams, Kafka) vs raw redis-py/aiokafka,
+## change propagation, event store, cluster rate-limit accuracy (starts its own servers)
+.PHONY: bench-bus
+bench-bus: dev services
+	$(BIN)/python loadtests/bench_bus.py $(BENCH_BUS_ARGS)
+
+## bench-observe: metrics-store ingest, 30-day queries over 1,000 agents, 1,000 alert rules,
+## dashboard payloads (SQLite and PostgreSQL), DDSketch against the Python ddsketch package
+.PHONY: bench-observe
+bench-observe: dev
+	$(BIN)/python loadtests/bench_observe.py $(BENCH_OBSERVE_ARGS)
+
+bench: bench-core bench-gateway bench-control bench-runtime bench-bus bench-observe
 
 wheel: $(STAMP)
 	$(BIN)/maturin build --release --out dist

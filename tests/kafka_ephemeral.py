@@ -23,6 +23,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from service_check import terminate
+
 __all__ = ["KAFKA_VERSION", "KafkaBroker", "KafkaUnavailable", "ephemeral_kafka", "kafka_libs"]
 
 KAFKA_VERSION = os.environ.get("AGENTGATE_KAFKA_VERSION", "4.1.1")
@@ -98,7 +100,6 @@ class KafkaBroker:
             "group.initial.rebalance.delay.ms": "0",
             # tests kill consumers and want the group to notice within a second or two
             "group.min.session.timeout.ms": "500",
-            "log.flush.interval.messages": "1",
             "auto.create.topics.enable": "false",
         }
         path = self.dir / "server.properties"
@@ -189,14 +190,7 @@ class KafkaBroker:
 
     def stop(self) -> None:
         """Stop it (SIGTERM: a controlled shutdown; SIGKILL after 30 s)."""
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, 30)
         self.proc = None
 
     def restart(self) -> None:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from service_check import terminate
+
 __all__ = ["RedisServer", "RedisUnavailable", "ephemeral_redis"]
 
 
@@ -26,8 +28,9 @@ class RedisUnavailable(RuntimeError):
 class RedisServer:
     """One redis-server process on a Unix socket in `dir`."""
 
-    def __init__(self, binary: str, dir: Path) -> None:
+    def __init__(self, binary: str, dir: Path, fsync: str = "always") -> None:
         self.binary = binary
+        self.fsync = fsync
         self.dir = dir
         self.sock = dir / "redis.sock"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -90,14 +93,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop it (SIGTERM, then SIGKILL after 10 s)."""
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, 10)
         self.proc = None
 
     def restart(self) -> None:
@@ -107,13 +103,13 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def ephemeral_redis() -> Iterator[RedisServer]:
-    """A started server in a temp dir, removed afterwards."""
+def ephemeral_redis(fsync: str = "always") -> Iterator[RedisServer]:
+    """A started server in a temp dir, removed afterwards (`fsync`: the AOF's appendfsync)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RedisUnavailable("redis-server is not installed (apt-get install -y redis-server)")
     tmp = Path(tempfile.mkdtemp(prefix="agentgate-redis-"))
-    server = RedisServer(binary, tmp)
+    server = RedisServer(binary, tmp, fsync)
     try:
         server.start()
         yield server

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
-__all__ = ["service_unavailable"]
+__all__ = ["service_unavailable", "terminate"]
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; waits for the exit."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def service_unavailable(what: str, reason: str) -> None:

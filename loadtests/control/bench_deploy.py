@@ -69,7 +69,6 @@ def _serve(tmp: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     cfg = tmp / "gateway.yaml"
     cfg.write_text("agents: {}\nroutes: []\n")
     env = dict(os.environ, AGENTGATE_DATA_DIR=str(tmp))
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return subprocess.Popen(
         [
             sys.executable,

@@ -150,7 +150,7 @@ HostPort = Annotated[str, BeforeValidator(lambda v: _host_port(str(v)))]
 
 
 class Endpoint(_Model):
-    """One upstream endpoint of an agent pool."""
+    """One upstream endpoint of an agent pool: `http://`, `https://` or `unix:/path.sock`."""
 
     url: str
     weight: int = Field(default=1, ge=1, le=1_000_000)
@@ -158,9 +158,16 @@ class Endpoint(_Model):
     @field_validator("url")
     @classmethod
     def _check_url(cls, v: str) -> str:
+        if v.startswith("unix:"):
+            path = v.removeprefix("unix:")
+            if path.startswith("//"):
+                path = "/" + path.lstrip("/")
+            if not path.startswith("/") or path == "/":
+                raise ValueError(f"unix socket path must be absolute, got {v!r}")
+            return "unix:" + path
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https"):
-            raise ValueError(f"url must start with http:// or https://, got {v!r}")
+            raise ValueError(f"url must start with http://, https:// or unix:, got {v!r}")
         if not parts.hostname:
             raise ValueError(f"url has no host: {v!r}")
         try:
@@ -198,12 +205,20 @@ class Retries(_Model):
 
 
 class CircuitBreaker(_Model):
-    """Per-endpoint breaker thresholds."""
+    """Per-endpoint breaker thresholds; the open time doubles per repeated trip up to
+    `open_for_max` (default 8 × `open_for`)."""
 
     consecutive_failures: int = Field(default=5, ge=1)
     error_rate: float = Field(default=0.5, gt=0.0, le=1.0)
     min_requests: int = Field(default=20, ge=1)
     open_for: Duration = 10.0
+    open_for_max: Duration | None = None
+
+    @model_validator(mode="after")
+    def _max_not_below(self) -> CircuitBreaker:
+        if self.open_for_max is not None and self.open_for_max < self.open_for:
+            raise ValueError("open_for_max must not be below open_for")
+        return self
 
 
 class HealthCheck(_Model):
@@ -223,6 +238,19 @@ class HealthCheck(_Model):
         return v
 
 
+class Tls(_Model):
+    """TLS to `https://` endpoints: the Mozilla roots, plus the CAs of `ca_file` (PEM)."""
+
+    ca_file: str | None = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _check_file(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"no such file: {v!r}")
+        return v
+
+
 class Agent(_Model):
     """A pool of endpoints serving one agent."""
 
@@ -235,6 +263,7 @@ class Agent(_Model):
     max_queue: int = Field(default=1024, ge=0)
     queue_timeout: Duration = 1.0
     host_header: Literal["upstream", "preserve"] = "upstream"
+    tls: Tls = Tls()
     # added to every upstream request; values may use ${secret:NAME} (resolved by the control
     # plane's secret store, never written to the config)
     headers: dict[str, str] = {}
@@ -323,6 +352,7 @@ class RouteSettings(_Model):
     signature: Literal["required", "none"] = "none"
     retry_non_idempotent: bool = False
     max_body: Size | None = None
+    forward_proxy_auth: bool = False
 
 
 class Route(RouteSettings):
@@ -376,6 +406,30 @@ class SignatureConfig(_Model):
     max_body: Size = 1024 * 1024
     require_nonce: bool = False
     nonce_cache: int = Field(default=100_000, ge=1)
+
+
+class Http(_Model):
+    """How the listener reads requests: head limits and path normalisation."""
+
+    max_header_bytes: Size = Field(default=32 * 1024, ge=1024)
+    max_headers: int = Field(default=96, ge=1, le=10_000)
+    merge_slashes: bool = True
+    encoded_slash: Literal["keep", "decode", "reject"] = "decode"
+
+
+class RuntimeConfig(_Model):
+    """The agent runtime that starts `process` templates (one supervisor per host): `local`
+    processes on Unix sockets, `ray` actors on a cluster at `address`, or `off`."""
+
+    backend: Literal["local", "ray", "off"] = "local"
+    address: str | None = None
+    dir: str | None = None  # sockets, scratch and logs of replicas (default <data_dir>/runtime)
+
+    @model_validator(mode="after")
+    def _ray_address(self) -> RuntimeConfig:
+        if self.backend == "ray" and not self.address:
+            raise ValueError("backend ray needs address (e.g. ray://head:10001 or auto)")
+        return self
 
 
 class RedisConfig(_Model):
@@ -449,6 +503,7 @@ class GatewayConfig(_Model):
     routes: tuple[Route, ...] = ()
     auth: AuthConfig = AuthConfig()
     signatures: SignatureConfig = SignatureConfig()
+    http: Http = Http()
     demo_echo: HostPort | None = None  # start the bundled demo echo agent on this address
     # `required`: the admin listener's /metrics, /api/config and /api/health/agents need an API
     # key with a control-plane role (see `agentgate.api.auth.admin_guard`); `none`: open
@@ -456,6 +511,7 @@ class GatewayConfig(_Model):
     # control-plane state: PostgreSQL when set (postgresql://…), else SQLite in `data_dir`
     database_url: str | None = None
     data_dir: str = ".agentgate"
+    runtime: RuntimeConfig = RuntimeConfig()
     secrets: SecretsConfig = SecretsConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     backup: BackupConfig | None = None
@@ -472,6 +528,13 @@ class GatewayConfig(_Model):
     def route_ids(self) -> list[str]:
         """Each route's id: the explicit one, or `<agent>:<path pattern>`."""
         return [r.id or f"{r.agent}:{r.match.pattern}" for r in self.routes]
+
+    def core_json(self) -> bytes:
+        """The config as the core reads it (`_core.DataPlane`): the validated model as JSON,
+        durations in seconds, sizes in bytes, rates per second."""
+        import orjson
+
+        return orjson.dumps(self.model_dump(mode="json"))
 
     def redacted(self) -> dict[str, Any]:
         """The config as plain data with secrets replaced: key hashes, passwords in URLs, and

@@ -184,21 +184,7 @@ impl Sketch {
 
     /// Reads what `to_bytes` wrote.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SketchError> {
-        if bytes.len() < HEADER || &bytes[..3] != MAGIC {
-            return Err(SketchError::Decode("missing header".into()));
-        }
-        if bytes[3] != VERSION {
-            return Err(SketchError::Decode(format!("version {}", bytes[3])));
-        }
-        let f = |i: usize| -> [u8; 8] {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&bytes[4 + 8 * i..12 + 8 * i]);
-            b
-        };
-        let count = u64::from_le_bytes(f(0));
-        let sum = f64::from_le_bytes(f(1));
-        let min = f64::from_le_bytes(f(2));
-        let max = f64::from_le_bytes(f(3));
+        let (count, sum, min, max) = header(bytes)?;
         let inner = if count == 0 {
             DDSketch::new(config())
         } else {
@@ -216,9 +202,6 @@ impl Sketch {
             }
             probe
         };
-        if count > 0 && !(min <= max && sum.is_finite()) {
-            return Err(SketchError::Decode("inconsistent summary".into()));
-        }
         Ok(Sketch {
             inner,
             count,
@@ -229,15 +212,59 @@ impl Sketch {
     }
 
     /// Merges every encoded sketch of `items` into one; the first bad one is an error.
+    ///
+    /// Each one is decoded and merged straight into the result (no intermediate copy): this
+    /// is the inner loop of long-range queries over many agents.
     pub fn merge_encoded<'a>(
         items: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Self, SketchError> {
         let mut out = Sketch::new();
-        for b in items {
-            out.merge(&Sketch::from_bytes(b)?);
+        for bytes in items {
+            let (count, sum, min, max) = header(bytes)?;
+            if count == 0 {
+                continue;
+            }
+            let d = DDSketch::from_java_bytes(&bytes[HEADER..])
+                .map_err(|e| SketchError::Decode(e.to_string()))?;
+            if d.count() as u64 != count {
+                return Err(SketchError::Decode(format!(
+                    "header count {count} but {} values in the bins",
+                    d.count()
+                )));
+            }
+            out.inner
+                .merge(&d)
+                .map_err(|_| SketchError::Mapping(f64::NAN))?;
+            out.count += count;
+            out.sum += sum;
+            out.min = out.min.min(min);
+            out.max = out.max.max(max);
         }
         Ok(out)
     }
+}
+
+/// The exact summary in front of an encoded sketch: (count, sum, min, max).
+fn header(bytes: &[u8]) -> Result<(u64, f64, f64, f64), SketchError> {
+    if bytes.len() < HEADER || &bytes[..3] != MAGIC {
+        return Err(SketchError::Decode("missing header".into()));
+    }
+    if bytes[3] != VERSION {
+        return Err(SketchError::Decode(format!("version {}", bytes[3])));
+    }
+    let f = |i: usize| -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[4 + 8 * i..12 + 8 * i]);
+        b
+    };
+    let count = u64::from_le_bytes(f(0));
+    let sum = f64::from_le_bytes(f(1));
+    let min = f64::from_le_bytes(f(2));
+    let max = f64::from_le_bytes(f(3));
+    if count > 0 && !(min <= max && sum.is_finite()) {
+        return Err(SketchError::Decode("inconsistent summary".into()));
+    }
+    Ok((count, sum, min, max))
 }
 
 // Keys of the DDSketch logarithmic mapping that the atomic recorder covers: 1 ns .. ~10^6 s
@@ -406,6 +433,10 @@ mod tests {
         }
         let mut m = Sketch::from_bytes(&a.to_bytes()).unwrap();
         m.merge(&Sketch::from_bytes(&b.to_bytes()).unwrap());
+        let (ab, bb) = (a.to_bytes(), b.to_bytes());
+        let direct = Sketch::merge_encoded([ab.as_slice(), bb.as_slice()]).unwrap();
+        assert_eq!(direct.quantile(0.9).unwrap(), all.quantile(0.9).unwrap());
+        assert_eq!(direct.count(), 2000);
         for q in [0.0, 0.25, 0.5, 0.99, 1.0] {
             assert_eq!(m.quantile(q).unwrap(), all.quantile(q).unwrap());
         }

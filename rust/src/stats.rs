@@ -5,7 +5,6 @@
 //! Prometheus `le` semantics: an observation equal to a bound falls into that bound's bucket.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 /// Upper bounds (seconds) of the latency histograms, shared with the Prometheus metrics.
 pub const LATENCY_BOUNDS: [f64; 15] = [
@@ -110,28 +109,86 @@ impl RouteStats {
     }
 }
 
-/// Where one admitted request counts its outcome: its route's and its agent's statistics.
-#[derive(Debug, Clone, Default)]
-pub struct Recorder {
-    route: Arc<RouteStats>,
-    upstream: Arc<Latency>,
+/// Per-agent counters: upstream time to headers, retries, and requests refused by the queue.
+#[derive(Debug, Default)]
+pub struct AgentStats {
+    /// Time to upstream response headers, per attempt.
+    pub upstream: Latency,
+    retries: AtomicU64,
+    shed: AtomicU64,
 }
 
-impl Recorder {
-    /// A recorder over a route's counters and its agent's upstream histogram.
-    pub fn new(route: Arc<RouteStats>, upstream: Arc<Latency>) -> Self {
-        Recorder { route, upstream }
+/// What an [`AgentStats::take`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentDelta {
+    /// Upstream time to headers.
+    pub upstream: LatencyDelta,
+    /// Attempts after the first.
+    pub retries: u64,
+    /// Requests shed from the queue, refused by a full queue, or timed out waiting.
+    pub shed: u64,
+}
+
+impl AgentDelta {
+    /// True when nothing happened.
+    pub fn is_empty(&self) -> bool {
+        self.upstream.is_empty() && self.retries == 0 && self.shed == 0
+    }
+}
+
+impl AgentStats {
+    /// Counts one retry.
+    pub fn retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records a finished request (`status` 0: none, only an attempt) and, when `upstream`
-    /// is not negative, an attempt's time to response headers.
-    pub fn record(&self, status: u16, seconds: f64, upstream: f64) {
-        if status != 0 {
-            self.route.record(status, seconds);
+    /// Counts one request refused by the admission queue.
+    pub fn shed(&self) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes (and resets) the counts since the last take.
+    pub fn take(&self) -> AgentDelta {
+        AgentDelta {
+            upstream: self.upstream.take(),
+            retries: self.retries.swap(0, Ordering::Relaxed),
+            shed: self.shed.swap(0, Ordering::Relaxed),
         }
-        if upstream >= 0.0 {
-            self.upstream.observe(upstream);
-        }
+    }
+}
+
+/// Statuses the gateway answers itself, each counted on its own; others count as `other`.
+pub const REJECT_STATUSES: [u16; 14] = [
+    400, 401, 403, 404, 405, 408, 413, 429, 431, 499, 502, 503, 504, 0,
+];
+
+/// Requests the gateway answered itself (before or instead of the upstream), by status.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    rejected: [AtomicU64; REJECT_STATUSES.len()],
+}
+
+impl GatewayStats {
+    /// Counts one answer of the gateway's own.
+    pub fn rejected(&self, status: u16) {
+        let last = REJECT_STATUSES.len() - 1;
+        let i = REJECT_STATUSES[..last]
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(last);
+        self.rejected[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes (and resets) the counts: `(status, count)`, status 0 = any other.
+    pub fn take(&self) -> Vec<(u16, u64)> {
+        REJECT_STATUSES
+            .iter()
+            .zip(&self.rejected)
+            .filter_map(|(s, a)| {
+                let n = a.swap(0, Ordering::Relaxed);
+                (n > 0).then_some((*s, n))
+            })
+            .collect()
     }
 }
 
@@ -167,19 +224,27 @@ mod tests {
     }
 
     #[test]
-    fn recorder_skips_what_is_not_there() {
-        let route = Arc::new(RouteStats::default());
-        let up = Arc::new(Latency::default());
-        let r = Recorder::new(route.clone(), up.clone());
-        r.record(0, 1.0, 0.2); // a retried attempt: upstream time only
-        r.record(502, 1.0, -1.0); // no response headers
-        assert_eq!(route.take().classes, [0, 0, 0, 0, 0, 1]);
-        assert_eq!(up.take().counts.iter().sum::<u64>(), 1);
+    fn agent_and_gateway_counters() {
+        let a = AgentStats::default();
+        a.retry();
+        a.retry();
+        a.shed();
+        a.upstream.observe(0.2);
+        let d = a.take();
+        assert_eq!((d.retries, d.shed), (2, 1));
+        assert_eq!(d.upstream.counts.iter().sum::<u64>(), 1);
+        assert!(a.take().is_empty());
+        let g = GatewayStats::default();
+        g.rejected(404);
+        g.rejected(404);
+        g.rejected(418);
+        assert_eq!(g.take(), vec![(404, 2), (0, 1)]);
+        assert!(g.take().is_empty());
     }
 
     #[test]
     fn concurrent_records_are_all_counted() {
-        let r = Arc::new(RouteStats::default());
+        let r = std::sync::Arc::new(RouteStats::default());
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let r = r.clone();

@@ -119,20 +119,30 @@ def _get(url: str) -> tuple[int, bytes]:
 def served(venv: Path, tmp_path: Path) -> Iterator[tuple[Path, dict[str, str], int, int]]:
     """`agentgate serve` from the venv with a demo echo agent; stopped with its whole process
     group, and checked to leave no process behind."""
-    port, admin, echo = _free_port(), _free_port(), _free_port()
+    echo = _free_port()  # the demo agent takes a fixed address; the gateway binds port 0
     (tmp_path / "agentgate.yaml").write_text(
-        f"listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\ndemo_echo: 127.0.0.1:{echo}\n"
+        f"listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ndemo_echo: 127.0.0.1:{echo}\n"
     )
     env = _clean_env(venv, tmp_path)
     log = tmp_path / "serve.log"
+    ports = tmp_path / "ports.json"
     proc = subprocess.Popen(
-        [venv / "bin" / "agentgate", "serve", "--config", "agentgate.yaml"],
+        [venv / "bin" / "agentgate", "serve", "--config", "agentgate.yaml",
+         "--ports-file", str(ports)],
         cwd=tmp_path, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: nothing it starts can outlive the test
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while _get(f"http://127.0.0.1:{admin}/healthz")[0] != 200:
+        while not ports.exists():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        bound = json.loads(ports.read_text())
+        port = int(bound["listen"].rpartition(":")[2])
+        admin = bound["admin"]
+        env["AGENTGATE_URL"] = f"http://{admin}"  # the README's way to name another listener
+        while _get(f"http://{admin}/healthz")[0] != 200:
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
@@ -168,10 +178,7 @@ def test_readme_control_plane_flow(
 ) -> None:
     cwd, env, port, echo_port = served
     out = _ag(venv, env, cwd, "admin", "bootstrap", "--data-dir", ".agentgate")
-    # the CLI finds the admin listener through the config, as `agentgate serve` uses it
-    env = dict(
-        env, AGENTGATE_API_KEY=out.splitlines()[-1].strip(), AGENTGATE_CONFIG="agentgate.yaml"
-    )
+    env = dict(env, AGENTGATE_API_KEY=out.splitlines()[-1].strip())
     assert "keyid" in _ag(venv, env, cwd, "keys", "gen", "my-publisher", "--register")
     template = {
         "name": "summarizer",

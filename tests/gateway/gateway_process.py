@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from upstreams import free_port
 
 API_KEY = "test-key-1"
 API_KEY_HASH = "sha256:" + hashlib.sha256(API_KEY.encode()).hexdigest()
@@ -33,24 +31,14 @@ class Gateway:
         return self.log.read_text(errors="replace")
 
 
-def _wait(port: int, seconds: float = 30) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not open")
-
-
-def start_gateway(config_text: str, tmp: Path, workers: int = 1) -> Gateway:
-    """Write the config and run `python -m agentgate serve` until the ports answer."""
-    port, admin = free_port(), free_port()
+def start_gateway(config_text: str, tmp: Path, workers: int = 1, timeout: float = 30) -> Gateway:
+    """Write the config and run `python -m agentgate serve` on free ports until it serves."""
     cfg = tmp / "agentgate.yaml"
     cfg.write_text(config_text)
     log = tmp / "gateway.log"
+    ports = tmp / "ports.json"
+    ports.unlink(missing_ok=True)
     env = dict(os.environ)
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -60,9 +48,11 @@ def start_gateway(config_text: str, tmp: Path, workers: int = 1) -> Gateway:
             "--config",
             str(cfg),
             "--listen",
-            f"127.0.0.1:{port}",
+            "127.0.0.1:0",
             "--admin-listen",
-            f"127.0.0.1:{admin}",
+            "127.0.0.1:0",
+            "--ports-file",
+            str(ports),
             "--workers",
             str(workers),
         ],
@@ -71,13 +61,15 @@ def start_gateway(config_text: str, tmp: Path, workers: int = 1) -> Gateway:
         env=env,
         cwd=tmp,  # the default data dir (.agentgate) is relative: one store per test gateway
     )
-    try:
-        _wait(port)
-        _wait(admin)
-    except RuntimeError:
-        proc.kill()
-        raise RuntimeError(log.read_text()) from None
-    return Gateway(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}", cfg, proc, log)
+    end = time.monotonic() + timeout
+    # the file appears (atomically) once both listeners serve
+    while not ports.exists():
+        if proc.poll() is not None or time.monotonic() > end:
+            proc.kill()
+            raise RuntimeError(log.read_text())
+        time.sleep(0.02)
+    bound = json.loads(ports.read_text())
+    return Gateway(f"http://{bound['listen']}", f"http://{bound['admin']}", cfg, proc, log)
 
 
 def stop_gateway(gw: Gateway) -> int:

@@ -32,7 +32,7 @@ import aiohttp
 import pytest
 from gateway_process import API_KEY_HASH, start_gateway, stop_gateway
 from prometheus_client.parser import text_string_to_metric_families
-from upstreams import Upstream, free_port
+from upstreams import Upstream, closed_port
 
 TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata"
 _CASES = json.loads((TESTDATA / "prometheus_openmetrics_exposition.json").read_text())
@@ -304,7 +304,7 @@ def up() -> Iterator[Upstream]:
 
 
 async def test_gateway_metrics_pass_promtool(up: Upstream, promtool: str, tmp_path: Path) -> None:
-    g = start_gateway(_config(up, free_port()), tmp_path, workers=2)
+    g = start_gateway(_config(up, closed_port()), tmp_path, workers=2)
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
             await _traffic(s, g.url)

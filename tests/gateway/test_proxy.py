@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 import pytest
 from gateway_process import API_KEY, API_KEY_HASH, Gateway, start_gateway, stop_gateway
-from upstreams import Upstream, free_port
+from upstreams import Upstream, closed_port
 
 
 def config(up: Upstream, up2: Upstream, extra_routes: str = "") -> str:
@@ -25,7 +25,7 @@ agents:
     retries: {{attempts: 2, backoff: {{base: 10ms, max: 1s}}, budget: 0.5}}
     circuit_breaker: {{consecutive_failures: 1000, min_requests: 1000}}
   dead:
-    endpoints: [{{url: "http://127.0.0.1:{free_port()}"}}]
+    endpoints: [{{url: "http://127.0.0.1:{closed_port()}"}}]
     retries: {{attempts: 1, backoff: {{base: 1ms, max: 5ms}}}}
     circuit_breaker: {{consecutive_failures: 1000, min_requests: 1000}}
   brk:

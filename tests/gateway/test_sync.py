@@ -21,12 +21,12 @@ from upstreams import Upstream
 from agentgate import crypto
 from agentgate.config import parse_config
 from agentgate.errors import NotFound
-from agentgate.gateway.sync import StoreState, StoreSync, merge_config
 from agentgate.policy import PolicyService
 from agentgate.registry.service import RegistryService
 from agentgate.registry.signing import key_id, sign_template
 from agentgate.registry.template import parse_template
 from agentgate.runtime import AgentFactory, ScopeAudit
+from agentgate.runtime.store_source import StoreSource, StoreState, merge_config
 from agentgate.store import AuditEntry, Store, TenantScope, open_store
 from agentgate.tenancy import Principal, create_key, revoke_key
 
@@ -177,20 +177,16 @@ async def test_merge_keeps_file_parts_and_file_wins(store: Store) -> None:
     factory, scope, _ = await prepare(store, "http://127.0.0.1:2")
     await factory.create(scope, OPERATOR, "echo@^1", name="bot")
     await factory.create(scope, OPERATOR, "echo@^1", name="other")
-    installed: list[Any] = []
-
-    async def install(cfg: Any) -> None:
-        installed.append(cfg)
-
-    sync = StoreSync(store, install, base)
-    assert await sync.poll_once() is True
-    assert await sync.poll_once() is False  # nothing changed: no install
-    cfg = installed[-1]
+    src = StoreSource(store)
+    assert await src.poll_once() is True
+    assert await src.poll_once() is False  # nothing changed
+    cfg = src.contribute(base)
     assert [e.url for e in cfg.agents["acme/bot"].endpoints] == ["http://127.0.0.1:1"]
     assert cfg.route_ids() == ["r", "acme/other/0"]
     assert len(cfg.auth.api_keys) == 1
     assert merge_config(base, StoreState()) == base
     await factory.delete(scope, OPERATOR, "other")
-    assert await sync.poll_once() is True
-    assert installed[-1].route_ids() == ["r"] and "acme/other" in installed[-1].agents
+    assert await src.poll_once() is True
+    cfg = src.contribute(base)
+    assert cfg.route_ids() == ["r"] and "acme/other" in cfg.agents
     await factory.close()

@@ -19,8 +19,8 @@ from typing import Any
 from aiohttp import web
 
 
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
+def closed_port() -> int:
+    """A TCP port nothing listens on (it was free a moment ago): for connect-refused cases."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -31,8 +31,8 @@ class Upstream:
 
     def __init__(self, name: str = "up") -> None:
         self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0  # bound at start
+        self.url = ""
         self.healthy = True
         self.hits: Counter[str] = Counter()
         self.health_hits = 0
@@ -61,8 +61,12 @@ class Upstream:
             app.router.add_route("*", "/{tail:.*}", self._dispatch)
             self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
             loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
             loop.run_until_complete(site.start())
+            server = site._server
+            assert isinstance(server, asyncio.base_events.Server)
+            self.port = int(server.sockets[0].getsockname()[1])
+            self.url = f"http://127.0.0.1:{self.port}"
             ready.set()
             loop.run_forever()
             loop.run_until_complete(self._runner.cleanup())

@@ -87,6 +87,30 @@ def test_metrics_cli(gateway: tuple[Served, str]) -> None:
     sysmon = json.loads(_cli(gw, secret, "metrics", "system").stdout)
     assert sysmon["host"]["cpus"] >= 1
     roles = {p["role"] for p in sysmon["processes"]}
-    assert {"gateway", "admin", "supervisor"} <= roles
+    # one `agentgate serve` process runs the data plane, the admin listener and the control plane
+    assert "gateway" in roles
     health = json.loads(_cli(gw, secret, "metrics", "health").stdout)
     assert "score" in health
+
+
+def test_python_metrics_client(gateway: tuple[Served, str]) -> None:
+    import pytest
+
+    from agentgate.observe.client import MetricsClient, MetricsError
+
+    gw, secret = gateway
+    m = MetricsClient(gw.admin, secret)
+    with m.batch() as b:
+        for v in range(1, 101):
+            b.record("basket_eur", float(v), kind="histogram", labels={"shop": "de"})
+    m.record("signups", 3, kind="counter")
+    m.record("signups", 4, kind="counter")
+    res = m.query("basket_eur", agg="p95", by=["shop"])
+    assert res[0]["group"] == {"shop": "de"} and abs(res[0]["value"] - 95) <= 1.0
+    assert m.query("signups", agg="sum")[0]["value"] == 7
+    with pytest.raises(MetricsError) as ei:
+        m.record("signups", -1, kind="counter")
+    assert ei.value.status == 422 and "counter only goes up" in ei.value.detail
+    with pytest.raises(MetricsError) as ei:
+        MetricsClient(gw.admin, "ag_wrong").record("x", 1)
+    assert ei.value.status == 401

@@ -1,4 +1,4 @@
-"""StoreSync against the real store on both backends (installs captured, no gateway process)."""
+"""StoreSource against the real store on both backends (no gateway process)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from test_factory import OPERATOR, PARAMS, doc, publish, setup
 
 from agentgate.config import GatewayConfig, parse_config
-from agentgate.gateway.sync import StoreSync
+from agentgate.runtime.store_source import StoreSource
 from agentgate.store import Store
 from agentgate.tenancy import create_key, revoke_key
 
@@ -15,54 +15,49 @@ from agentgate.tenancy import create_key, revoke_key
 async def test_poll_installs_on_change_expiry_and_reports_drains(store: Store, clock: Any) -> None:
     f, scope, kp = await setup(store)
     await publish(scope, kp, doc())
-    installed: list[GatewayConfig] = []
+    base = parse_config({})
 
-    async def install(cfg: GatewayConfig) -> None:
-        installed.append(cfg)
+    def cfg() -> GatewayConfig:
+        return sync.contribute(base)
 
-    in_flight = {"acme/bot": {"in_flight": 2}}
-    sync = StoreSync(store, install, parse_config({}), stats=lambda: in_flight, clock=clock)
-    assert await sync.poll_once() is True and installed[-1].agents == {}
+    in_flight = {"acme/bot": 2}
+    sync = StoreSource(store, in_flight=lambda: in_flight, clock=clock)
+    assert await sync.poll_once() is True and cfg().agents == {}
     assert await sync.poll_once() is False
 
     rec = await f.create(scope, OPERATOR, "bot@^1", PARAMS)
     key, _ = await create_key(scope, "k", ["viewer"], expires_in=60)
     assert await sync.poll_once() is True
-    cfg = installed[-1]
-    assert cfg.route_ids() == ["acme/bot/0"]
-    assert [k.id for k in cfg.auth.api_keys] == [key.id]
+    assert cfg().route_ids() == ["acme/bot/0"]
+    assert [k.id for k in cfg().auth.api_keys] == [key.id]
 
     clock.advance(61)  # expiry changes validity without a write: next_change_at catches it
-    assert await sync.poll_once() is True and installed[-1].auth.api_keys == ()
+    assert await sync.poll_once() is True and cfg().auth.api_keys == ()
     key2, _ = await create_key(scope, "k2", ["viewer"])
     await sync.poll_once()
     await revoke_key(scope, key2.id)
-    assert await sync.poll_once() is True and installed[-1].auth.api_keys == ()
+    assert await sync.poll_once() is True and cfg().auth.api_keys == ()
 
     await f.delete(scope, OPERATOR, "bot")
     await f.close()
     assert await sync.poll_once() is True
-    assert installed[-1].route_ids() == [] and "acme/bot" in installed[-1].agents
+    assert cfg().route_ids() == [] and "acme/bot" in cfg().agents
     assert await store.system.agents.inflight(rec.agent.id, clock()) == [2]
     assert await f.reap() == 0
-    in_flight["acme/bot"]["in_flight"] = 0
+    in_flight["acme/bot"] = 0
     clock.advance(1)
     await sync.poll_once()
     assert await f.reap() == 1
-    assert await sync.poll_once() is True and installed[-1].agents == {}
+    assert await sync.poll_once() is True and cfg().agents == {}
 
 
 async def test_disabled_tenant_agents_leave_the_gateway(store: Store, clock: Any) -> None:
     f, scope, kp = await setup(store)
     await publish(scope, kp, doc())
     await f.create(scope, OPERATOR, "bot@^1", PARAMS)
-    installed: list[GatewayConfig] = []
-
-    async def install(cfg: GatewayConfig) -> None:
-        installed.append(cfg)
-
-    sync = StoreSync(store, install, parse_config({}), clock=clock)
+    sync = StoreSource(store, clock=clock)
     await sync.poll_once()
-    assert installed[-1].route_ids() == ["acme/bot/0"]
+    assert sync.contribute(parse_config({})).route_ids() == ["acme/bot/0"]
     await store.system.tenants.update(scope.tenant_id, disabled=True)
-    assert await sync.poll_once() is True and installed[-1].route_ids() == []
+    assert await sync.poll_once() is True
+    assert sync.contribute(parse_config({})).route_ids() == []

@@ -1,103 +1,126 @@
-"""Admin listener: /healthz, /readyz, /metrics, /api/health/agents, /api/config (redacted), and
-the control-plane REST API under /api.
+"""Admin listener: /healthz, /readyz, /metrics, /api/health/agents, /api/config, and the
+control-plane REST API under /api.
 
-/healthz and /readyz are always open (probes). /metrics, /api/config and /api/health/agents are
-open too unless the config says `admin_auth: required`; then `agentgate.api.auth.admin_access`
-wants a viewer-or-above key. The REST API authenticates every call itself.
+It runs in the gateway's own process, so what it reports about agents is what the data plane
+sees: breaker and health-check state, last probe and requests in flight per endpoint.
+
+/healthz and /readyz are always open (probes). /metrics, /api/config and /api/health/agents
+(with the probe) are open too unless the config file says `admin_auth: required`; then
+`agentgate.api.auth.admin_access` wants a viewer-or-above key. The REST API authenticates every
+call itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
-from agentgate.api.app import from_env as control_api
-from agentgate.api.auth import admin_access
-from agentgate.api.problems import exception_handlers
-from agentgate.config import ConfigError, GatewayConfig, load_config
-from agentgate.gateway.engine import Engine
-from agentgate.gateway.health import HealthChecker
-from agentgate.gateway.upstream import UpstreamClient
-from agentgate.observe.metrics import fleet_state, render_latest
+from agentgate._core import AgentState, BreakerState, ProbeResult
+from agentgate.api.auth import PrincipalSource, admin_access
+from agentgate.api.problems import exception_handlers, problem_response
+from agentgate.config import GatewayConfig
+from agentgate.observe.metrics import render_latest
 
-__all__ = ["AdminState", "create_app"]
-
-CONFIG_ENV = "AGENTGATE_CONFIG"
+__all__ = ["GatewayView", "agent_report", "create_app"]
 
 
-class AdminState:
-    """The config in force as seen by the admin process, with its own health probes."""
+class GatewayView(Protocol):
+    """What the admin listener reads of the running gateway."""
 
-    def __init__(self, config: GatewayConfig, path: str | None) -> None:
-        self.config = config
-        self.path = path
-        self.engine = Engine(config)
-        self.client: UpstreamClient | None = None
-        self.checker: HealthChecker | None = None
-        self.mtime = _mtime(path)
+    base: GatewayConfig
+    config: GatewayConfig
 
-    async def start(self) -> None:
-        """Start probing endpoints."""
-        self.client = UpstreamClient(self.config)
-        self.checker = HealthChecker(self.engine, self.client, None)
-        self.checker.start()
+    def agents(self) -> list[AgentState]:
+        """Every agent's state as the data plane sees it."""
+        ...
 
-    async def stop(self) -> None:
-        """Stop probing."""
-        if self.checker is not None:
-            self.checker.stop()
-        if self.client is not None:
-            await self.client.close()
-
-    async def refresh(self) -> None:
-        """Follow config file changes (invalid ones are ignored: the old config stays)."""
-        m = _mtime(self.path)
-        if m == self.mtime or self.path is None:
-            return
-        self.mtime = m
-        try:
-            cfg = load_config(self.path)
-        except ConfigError:
-            return
-        try:
-            self.engine.replace(cfg)  # same core: endpoint health learned so far stays
-        except ValueError:
-            return
-        await self.stop()
-        self.config = cfg
-        await self.start()
+    async def probe(self, agent: str, attempts: int = 3) -> list[ProbeResult]:
+        """Probe an agent's endpoints now (KeyError if unknown)."""
+        ...
 
 
-def _mtime(path: str | None) -> float:
-    try:
-        return os.stat(path).st_mtime if path else 0.0
-    except OSError:
-        return 0.0
+_BREAKER = {
+    BreakerState.Closed: "closed",
+    BreakerState.Open: "open",
+    BreakerState.HalfOpen: "half_open",
+}
 
 
-def create_app(config: GatewayConfig | None = None, config_path: str | None = None) -> Starlette:
-    """The admin Starlette app; reads AGENTGATE_CONFIG when no config is given."""
-    path = config_path or os.environ.get(CONFIG_ENV)
-    if config is None:
-        if path is None:
-            raise RuntimeError(f"set {CONFIG_ENV} to the config file")
-        config = load_config(path)
-    state = AdminState(config, path)
+def agent_report(gw: GatewayView) -> dict[str, Any]:
+    """Per agent: where it comes from, its endpoints' state, load and queue."""
+    out: dict[str, Any] = {}
+    for a in gw.agents():
+        eps = [
+            {
+                "url": ep.url,
+                "weight": ep.weight,
+                "healthy": ep.healthy,
+                "breaker": _BREAKER[ep.breaker],
+                "in_flight": ep.in_flight,
+                "latency_ms": round(ep.latency * 1000, 3),
+                "last_probe": ep.last_probe or None,
+                "last_status": ep.last_status,
+                "last_error": ep.last_error,
+                "probe_successes": ep.probe_successes,
+                "probe_failures": ep.probe_failures,
+            }
+            for ep in a.endpoints
+        ]
+        out[a.name] = {
+            "source": "file" if a.name in gw.base.agents else "api",
+            "health_checked": a.health_checked,
+            "endpoints": eps,
+            "healthy": sum(bool(ep["healthy"]) for ep in eps),
+            "in_flight": a.in_flight,
+            "queued": sum(a.queued),
+            "retry_budget": a.retry_budget,
+        }
+    return out
+
+
+def _probe_json(r: ProbeResult) -> dict[str, Any]:
+    return {
+        "url": r.url,
+        "ok": r.ok,
+        "status": r.status,
+        "error": r.error,
+        "latency_ms": round(r.latency * 1000, 3),
+        "attempts": r.attempts,
+    }
+
+
+View = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(
+    gw: GatewayView, api: Starlette | None = None, keys: PrincipalSource | None = None
+) -> Starlette:
+    """The admin app over a running gateway; `api` (the control-plane app) is mounted at /.
+
+    `keys` authenticates store API keys for `admin_auth: required` (the API's `Context`);
+    without it only the config file's keys are accepted there.
+    """
+
+    def guarded(view: View) -> View:
+        async def run(request: Request) -> Response:
+            # the file's config (`base`): the merged one also carries every tenant's store keys
+            await admin_access(request, gw.base, keys)
+            return await view(request)
+
+        return run
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
 
     async def readyz(_: Request) -> Response:
-        await state.refresh()
-        pools = state.engine.stats().values()
-        ready = all(any(ep["healthy"] for ep in p["endpoints"]) for p in pools)
+        agents = gw.agents()
+        ready = all(any(ep.healthy for ep in a.endpoints) for a in agents)
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     async def metrics(_: Request) -> Response:
@@ -105,68 +128,44 @@ def create_app(config: GatewayConfig | None = None, config_path: str | None = No
         return Response(body, media_type=ctype)
 
     async def agents(_: Request) -> Response:
-        await state.refresh()
-        # health from this process's probes; breakers and load from the workers' gauges
-        fleet = await asyncio.to_thread(fleet_state)
-        out = {}
-        for name, pool in state.engine.stats().items():
-            live = fleet.get(name, {})
-            breakers = live.get("breakers", {})
-            eps = [
-                {
-                    "url": ep["url"],
-                    "weight": ep["weight"],
-                    "healthy": ep["healthy"],
-                    "breaker": breakers.get(ep["url"], "closed"),
-                }
-                for ep in pool["endpoints"]
-            ]
-            out[name] = {
-                "health_checked": state.config.agents[name].health_check is not None,
-                "endpoints": eps,
-                "healthy": sum(bool(ep["healthy"]) for ep in eps),
-                "in_flight": live.get("in_flight", 0),
-                "queued": live.get("queued", 0),
+        return JSONResponse(agent_report(gw))
+
+    async def probe(request: Request) -> Response:
+        name = request.path_params["agent"]
+        try:
+            attempts = int(request.query_params.get("attempts", "3"))
+        except ValueError:
+            attempts = 0
+        if not 1 <= attempts <= 10:
+            return problem_response(
+                422, "attempts must be an integer from 1 to 10", instance=request.url.path
+            )
+        try:
+            results = await gw.probe(name, attempts)
+        except KeyError:
+            return problem_response(404, f"no agent {name!r}", instance=request.url.path)
+        return JSONResponse(
+            {
+                "agent": name,
+                "healthy": sum(r.ok for r in results),
+                "endpoints": [_probe_json(r) for r in results],
             }
-        return JSONResponse(out)
+        )
 
     async def config_view(_: Request) -> Response:
-        await state.refresh()
-        return JSONResponse(state.config.redacted())
+        return JSONResponse(gw.config.redacted())
 
-    # The control-plane REST API (/api/…) on the store named by AGENTGATE_DATABASE_URL /
-    # AGENTGATE_DATA_DIR (set by `agentgate serve` from the config); the admin routes above win.
-    api = control_api()
-
-    def guarded(
-        view: Callable[[Request], Awaitable[Response]],
-    ) -> Callable[..., Awaitable[Response]]:
-        async def run(request: Request) -> Response:
-            await state.refresh()  # the admin_auth and keys of the config in force
-            # store keys are checked by the API's context (present once its lifespan ran)
-            await admin_access(request, state.config, getattr(api.state, "context", None))
-            return await view(request)
-
-        return run
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await state.start()
-        try:
-            async with api.router.lifespan_context(api):
-                yield
-        finally:
-            await state.stop()
-
-    return Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", guarded(metrics)),
-            Route("/api/health/agents", guarded(agents)),
-            Route("/api/config", guarded(config_view)),
-            Mount("/", app=api),
-        ],
-        exception_handlers=exception_handlers(),
-        lifespan=lifespan,
-    )
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", guarded(metrics)),
+        Route("/api/health/agents", guarded(agents), methods=["GET"]),
+        Route("/api/health/agents/{agent:path}", guarded(probe), methods=["POST"]),
+        Route("/api/config", guarded(config_view)),
+    ]
+    if api is not None:
+        routes.append(Mount("/", app=api))
+    app = Starlette(routes=routes, exception_handlers=exception_handlers())
+    if api is not None:
+        app.router.lifespan_context = api.router.lifespan_context
+    return app

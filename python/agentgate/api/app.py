@@ -32,6 +32,7 @@ from agentgate.api.routes import alerts as alert_routes
 from agentgate.api.routes import backup as backup_routes
 from agentgate.api.routes import observe as observe_routes
 from agentgate.api.routes import privacy as privacy_routes
+from agentgate.api.routes import runtime as runtime_routes
 from agentgate.api.routes import secrets as secret_routes
 from agentgate.api.routes import slo_cost as slo_cost_routes
 from agentgate.api.routes import state as state_routes
@@ -50,7 +51,7 @@ from agentgate.state import AgentHistory
 from agentgate.state.agents import retention_loop
 from agentgate.store import Seal, Store, open_store
 
-__all__ = ["create_api", "from_env", "standalone"]
+__all__ = ["control_app", "control_plane", "create_api", "from_env", "standalone"]
 
 
 def create_api(
@@ -65,6 +66,7 @@ def create_api(
     changes: ChangeFeed | None = None,
     history: AgentHistory | None = None,
     observe: Any = None,
+    runtime: Any = None,
 ) -> Starlette:
     """The API app (routes relative to its mount point, `/api`).
 
@@ -88,6 +90,7 @@ def create_api(
             ScopeAudit(seal),
             history=history,
             changes=changes,
+            runtime=runtime,  # agentgate.runtime.manager.Runtime: runs `process` templates
         )
     ctx = Context(
         store=store,
@@ -111,6 +114,7 @@ def create_api(
     routes.extend(state_routes.routes(ctx, history))
     routes.extend(privacy_routes.routes(ctx, sec))
     routes.extend(backup_routes.routes(ctx, sec))
+    routes.extend(runtime_routes.routes(ctx, runtime))  # replicas, scale, capabilities
     if observe is not None:  # metrics, health, system, alerts (agentgate.observe)
         routes.extend(observe_routes.routes(ctx, observe) + alert_routes.routes(ctx, observe))
         routes.extend(slo_cost_routes.routes(ctx, observe))
@@ -131,6 +135,63 @@ def _config(env: dict[str, str]) -> GatewayConfig | None:
     return load_config(path) if path else None
 
 
+@contextlib.asynccontextmanager
+async def control_plane(
+    store: Store,
+    env: dict[str, str],
+    *,
+    database_url: str | None,
+    data_dir: Path,
+    feed: Any = None,
+    load: Any = None,
+) -> AsyncIterator[Starlette]:
+    """The API app with every control-plane service started, stopped on exit.
+
+    `feed` (the metrics collector's `StatsFeed`) and `load` (the autoscaler's `LoadSource`)
+    come from a data plane in this process; without one (a standalone API server) history
+    collection and load-driven scaling are off. Services read the config file named by
+    `AGENTGATE_CONFIG` in `env`.
+    """
+    cfg = _config(env)
+    # the bus (platform changes) and state settings come from the gateway config, if any
+    bus = None
+    if cfg is not None and cfg.bus is not None:
+        bus = open_bus(*settings_from_config(cfg))
+        await bus.start()
+    history = AgentHistory(store.events, snapshot_every=cfg.state.snapshot_every if cfg else 100)
+    from agentgate.observe.service import open_for_admin
+
+    observe = await open_for_admin(store, database_url, data_dir, feed=feed)
+    from agentgate.runtime.service import open_runtime
+
+    runtime = await open_runtime(store, env, load=load)
+    api = create_api(
+        store,
+        security=Security.from_env(store, env),
+        changes=ChangeFeed(bus) if bus is not None else None,
+        history=history,
+        observe=observe,
+        runtime=runtime,
+    )
+    pruner = asyncio.get_running_loop().create_task(
+        retention_loop(history, cfg.state.retention if cfg else None)
+    )
+    jobs = Scheduler(api.state.security)  # rotation checks, retention, backup schedule
+    jobs.start()
+    try:
+        yield api
+    finally:
+        await jobs.stop()
+        pruner.cancel()
+        if runtime is not None:
+            await runtime.close()
+        await observe.close()
+        await api.state.context.factory.close()
+        await api.state.security.close()
+        if bus is not None:
+            await bus.close()
+
+
 def from_env() -> Starlette:
     """A standalone API server app for `granian --factory agentgate.api.app:from_env`: the store
     comes from `AGENTGATE_DATABASE_URL` (default SQLite in `AGENTGATE_DATA_DIR`, else `.`) and is
@@ -141,55 +202,35 @@ def from_env() -> Starlette:
     inner: list[Starlette] = []
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
         store = await open_store(url, data_dir)
-        cfg = _config(env)
-        # the bus (platform changes) and state settings come from the gateway config, if any
-        bus = None
-        if cfg is not None and cfg.bus is not None:
-            bus = open_bus(*settings_from_config(cfg))
-            await bus.start()
-        history = AgentHistory(
-            store.events, snapshot_every=cfg.state.snapshot_every if cfg else 100
-        )
-        from agentgate.observe.service import open_for_admin
-
-        observe = await open_for_admin(store, url, data_dir)
-        api = create_api(
-            store,
-            security=Security.from_env(store, env),
-            changes=ChangeFeed(bus) if bus is not None else None,
-            history=history,
-            observe=observe,
-        )
-        pruner = asyncio.get_running_loop().create_task(
-            retention_loop(history, cfg.state.retention if cfg else None)
-        )
-        jobs = Scheduler(api.state.security)  # rotation checks, retention, backup schedule
-        jobs.start()
-        inner.append(api)
-        app.state.context = api.state.context  # lets the admin listener authenticate keys
         try:
-            yield
+            async with control_plane(store, env, database_url=url, data_dir=data_dir) as api:
+                inner.append(api)
+                try:
+                    yield
+                finally:
+                    inner.remove(api)
         finally:
-            del app.state.context
-            await jobs.stop()
-            inner.remove(api)
-            pruner.cancel()
-            await observe.close()
-            await api.state.context.factory.close()
-            await api.state.security.close()
-            if bus is not None:
-                await bus.close()
             await store.close()
 
     async def api(scope: Scope, receive: Receive, send: Send) -> None:
         await inner[-1](scope, receive, send)
 
+    return control_app(api, lambda: inner[-1], lifespan=lifespan)
+
+
+def control_app(api: Any, get_api: Any, *, lifespan: Any = None) -> Starlette:
+    """The API (`api`, an ASGI app) under `/api` plus the dashboard, with tracing; `get_api`
+    returns the API app whose state holds the services."""
+    from starlette.middleware import Middleware
+
     from agentgate.dashboard import routes as dashboard_routes
+    from agentgate.observe.tracing import TracingMiddleware
 
     return Starlette(
-        routes=[Mount("/api", app=api), *dashboard_routes(lambda: inner[-1])],
+        routes=[Mount("/api", app=api), *dashboard_routes(get_api)],
+        middleware=[Middleware(TracingMiddleware)],  # spans only once tracing is set up
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )

@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from agentgate.api import openapi_state as so
 from agentgate.api.openapi_observe import OPS as OBSERVE_OPS
+from agentgate.api.openapi_runtime import OPS as RUNTIME_OPS
 from agentgate.api.openapi_security import OPS as SECURITY_OPS
 from agentgate.api.routes import _models as m
 from agentgate.api.routes import _observe_models as om
@@ -148,7 +149,7 @@ def _cached() -> dict[str, Any]:
     _, defs = models_json_schema(models, ref_template=_REF)
     paths: dict[str, dict[str, Any]] = {}
     for method, path, op_id, summary, req, status, resp, query in (
-        _OPS + SECURITY_OPS + OBSERVE_OPS + so.OPS
+        _OPS + SECURITY_OPS + OBSERVE_OPS + so.OPS + RUNTIME_OPS
     ):
         paths.setdefault(path, {})[method] = _operation(
             op_id, summary, path, req, status, resp, query

@@ -24,8 +24,9 @@ Semantics every backend keeps (the conformance suite in tests/bus/ checks them o
   with retries means everywhere).
 - **At-least-once with explicit ack**: a fetched message is in flight until `ack`. One not
   acked within `visibility_timeout` is delivered again (Redis: pending entries list +
-  XCLAIM; Kafka: uncommitted offsets go to the next owner of the partition, and an in-flight
-  message older than the timeout is re-queued through the group's retry topic).
+  XCLAIM, checked at least every third of the timeout; Kafka: uncommitted offsets go to the
+  next owner of the partition, and an in-flight message older than the timeout is re-queued
+  through the group's retry topic).
 - **Retries with exponential backoff**: `nack(msg, error)` redelivers after
   `retry_base * 2**(attempt-1)` seconds, capped at `retry_max` (which may not exceed the
   visibility timeout).
@@ -59,6 +60,7 @@ __all__ = [
     "Consumer",
     "Message",
     "Outgoing",
+    "PublishOne",
     "Start",
     "TopicSettings",
     "backoff",
@@ -231,6 +233,29 @@ class Bus(Protocol):
     async def close(self) -> None:
         """Flush and disconnect."""
         ...
+
+
+class PublishOne:
+    """`publish` for backends that implement `publish_many` (one message is a batch of one)."""
+
+    async def publish_many(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
+        """Append a batch; ids in order."""
+        raise NotImplementedError
+
+    async def publish(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        dedupe_key: str | None = None,
+    ) -> str:
+        """Append one message durably; returns its id."""
+        ids = await self.publish_many(
+            topic, [Outgoing(value, key, dict(headers or {}), dedupe_key)]
+        )
+        return ids[0]
 
 
 def backoff(settings: TopicSettings, attempt: int) -> float:

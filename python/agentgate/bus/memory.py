@@ -14,7 +14,7 @@ import itertools
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,6 +24,7 @@ from agentgate.bus import (
     BusUnavailable,
     Message,
     Outgoing,
+    PublishOne,
     Start,
     TopicSettings,
     backoff,
@@ -107,7 +108,7 @@ class _Topic:
                 gp.next_seq = part.base
 
 
-class MemoryBus:
+class MemoryBus(PublishOne):
     """In-process bus (see the module docstring)."""
 
     backend: Literal["memory"] = "memory"
@@ -127,21 +128,6 @@ class MemoryBus:
     async def start(self) -> None:
         """Nothing to connect."""
         self._closed = False
-
-    async def publish(
-        self,
-        topic: str,
-        value: bytes,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        dedupe_key: str | None = None,
-    ) -> str:
-        """Append one message; waits (up to `publish_timeout`) while the partition is full."""
-        ids = await self.publish_many(
-            topic, [Outgoing(value, key, dict(headers or {}), dedupe_key)]
-        )
-        return ids[0]
 
     async def publish_many(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
         """Append messages in order."""

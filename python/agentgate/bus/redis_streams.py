@@ -40,6 +40,7 @@ from agentgate.bus import (
     BusUnavailable,
     Message,
     Outgoing,
+    PublishOne,
     Start,
     TopicSettings,
     backoff,
@@ -91,7 +92,8 @@ local function dead(stream, errs, dlq, group, id, count, default_err, topic)
 end
 """
 
-# KEYS: stream, lease, errs, dlq. ARGV: group, consumer, count, vt ms, max deliveries, topic.
+# KEYS: stream, lease, errs, dlq. ARGV: group, consumer, count, vt ms, max deliveries, topic,
+# read new (1: XREADGROUP here too; 0: the caller reads natively in the same pipeline).
 # Returns false when another member holds the lease, else {dead count, id, fields, count, …}.
 _FETCH = (
     _DEAD
@@ -121,7 +123,7 @@ if #ids > 0 then
     end
   end
 end
-if want > 0 then
+if want > 0 and ARGV[7] == '1' then
   local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', want,
                        'STREAMS', KEYS[1], '>')
   if r then
@@ -183,7 +185,7 @@ def _flat(f: Mapping[str, bytes | str]) -> list[bytes | str]:
     return out
 
 
-class RedisStreamsBus:
+class RedisStreamsBus(PublishOne):
     """Bus on Redis Streams (see the module docstring)."""
 
     backend: Literal["redis"] = "redis"
@@ -229,21 +231,6 @@ class RedisStreamsBus:
                     raise BusUnavailable(f"redis: {what} failed: {e}") from None
                 await asyncio.sleep(delay)
                 delay = min(1.0, delay * 2)
-
-    async def publish(
-        self,
-        topic: str,
-        value: bytes,
-        *,
-        key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        dedupe_key: str | None = None,
-    ) -> str:
-        """Append one message (XADD, or the dedupe script); returns its id."""
-        ids = await self.publish_many(
-            topic, [Outgoing(value, key, dict(headers or {}), dedupe_key)]
-        )
-        return ids[0]
 
     async def publish_many(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
         """Append a batch in one pipelined round trip."""
@@ -324,6 +311,8 @@ class RedisStreamsConsumer:
         self._members = f"{tag}:members:{group}"
         self._mine: dict[str, int] = {}  # message id -> partition
         self._owned: set[int] = set()
+        self._renewed = 0.0
+        self._index = {st.encode(): p for p, st in enumerate(self._streams)}
         # delivered by Redis beyond what one fetch asked for (each partition is asked for
         # the whole count): handed out by the next fetch, in order
         self._ahead: list[Message] = []
@@ -352,22 +341,32 @@ class RedisStreamsConsumer:
         self._ready = True
 
     def _message(self, p: int, rid: bytes, fields: Any, count: int) -> Message:
-        if isinstance(fields, dict):
-            f = {k.decode() if isinstance(k, bytes) else k: v for k, v in fields.items()}
-        else:
-            f = {fields[i].decode(): fields[i + 1] for i in range(0, len(fields), 2)}
+        # hot loop of consumption: no per-field dict, keys compared as bytes
+        value = b""
+        key = None
+        headers: dict[str, str] = {}
+        items = (
+            fields.items()
+            if isinstance(fields, dict)
+            else zip(fields[::2], fields[1::2], strict=True)
+        )
+        for k, v in items:
+            if k == b"v":
+                value = v
+            elif k == b"k":
+                key = v.decode()
+            elif k == b"h":
+                headers = orjson.loads(v)
         sid = rid.decode()
-        h = f.get("h")
-        k = f.get("k")
         return Message(
-            topic=self.topic,
-            id=f"{p}:{sid}",
-            value=bytes(f.get("v", b"")),
-            key=k.decode() if isinstance(k, bytes) else None,
-            headers=orjson.loads(h) if h else {},
-            timestamp=int(sid.split("-", 1)[0]) / 1000,
-            partition=p,
-            attempt=int(count),
+            self.topic,
+            f"{p}:{sid}",
+            value,
+            key,
+            headers,
+            int(sid[: sid.index("-")]) / 1000,
+            p,
+            int(count),
         )
 
     async def _round(self, want: int) -> tuple[list[Message], list[int]]:
@@ -382,7 +381,21 @@ class RedisStreamsConsumer:
         order = [(start + i) % n for i in range(n)]
         # a member asks for more partitions only while it holds less than its fair share
         grow = len(self._owned) < self._share
+        mono = time.monotonic()
+        if self._owned and not grow and mono - self._renewed < vt / 3000:
+            # leases renewed less than a third of the timeout ago: just read new entries, as a
+            # plain XREADGROUP loop would (the full round, with re-claims of timed-out entries,
+            # runs at least every third of the timeout)
+            mine = sorted(self._owned)
+            res = await r.xreadgroup(
+                self.group, self.name, {self._streams[p]: ">" for p in mine}, count=want
+            )
+            return [m for _, m in self._entries(res)], mine
         tried = order if grow else [p for p in order if p in self._owned]
+        # partitions leased in the last third of the timeout: the script renews the lease and
+        # re-claims, the new entries come from a native XREADGROUP in the same pipeline (the
+        # script would copy every entry through Lua: a third of the speed)
+        native = [p for p in tried if p in self._owned and mono - self._renewed < vt / 3000]
         pipe = r.pipeline(transaction=False)
         t = time.time()
         pipe.zadd(self._members, {self.name: t + s.visibility_timeout})
@@ -391,8 +404,20 @@ class RedisStreamsConsumer:
         for p in tried:
             await fetch(
                 keys=[self._streams[p], self._leases[p], self._errs, self._dlq],
-                args=[self.group, self.name, max(1, want), vt, s.max_deliveries, self.topic],
+                args=[
+                    self.group,
+                    self.name,
+                    max(1, want),
+                    vt,
+                    s.max_deliveries,
+                    self.topic,
+                    0 if p in native else 1,
+                ],
                 client=pipe,
+            )
+        if native:
+            pipe.xreadgroup(
+                self.group, self.name, {self._streams[p]: ">" for p in native}, count=want
             )
         results = await pipe.execute()
         members = max(1, int(results[2]))
@@ -401,15 +426,20 @@ class RedisStreamsConsumer:
         owned: list[int] = []
         idle: list[int] = []
         busy = set(self._mine.values()) | {m.partition for m in self._ahead}
-        for p, res in zip(tried, results[3:], strict=True):
+        got_by: dict[int, int] = {}
+        for p, res in zip(tried, results[3 : 3 + len(tried)], strict=True):
             if not res:
                 continue
             owned.append(p)
-            got = 0
             for i in range(1, len(res), 3):
                 out.append(self._message(p, res[i], res[i + 1], res[i + 2]))
-                got += 1
-            if not got and p not in busy:
+                got_by[p] = got_by.get(p, 0) + 1
+        if native:
+            for p, m in self._entries(results[-1]):
+                out.append(m)
+                got_by[p] = got_by.get(p, 0) + 1
+        for p in owned:
+            if not got_by.get(p) and p not in busy:
                 idle.append(p)
         extra = len(owned) - self._share
         release = idle[:extra] if extra > 0 else []
@@ -421,7 +451,18 @@ class RedisStreamsConsumer:
             await pipe.execute()
             owned = [p for p in owned if p not in release]
         self._owned = set(owned)
+        if owned:
+            self._renewed = mono
         return out, owned
+
+    def _entries(self, res: Any) -> list[tuple[int, Message]]:
+        out: list[tuple[int, Message]] = []
+        rows: list[Any] = list(res or [])
+        for stream, entries in rows:
+            p = self._index[bytes(stream)]
+            for rid, fields in entries:
+                out.append((p, self._message(p, rid, fields, 1)))
+        return out
 
     async def fetch(self, max_messages: int = 100, wait: float = 1.0) -> list[Message]:
         """Up to `max_messages` messages, waiting at most `wait` s for the first one."""
@@ -474,14 +515,7 @@ class RedisStreamsConsumer:
             count=want,
             block=block_ms,
         )
-        out: list[Message] = []
-        index = {s.encode(): p for p, s in enumerate(self._streams)}
-        rows: list[Any] = list(res or [])
-        for stream, entries in rows:
-            p = index[bytes(stream)]
-            for rid, fields in entries:
-                out.append(self._message(p, rid, fields, 1))
-        return out
+        return [m for _, m in self._entries(res)]
 
     async def ack(self, *messages: Message) -> None:
         """XACK the messages (and forget their errors)."""

@@ -1,5 +1,10 @@
-"""Data plane: the RSGI handler, the decision engine, the upstream client and health checks."""
+"""Data plane: the Rust core's listener and its host (`Gateway`), config sources, the demo agent.
 
-from agentgate.gateway.engine import Engine, Flight, Rejected
+Nothing here imports the control plane (api, store, registry, policy, tenancy, runtime,
+security); `agentgate.serve` wires the two together.
+"""
 
-__all__ = ["Engine", "Flight", "Rejected"]
+from agentgate.gateway.dataplane import Gateway
+from agentgate.gateway.sources import ConfigFile, ConfigSource
+
+__all__ = ["ConfigFile", "ConfigSource", "Gateway"]

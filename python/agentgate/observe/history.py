@@ -286,40 +286,73 @@ class TrafficHistory:
         if agents is None:
             for row in await self._rows(spans, agent, route, _COLS):
                 a.add_row(row[3:])
-        else:
-            wanted = set(agents)
-            for row in await self._rows(spans, None, FLEET, _COLS):
-                if row[0] in wanted:
-                    a.add_row(row[3:])
+        elif agents:
+            table = await self.agents_table(start, end, agents, resolution=0.0)
+            blobs = []
+            for sig in table.values():
+                for i in range(6):
+                    a.classes[i] += sig.classes[i]
+                a.in_flight = max(a.in_flight, sig.in_flight_max)
+                a.queue = max(a.queue, sig.queue_max)
+                blobs.append(sig.latency.to_bytes())
+            a.latency = Sketch.merged(blobs)
         return _signals(a, s0, e0)
 
     async def agents_table(
-        self, start: float, end: float, agents: Sequence[str] | None = None
+        self,
+        start: float,
+        end: float,
+        agents: Sequence[str] | None = None,
+        resolution: float | None = None,
     ) -> dict[str, Signals]:
-        """Golden signals per agent over the range (every agent with data, or `agents`)."""
-        spans, s0, e0 = cover(self.tiers, start, end, self.clock())
+        """Golden signals per agent over the range (every agent with data, or `agents`).
+
+        The range's edges are rounded outward to buckets of up to `resolution` seconds (by
+        default 1/500 of the range: an hour for 30 days, 10 s for an hour)."""
+        res = (end - start) / 500 if resolution is None else resolution
+        spans, s0, e0 = cover(self.tiers, start, end, self.clock(), res)
+        if not spans:
+            return {}
+        where, args = self._where(spans, agents)
+        # counts summed by the database; only the sketches cross into Python (then the core)
+        counts = await self.db.fetch(
+            "SELECT agent, SUM(c_other), SUM(c_1xx), SUM(c_2xx), SUM(c_3xx), SUM(c_4xx), "
+            f"SUM(c_5xx), MAX(in_flight_max), MAX(queue_max) FROM metric_traffic WHERE {where} "
+            "GROUP BY agent",
+            *args,
+        )
         blobs: dict[str, list[bytes]] = {}
-        accs: dict[str, _Acc] = {}
-        wanted = set(agents) if agents is not None else None
-        for row in await self._rows(spans, None, FLEET, _COLS):
-            name = row[0]
-            if wanted is not None and name not in wanted:
-                continue
-            a = accs.get(name)
-            if a is None:
-                a = accs[name] = _Acc()
-            for i in range(6):
-                a.classes[i] += int(row[4 + i])
-            if row[10] is not None:
-                blobs.setdefault(name, []).append(bytes(row[10]))
-            a.in_flight = max(a.in_flight, int(row[12]))
-            a.queue = max(a.queue, int(row[13]))
+        for name, lat in await self.db.fetch(
+            f"SELECT agent, latency FROM metric_traffic WHERE {where} AND latency IS NOT NULL",
+            *args,
+        ):
+            b = blobs.get(name)
+            if b is None:
+                blobs[name] = [lat]
+            else:
+                b.append(lat)
         out = {}
-        for name, a in accs.items():
+        for name, c0, c1, c2, c3, c4, c5, inf, q in counts:
+            a = _Acc([int(c0), int(c1), int(c2), int(c3), int(c4), int(c5)])
+            a.in_flight, a.queue = int(inf or 0), int(q or 0)
             # one call into the core per agent: decode and merge every bucket's sketch there
             a.latency = Sketch.merged(blobs.get(name, []))
             out[name] = _signals(a, s0, e0)
         return out
+
+    @staticmethod
+    def _where(spans: Sequence[Span], agents: Sequence[str] | None) -> tuple[str, list[Any]]:
+        ors: list[str] = []
+        args: list[Any] = []
+        for sp in spans:
+            ors.append("(step = ? AND bucket >= ? AND bucket < ?)")
+            args += [sp.step, sp.start, sp.end]
+        where = f"route = ? AND agent <> ? AND ({' OR '.join(ors)})"
+        args[:0] = [FLEET, FLEET]
+        if agents is not None:
+            where += f" AND agent IN ({', '.join('?' for _ in agents)})"
+            args += list(agents)
+        return where, args
 
     async def series(
         self,

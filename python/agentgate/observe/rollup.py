@@ -9,6 +9,7 @@ still kept at that age: the range covers whole buckets of the data that exists.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,15 +39,26 @@ def _finest_kept(tiers: Sequence[Tier], age: float) -> int:
     return int(tiers[-1].step)
 
 
+def _snap(tiers: Sequence[Tier], age: float, resolution: float) -> int:
+    # the finest tier kept at that age, coarser if `resolution` allows (edges of long ranges
+    # need not be exact to the 10 s, and every row saved at the edges is saved per agent)
+    step = _finest_kept(tiers, age)
+    for t in tiers:
+        if step < t.step <= resolution and age <= t.keep:
+            step = int(t.step)
+    return step
+
+
 def cover(
-    tiers: Sequence[Tier], start: float, end: float, now: float
+    tiers: Sequence[Tier], start: float, end: float, now: float, resolution: float = 0.0
 ) -> tuple[list[Span], int, int]:
-    """Spans covering `[start, end)` and the range actually covered (edges snapped outward)."""
+    """Spans covering `[start, end)` and the range actually covered (edges snapped outward,
+    to whole buckets of up to `resolution` seconds when given)."""
     if end <= start:
         return [], int(start), int(start)
-    s0 = bucket_of(start, _finest_kept(tiers, now - start))
-    e_step = _finest_kept(tiers, now - end)
-    e0 = -(-int(end) // e_step) * e_step  # ceil to that step
+    s0 = bucket_of(start, _snap(tiers, now - start, resolution))
+    e_step = _snap(tiers, now - end, resolution)
+    e0 = math.ceil(end / e_step) * e_step  # ceil to that step (a fraction past counts)
     steps = [int(t.step) for t in tiers]
     out: list[Span] = []
 

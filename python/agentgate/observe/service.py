@@ -5,8 +5,8 @@
     ...
     await svc.close()
 
-`feed` is a `StatsFeed`: `CoreFeed(core)` where the data plane runs in this process,
-`PrometheusFeed()` in the admin process of `agentgate serve` today. Without a feed the
+`feed` is a `StatsFeed`:
+`DataPlaneFeed` in `agentgate serve` (the data plane runs in this process). Without a feed the
 service still answers queries, records custom metrics and delivers notifications.
 """
 
@@ -272,13 +272,12 @@ class ObserveService:
         return fleet_health(scores), scores
 
 
-async def open_for_admin(store: Store, database_url: str | None, data_dir: Path) -> ObserveService:
-    """The service of the admin listener: settings from AGENTGATE_CONFIG, the workers'
-    Prometheus files as the feed when they exist (`agentgate serve`), loops started."""
-    from agentgate.observe.feed import PrometheusFeed
-
+async def open_for_admin(
+    store: Store, database_url: str | None, data_dir: Path, *, feed: StatsFeed | None = None
+) -> ObserveService:
+    """The service of the control plane: settings from AGENTGATE_CONFIG, loops started;
+    `feed` from the data plane when one runs in this process."""
     settings = ObserveSettings.from_env()
-    feed = PrometheusFeed() if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else None
     svc = await ObserveService.open(store, database_url, data_dir, settings, feed=feed)
     from agentgate.observe.tracing import setup_tracing
 

@@ -1,8 +1,9 @@
 """System monitoring with psutil: the host, the gateway's processes and the agents' processes.
 
-Processes are found from the `agentgate serve` supervisor down (the admin listener, the data
-plane's granian workers, the demo agent), classified by command line; agent processes started
-by the runtime can be added with `SystemMonitor.track(pid, role, name)`.
+Processes are found from the `agentgate serve` process down (it runs the data plane's threads,
+the admin listener and the control plane; its children are the demo agent and the runtime's
+replicas), classified by command line; agent processes started by the runtime can be added
+with `SystemMonitor.track(pid, role, name)`.
 """
 
 from __future__ import annotations
@@ -18,14 +19,10 @@ __all__ = ["SystemMonitor"]
 
 def _role(cmd: list[str]) -> str:
     line = " ".join(cmd)
-    if "agentgate.gateway.app" in line:
-        return "gateway"
-    if "agentgate.api.admin" in line:
-        return "admin"
     if "agentgate.gateway.demo" in line:
         return "agent"
     if "agentgate" in line and "serve" in line:
-        return "supervisor"
+        return "gateway"
     return "other"
 
 
@@ -45,7 +42,7 @@ class SystemMonitor:
         me = psutil.Process(os.getpid())
         for p in [me, *me.parents()]:
             try:
-                if _role(p.cmdline()) == "supervisor":
+                if _role(p.cmdline()) == "gateway":
                     return p
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue

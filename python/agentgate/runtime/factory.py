@@ -6,8 +6,9 @@
 `create` resolves the reference (range, tag, exact version or `name@sha256:…`), verifies the
 signature again, validates `params` against the template's `params_schema` (`Invalid` names the
 JSON path), asks policy (stages `create` and `deploy`), persists the agent and writes the audit
-trail. Persisting bumps the store's `agents_version`; every gateway worker's store sync
-(`agentgate.gateway.sync`) sees that within one poll and swaps in a route table with the agent.
+trail. Persisting bumps the store's `agents_version`; every gateway's store source
+(`agentgate.runtime.store_source`) sees that within one poll and the gateway swaps in a route
+table with the agent.
 
 How an agent appears in the gateway (`gateway_parts`):
 - pool `<tenant>/<agent>`: the template's `spec` (kind `http`: endpoints, timeouts, retries,
@@ -190,7 +191,7 @@ class AgentRecord:
         }
 
 
-# --- gateway mapping (pure; shared with gateway/sync.py) --------------------------------------
+# --- gateway mapping (pure; used by runtime/store_source.py) ------------------------------
 
 
 def gateway_name(tenant_name: str, agent_name: str) -> str:

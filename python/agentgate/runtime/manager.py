@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from agentgate.errors import AgentgateError, Invalid, NotFound
@@ -33,7 +33,7 @@ from agentgate.runtime.supervisor import StartResult
 from agentgate.store import Agent, Store, TenantScope
 from agentgate.store.runtime import RuntimeRepo
 
-__all__ = ["Backend", "FleetLoad", "Runtime"]
+__all__ = ["Backend", "DataPlaneLoad", "Runtime"]
 
 log = logging.getLogger("agentgate.runtime")
 
@@ -90,18 +90,16 @@ class AuditLog(Protocol):
         ...
 
 
-class FleetLoad:
-    """`LoadSource` over the gateway workers' in-flight and queue gauges (the Prometheus
-    multiprocess files every worker writes; `agentgate serve` shares their directory)."""
+class DataPlaneLoad:
+    """`LoadSource` over the data plane in this process: its per-agent in-flight and queued
+    counts (`Gateway.agents`)."""
+
+    def __init__(self, agents: Callable[[], Sequence[Any]]) -> None:
+        self._agents = agents
 
     def load(self) -> Mapping[str, Load]:
         """gateway pool name → Load."""
-        from agentgate.observe.metrics import fleet_state
-
-        out = {}
-        for name, v in fleet_state().items():
-            out[name] = Load(int(v.get("in_flight", 0)), int(v.get("queued", 0)))
-        return out
+        return {a.name: Load(int(a.in_flight), int(sum(a.queued))) for a in self._agents()}
 
 
 class Runtime:
@@ -116,8 +114,10 @@ class Runtime:
         load: LoadSource | None = None,
         kpa: KpaSettings | None = None,
         adopt: bool = True,
+        name: str = "local",
     ) -> None:
         self.store = store
+        self.backend_name = name
         self.backend = backend
         self.repo = RuntimeRepo(store.db, store.clock)
         self.audit = audit
@@ -282,12 +282,18 @@ class Runtime:
     async def tick(self, now: float | None = None, load: Mapping[str, Load] | None = None) -> None:
         """One autoscaler pass over every running agent that scales."""
         t = time.time() if now is None else now
+        scaling = [
+            (aid, spec)
+            for aid, spec in self.specs.items()
+            if spec.scaling.target_concurrency is not None
+            or spec.scaling.scale_to_zero_after is not None
+        ]
+        if not scaling:
+            return
         if load is None:
             load = self.load_source.load() if self.load_source is not None else {}
-        for aid, spec in list(self.specs.items()):
+        for aid, spec in scaling:
             sc = spec.scaling
-            if sc.target_concurrency is None and sc.scale_to_zero_after is None:
-                continue
             st = self.scalers.get(aid)
             if st is None:
                 st = self.scalers[aid] = ScalerState(

@@ -347,7 +347,12 @@ class Supervisor:
         s = spec.spec
         caps = self.caps
         req = frozenset(self.required(spec))
-        expose = [sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(__file__))]
+        expose = [
+            sys.prefix,
+            sys.base_prefix,
+            os.path.dirname(os.path.dirname(__file__)),
+            str(r.dir),
+        ]
         expose += list(s.python_path)
         for arg in s.command or ():
             if os.sep in arg and os.path.exists(arg):

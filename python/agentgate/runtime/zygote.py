@@ -30,7 +30,7 @@ import threading
 import traceback
 from typing import Any
 
-from agentgate.runtime.isolation import IsolationError, apply
+from agentgate.runtime.isolation import PR_SET_PDEATHSIG, IsolationError, apply, libc_call
 from agentgate.runtime.launch import plan_from_json
 
 __all__ = ["main"]
@@ -99,6 +99,11 @@ def _status(raw: int) -> int:
 
 def main() -> None:
     """Serve fork requests on the control socket until the supervisor closes it."""
+    parent = os.getppid()
+    # die with the supervisor even if it cannot close us (killed, or its worker was)
+    libc_call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
     control = socket.socket(fileno=int(sys.argv[1]))
     reader = control.makefile("rb")
     spec = json.loads(reader.readline())

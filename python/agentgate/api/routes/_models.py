@@ -358,6 +358,7 @@ class AgentOut(BaseModel):
     updated_at: float
     decision: Json | None
     warning: str | None
+    runtime: Json | None = None  # process agents: {"status": failure + stderr, or null}
 
 
 class AuditOut(_Out):

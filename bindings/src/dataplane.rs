@@ -1,0 +1,306 @@
+//! Python bindings for agentgate_core::proxy::DataPlane: start, reload, observe, probe, stop.
+//! Conversion only: every decision is the core's.
+
+use std::time::Duration;
+
+use agentgate_core::breaker::BreakerState as CoreBreakerState;
+use agentgate_core::config::GatewayConfig;
+use agentgate_core::proxy::{DataPlane as Core, StartError};
+use agentgate_core::stats::LatencyDelta;
+use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::clock::{any_clock, ManualClock};
+
+pyo3::create_exception!(
+    _core,
+    ConfigRejected,
+    PyValueError,
+    "The core refused a config: the message names the field (mirrors core ConfigError)."
+);
+
+/// A breaker's state.
+#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BreakerState {
+    /// Traffic flows.
+    Closed,
+    /// Refusing until the cool-down ends.
+    Open,
+    /// Letting probes through.
+    HalfOpen,
+}
+
+impl From<CoreBreakerState> for BreakerState {
+    fn from(s: CoreBreakerState) -> Self {
+        match s {
+            CoreBreakerState::Closed => BreakerState::Closed,
+            CoreBreakerState::Open => BreakerState::Open,
+            CoreBreakerState::HalfOpen => BreakerState::HalfOpen,
+        }
+    }
+}
+
+fn parse(config: &[u8]) -> PyResult<GatewayConfig> {
+    GatewayConfig::from_json(config).map_err(|e| ConfigRejected::new_err(e.0))
+}
+
+/// Latency observations: counts per `LATENCY_BOUNDS` bucket (+Inf last, not cumulative).
+#[pyclass(module = "agentgate._core", frozen, get_all)]
+pub struct LatencyCounts {
+    buckets: Vec<u64>,
+    sum: f64,
+}
+
+impl From<&LatencyDelta> for LatencyCounts {
+    fn from(l: &LatencyDelta) -> Self {
+        LatencyCounts {
+            buckets: l.counts.to_vec(),
+            sum: l.sum,
+        }
+    }
+}
+
+/// Requests of one route since the last take.
+#[pyclass(module = "agentgate._core", frozen, get_all)]
+pub struct RouteCounts {
+    agent: String,
+    route: String,
+    /// Counts by status class: index 1..=5 is `Nxx`, 0 any other status.
+    classes: Vec<u64>,
+    latency: Py<LatencyCounts>,
+}
+
+/// One agent's counts since the last take.
+#[pyclass(module = "agentgate._core", frozen, get_all)]
+pub struct AgentCounts {
+    agent: String,
+    upstream: Py<LatencyCounts>,
+    retries: u64,
+    shed: u64,
+}
+
+/// Answers of the gateway's own with one status (0 = other) since the last take.
+#[pyclass(module = "agentgate._core", frozen, get_all)]
+pub struct RejectedCount {
+    status: u16,
+    count: u64,
+}
+
+/// Everything counted since the last take.
+#[pyclass(module = "agentgate._core", frozen, get_all)]
+pub struct StatsDelta {
+    routes: Vec<Py<RouteCounts>>,
+    agents: Vec<Py<AgentCounts>>,
+    rejected: Vec<Py<RejectedCount>>,
+}
+
+/// One endpoint as the data plane sees it.
+#[pyclass(module = "agentgate._core", frozen, get_all)]
+pub struct EndpointState {
+    url: String,
+    weight: u32,
+    healthy: bool,
+    breaker: BreakerState,
+    /// Requests picked for it and not finished.
+    in_flight: u32,
+    /// Latency estimate (peak EWMA), seconds.
+    latency: f64,
+    /// UNIX time of the last health probe (0: never).
+    last_probe: f64,
+    last_status: Option<u16>,
+    last_error: Option<String>,
+    probe_successes: u32,
+    probe_failures: u32,
+    connections_opened: u64,
+    idle_connections: usize,
+}
+
+/// One agent as the data plane sees it.
+#[pyclass(module = "agentgate._core", frozen, get_all)]
+pub struct AgentState {
+    name: String,
+    in_flight: u32,
+    /// Waiting requests per class: critical, high, normal, low.
+    queued: Vec<u32>,
+    health_checked: bool,
+    retry_budget: f64,
+    endpoints: Vec<Py<EndpointState>>,
+}
+
+/// One on-demand probe.
+#[pyclass(module = "agentgate._core", frozen, get_all)]
+pub struct ProbeResult {
+    url: String,
+    ok: bool,
+    status: Option<u16>,
+    error: Option<String>,
+    latency: f64,
+    attempts: u32,
+}
+
+/// The data plane: the core's own HTTP listener, engine, upstream client and health checks.
+#[pyclass(module = "agentgate._core", frozen)]
+pub struct DataPlane {
+    inner: Core,
+}
+
+#[pymethods]
+impl DataPlane {
+    /// A data plane for a config (the JSON of the validated config file) on `workers` threads.
+    #[new]
+    #[pyo3(signature = (config, workers = 1, clock = None))]
+    fn new(config: &[u8], workers: usize, clock: Option<PyRef<'_, ManualClock>>) -> PyResult<Self> {
+        let cfg = parse(config)?;
+        let inner = Core::new(&cfg, workers, any_clock(clock.as_deref())).map_err(|e| match e {
+            StartError::Config(c) => ConfigRejected::new_err(c.0),
+            StartError::Io(io) => PyOSError::new_err(io.to_string()),
+        })?;
+        Ok(DataPlane { inner })
+    }
+
+    /// Starts serving on `address` (`ip:port`, port 0 for any free one); returns the port.
+    fn listen(&self, py: Python<'_>, address: &str) -> PyResult<u16> {
+        py.detach(|| self.inner.listen(address))
+            .map(|a| a.port())
+            .map_err(|e| PyOSError::new_err(format!("cannot listen on {address}: {e}")))
+    }
+
+    /// Swaps a new config in; on `ConfigRejected` the running one stays.
+    fn replace(&self, py: Python<'_>, config: &[u8]) -> PyResult<()> {
+        let cfg = parse(config)?;
+        py.detach(|| self.inner.replace(&cfg))
+            .map_err(|e| ConfigRejected::new_err(e.0))
+    }
+
+    /// Counts since the last take (routes, agents, the gateway's own answers).
+    fn take_stats(&self, py: Python<'_>) -> PyResult<StatsDelta> {
+        let d = self.inner.take_stats();
+        let routes = d
+            .routes
+            .iter()
+            .map(|(agent, route, r)| {
+                Py::new(
+                    py,
+                    RouteCounts {
+                        agent: agent.to_string(),
+                        route: route.to_string(),
+                        classes: r.classes.to_vec(),
+                        latency: Py::new(py, LatencyCounts::from(&r.latency))?,
+                    },
+                )
+            })
+            .collect::<PyResult<_>>()?;
+        let agents = d
+            .agents
+            .iter()
+            .map(|(agent, a)| {
+                Py::new(
+                    py,
+                    AgentCounts {
+                        agent: agent.to_string(),
+                        upstream: Py::new(py, LatencyCounts::from(&a.upstream))?,
+                        retries: a.retries,
+                        shed: a.shed,
+                    },
+                )
+            })
+            .collect::<PyResult<_>>()?;
+        let rejected = d
+            .rejected
+            .iter()
+            .map(|&(status, count)| Py::new(py, RejectedCount { status, count }))
+            .collect::<PyResult<_>>()?;
+        Ok(StatsDelta {
+            routes,
+            agents,
+            rejected,
+        })
+    }
+
+    /// Every agent's state now, sorted by name.
+    fn agents(&self, py: Python<'_>) -> PyResult<Vec<AgentState>> {
+        self.inner
+            .agents()
+            .into_iter()
+            .map(|a| {
+                let endpoints = a
+                    .endpoints
+                    .into_iter()
+                    .map(|e| {
+                        Py::new(
+                            py,
+                            EndpointState {
+                                url: e.stats.id,
+                                weight: e.stats.weight,
+                                healthy: e.stats.healthy,
+                                breaker: e.stats.breaker.state.into(),
+                                in_flight: e.stats.outstanding,
+                                latency: e.stats.ewma_nanos as f64 / 1e9,
+                                last_probe: e.probe.last_probe,
+                                last_status: e.probe.last_status,
+                                last_error: e.probe.last_error,
+                                probe_successes: e.probe.successes,
+                                probe_failures: e.probe.failures,
+                                connections_opened: e.connections_opened,
+                                idle_connections: e.idle_connections,
+                            },
+                        )
+                    })
+                    .collect::<PyResult<_>>()?;
+                Ok(AgentState {
+                    name: a.name,
+                    in_flight: a.in_flight,
+                    queued: a.queued.to_vec(),
+                    health_checked: a.health_checked,
+                    retry_budget: a.retry_budget,
+                    endpoints,
+                })
+            })
+            .collect()
+    }
+
+    /// Probes an agent's endpoints now (up to `attempts` tries each); KeyError if unknown.
+    #[pyo3(signature = (agent, attempts = 3))]
+    fn probe(&self, py: Python<'_>, agent: &str, attempts: u32) -> PyResult<Vec<ProbeResult>> {
+        let results = py
+            .detach(|| self.inner.probe(agent, attempts))
+            .ok_or_else(|| PyKeyError::new_err(agent.to_string()))?;
+        Ok(results
+            .into_iter()
+            .map(|r| ProbeResult {
+                url: r.url,
+                ok: r.ok,
+                status: r.status,
+                error: r.error,
+                latency: r.latency,
+                attempts: r.attempts,
+            })
+            .collect())
+    }
+
+    /// Stops accepting and drains open requests for up to `grace` seconds; True if all ended.
+    fn shutdown(&self, py: Python<'_>, grace: f64) -> bool {
+        let grace = Duration::from_secs_f64(grace.clamp(0.0, 3600.0));
+        py.detach(|| self.inner.shutdown(grace))
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<DataPlane>()?;
+    m.add_class::<BreakerState>()?;
+    m.add_class::<StatsDelta>()?;
+    m.add_class::<RouteCounts>()?;
+    m.add_class::<AgentCounts>()?;
+    m.add_class::<RejectedCount>()?;
+    m.add_class::<LatencyCounts>()?;
+    m.add_class::<AgentState>()?;
+    m.add_class::<EndpointState>()?;
+    m.add_class::<ProbeResult>()?;
+    m.add("ConfigRejected", m.py().get_type::<ConfigRejected>())?;
+    m.add(
+        "LATENCY_BOUNDS",
+        agentgate_core::stats::LATENCY_BOUNDS.to_vec(),
+    )?;
+    Ok(())
+}

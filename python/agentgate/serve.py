@@ -1,0 +1,312 @@
+"""`agentgate serve`: one process with the data plane, the admin listener and the control plane.
+
+The data plane is the Rust core's own listener on its own threads; the admin listener
+(Starlette: health, metrics, agent state, the control-plane API) is served by granian in this
+process's event loop. This module is the composition root: the only place that wires the data
+plane (`agentgate.gateway`) to the control plane (store, API, factory).
+
+Signals: SIGTERM/SIGINT stop accepting and drain in-flight requests; SIGHUP reloads the config
+file (a changed file reloads by itself too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agentgate.api.admin import create_app
+from agentgate.api.app import control_app, control_plane
+from agentgate.api.auth import admin_exposure_warning
+from agentgate.cli_runtime import runtime_env
+from agentgate.config import ConfigError, GatewayConfig
+from agentgate.gateway.dataplane import Gateway
+from agentgate.gateway.sources import ConfigFile
+from agentgate.observe.dataplane_feed import DataPlaneFeed
+from agentgate.runtime.manager import DataPlaneLoad
+from agentgate.runtime.store_source import StoreSource
+from agentgate.secret_refs import references
+from agentgate.security.services import Security
+from agentgate.settings import ENV_CONFIG, Settings
+from agentgate.store import Store, open_store
+
+__all__ = ["serve"]
+
+log = logging.getLogger("agentgate")
+
+DRAIN_SECONDS = 30.0
+
+
+def _split(hostport: str) -> tuple[str, int]:
+    host, _, port = hostport.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+async def _listening_port(host: str, taken: set[int], seconds: float = 10.0) -> int:
+    """The port this process listens on at `host` besides `taken` (granian binds port 0 for us
+    and does not say which port it got), once it listens."""
+    import psutil
+
+    me = psutil.Process()
+    end = asyncio.get_running_loop().time() + seconds
+    while True:
+        for c in me.net_connections(kind="tcp"):
+            listening = c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port not in taken
+            if listening and (c.laddr.ip == host or host in ("0.0.0.0", "::")):
+                return int(c.laddr.port)
+        if asyncio.get_running_loop().time() > end:
+            raise RuntimeError(f"the admin listener on {host} did not open")
+        await asyncio.sleep(0.01)
+
+
+class _Admin:
+    """The admin app on granian, embedded in this event loop."""
+
+    def __init__(self, app: Any, address: str) -> None:
+        from granian.constants import Interfaces
+        from granian.server.embed import Server
+
+        host, port = _split(address)
+        self.host = host
+        self.server = Server(
+            app,
+            address=host,
+            port=port,
+            interface=Interfaces.ASGI,
+            websockets=False,
+            log_level=_granian_level(),
+        )
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Serve until `stop`."""
+        self.task = asyncio.get_running_loop().create_task(self.server.serve())
+        # granian reports nothing when it is up: wait for its socket
+        for _ in range(400):
+            if self.task.done():
+                self.task.result()
+                raise RuntimeError("the admin listener stopped at start")
+            if self.server._shd is not None or self.server._ssp is not None:
+                break
+            await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        """Stop serving and wait for it."""
+        self.server.signal_handler_interrupt()  # type: ignore[no-untyped-call]
+        if self.task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.task, DRAIN_SECONDS)
+
+
+def _granian_level() -> Any:
+    from granian.log import LogLevels
+
+    return LogLevels.warning
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp"
+    Path(tmp).write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _data_dir(cfg: GatewayConfig, settings: Settings) -> Path:
+    return settings.data_dir or Path(cfg.data_dir)
+
+
+async def _open_store(cfg: GatewayConfig, settings: Settings) -> Store:
+    data_dir = _data_dir(cfg, settings)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return await open_store(settings.database_url or cfg.database_url, data_dir)
+
+
+def _secret_resolver(security: Security, system_tenant: str, store: Store) -> Any:
+    """Resolves `${secret:NAME}` in agents' upstream headers: file agents from the system
+    tenant's secrets, store agents (`<tenant>/<agent>`) from their tenant's."""
+
+    async def resolve(cfg: GatewayConfig) -> GatewayConfig:
+        needed = {
+            name: a for name, a in cfg.agents.items() if any(map(references, a.headers.values()))
+        }
+        if not needed:
+            return cfg
+        secrets = await security.secrets()
+        agents = dict(cfg.agents)
+        for name, a in needed.items():
+            tenant_name = name.split("/", 1)[0] if "/" in name else system_tenant
+            tenant = await store.system.tenants.get_by_name(tenant_name)
+            headers = await secrets.resolve_headers(tenant.id, a.headers)
+            agents[name] = a.model_copy(update={"headers": headers})
+        return cfg.model_copy(update={"agents": agents})
+
+    return resolve
+
+
+async def _run(
+    file: ConfigFile,
+    settings: Settings,
+    workers: int,
+    listen: str,
+    admin_listen: str,
+    ports_file: str | None,
+    quiet: bool,
+) -> int:
+    cfg = file.config
+    try:
+        # Migrations run here, once, before anything serves.
+        store = await _open_store(cfg, settings)
+    except Exception as e:  # a store we cannot open is a config problem: say which and stop
+        print(
+            f"agentgate: cannot open the store ({cfg.database_url or cfg.data_dir}): {e}",
+            file=sys.stderr,
+        )
+        return 2
+    gateway: Gateway | None = None
+
+    def in_flight() -> dict[str, int]:
+        # drains are reported from the data plane's own counts
+        return {} if gateway is None else gateway.in_flight()
+
+    def agents() -> list[Any]:
+        return [] if gateway is None else gateway.agents()
+
+    source = StoreSource(store, in_flight=in_flight)
+    tasks: list[asyncio.Task[None]] = []
+    feed = DataPlaneFeed(agents)
+    env = dict(os.environ)
+    env["AGENTGATE_DATA_DIR"] = str(_data_dir(cfg, settings).resolve())
+    env.update(runtime_env(cfg, env))
+    admin: _Admin | None = None
+    stack = contextlib.AsyncExitStack()
+    try:
+        api = await stack.enter_async_context(
+            control_plane(
+                store,
+                env,
+                database_url=settings.database_url or cfg.database_url,
+                data_dir=_data_dir(cfg, settings),
+                feed=feed,
+                load=DataPlaneLoad(agents),
+            )
+        )
+        await source.load()
+        gateway = await Gateway.create(
+            cfg,
+            workers=workers,
+            sources=[source],
+            resolve=_secret_resolver(api.state.security, "system", store),
+        )
+        gw = gateway
+        gw.sinks.append(feed.push)
+        port = gw.listen(listen)
+        host, _ = _split(listen)
+        control = control_app(api, lambda: api)
+        admin = _Admin(create_app(gw, control, keys=api.state.context), admin_listen)
+        await admin.start()
+        a_host, a_port = _split(admin_listen)
+        if a_port == 0:
+            a_port = await _listening_port(a_host, {port})
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        async def reinstall() -> None:
+            await gw.install(file.config)
+
+        def spawn(coro: Awaitable[None]) -> None:
+            tasks.append(loop.create_task(coro))  # type: ignore[arg-type]
+
+        def on_hup() -> None:
+            if file.reload():
+                spawn(reinstall())
+            else:
+                print("agentgate: reload refused (see the log)", file=sys.stderr, flush=True)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+        spawn(gw.run())
+        spawn(file.watch(reinstall))
+        spawn(source.run(reinstall))
+        urls = {"listen": f"{host}:{port}", "admin": f"{a_host}:{a_port}"}
+        if ports_file:
+            _write_atomically(ports_file, orjson.dumps(urls))
+        if not quiet:
+            print(
+                f"agentgate: data plane on http://{urls['listen']}  admin on http://{urls['admin']}",
+                flush=True,
+            )
+        await stop.wait()
+        return 0
+    finally:
+        if gateway is not None:
+            await gateway.shutdown(DRAIN_SECONDS)
+        for t in tasks:
+            t.cancel()
+        if admin is not None:
+            await admin.stop()
+        await stack.aclose()
+        await store.close()
+
+
+def serve(
+    config_path: str,
+    workers: int = 1,
+    listen: str | None = None,
+    admin_listen: str | None = None,
+    quiet: bool = False,
+    ports_file: str | None = None,
+) -> int:
+    """Run the gateway until SIGTERM/SIGINT; SIGHUP or a file change reloads the config."""
+    try:
+        file = ConfigFile(config_path)
+    except ConfigError as e:
+        print(f"agentgate: invalid config: {e}", file=sys.stderr)
+        return 2
+    cfg = file.config
+    exposed = admin_exposure_warning(admin_listen or cfg.admin_listen, cfg.admin_auth)
+    if exposed:
+        print(f"agentgate: warning: {exposed}", file=sys.stderr, flush=True)
+    # modules that read the config file by itself (observability, security) read this one
+    os.environ[ENV_CONFIG] = file.path
+    settings = Settings.from_env()
+    children: list[subprocess.Popen[bytes]] = []
+    if cfg.demo_echo:
+        children.append(
+            subprocess.Popen([sys.executable, "-m", "agentgate.gateway.demo", cfg.demo_echo])
+        )
+    main = _run(
+        file,
+        settings,
+        workers,
+        listen or cfg.listen,
+        admin_listen or cfg.admin_listen,
+        ports_file,
+        quiet,
+    )
+    try:
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(main)
+        return uvloop.run(main)
+    except OSError as e:
+        print(f"agentgate: {e}", file=sys.stderr)
+        return 1
+    finally:
+        for c in children:
+            if c.poll() is None:
+                c.send_signal(signal.SIGINT)
+        for c in children:
+            try:
+                c.wait(10)
+            except subprocess.TimeoutExpired:
+                c.kill()
