@@ -102,6 +102,10 @@ pub struct EndpointState {
     weight: u32,
     healthy: bool,
     breaker: BreakerState,
+    /// Trips in a row (reset after a quiet closed period); they grow the cool-down.
+    breaker_trips: u32,
+    /// Cool-down of the latest trip, seconds (0 before the first).
+    breaker_open_for: f64,
     /// Requests picked for it and not finished.
     in_flight: u32,
     /// Latency estimate (peak EWMA), seconds.
@@ -237,6 +241,8 @@ impl DataPlane {
                                 weight: e.stats.weight,
                                 healthy: e.stats.healthy,
                                 breaker: e.stats.breaker.state.into(),
+                                breaker_trips: e.stats.breaker.trips,
+                                breaker_open_for: e.breaker_open_for.as_secs_f64(),
                                 in_flight: e.stats.outstanding,
                                 latency: e.stats.ewma_nanos as f64 / 1e9,
                                 last_probe: e.probe.last_probe,

@@ -28,6 +28,7 @@ import orjson
 
 from agentgate.api.admin import create_app
 from agentgate.api.app import control_app, control_plane
+from agentgate.api.auth import admin_exposure_warning
 from agentgate.bus.http import bus_app
 from agentgate.cli_runtime import runtime_env
 from agentgate.config import Agent, ConfigError, Endpoint, GatewayConfig, Match, Route, Timeouts
@@ -273,7 +274,7 @@ async def _run(
         port = gw.listen(listen)
         host, _ = _split(listen)
         control = control_app(api, lambda: api)
-        admin = _Admin(create_app(gw, control), admin_listen)
+        admin = _Admin(create_app(gw, control, keys=api.state.context), admin_listen)
         await admin.start()
         a_host, a_port = _split(admin_listen)
         if a_port == 0:
@@ -338,6 +339,9 @@ def serve(
         print(f"agentgate: invalid config: {e}", file=sys.stderr)
         return 2
     cfg = file.config
+    exposed = admin_exposure_warning(admin_listen or cfg.admin_listen, cfg.admin_auth)
+    if exposed:
+        print(f"agentgate: warning: {exposed}", file=sys.stderr, flush=True)
     # modules that read the config file by itself (observability, security) read this one
     os.environ[ENV_CONFIG] = file.path
     settings = Settings.from_env()

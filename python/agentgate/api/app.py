@@ -3,10 +3,11 @@
     api = create_api(store, factory=factory)           # policy/search/audit seal defaulted
     admin = Starlette(routes=[Mount("/api", app=api), ...])
 
-Every endpoint authenticates (`Authorization: Bearer <key>` or `X-API-Key`), enforces the
-permission matrix of `agentgate.tenancy.roles`, works in the caller's tenant (other tenants'
-objects are 404), and writes an audit entry for every mutation. Errors are RFC 9457
-problem+json; the OpenAPI 3.1 document is at `/api/openapi.json`.
+Every endpoint but the OpenAPI document authenticates (`Authorization: Bearer <key>` or
+`X-API-Key`), enforces the permission matrix of `agentgate.tenancy.roles`, works in the caller's
+tenant (other tenants' objects are 404; a system admin administers tenants), and writes an audit
+entry for every mutation. Errors are RFC 9457 problem+json; the OpenAPI 3.1 document is at
+`/api/openapi.json`.
 """
 
 from __future__ import annotations

@@ -36,6 +36,9 @@ pub enum StartError {
 pub struct EndpointStatus {
     /// Balancer view: weight, outstanding requests, latency estimate, health, breaker.
     pub stats: EndpointStats,
+    /// Cool-down of the breaker's latest trip (it grows with `stats.breaker.trips` up to
+    /// `open_for_max`); zero before the first trip.
+    pub breaker_open_for: Duration,
     /// Last health probes.
     pub probe: ProbeState,
     /// Connections opened so far.
@@ -147,8 +150,17 @@ impl DataPlane {
                     .iter()
                     .enumerate()
                     .filter_map(|(i, ep)| {
+                        let stats = p.balancer.endpoint_stats(i).ok()?;
+                        let trips = stats.breaker.trips;
+                        let breaker_open_for = if trips == 0 {
+                            Duration::ZERO
+                        } else {
+                            let cfg = p.balancer.breaker(i).ok()?.config();
+                            Duration::from_nanos(cfg.cooldown_nanos(trips))
+                        };
                         Some(EndpointStatus {
-                            stats: p.balancer.endpoint_stats(i).ok()?,
+                            stats,
+                            breaker_open_for,
                             probe: ep.health.lock().clone(),
                             connections_opened: ep.connections_opened(),
                             idle_connections: ep.idle_connections(),
