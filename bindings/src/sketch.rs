@@ -1,5 +1,6 @@
 //! Python bindings for agentgate_core::sketch (DDSketch rollups of the metrics store).
 
+use agentgate_core::rollup::{DecodedTable as CoreDecoded, Rollup, RollupTable as CoreTable};
 use agentgate_core::sketch::{AtomicSketch as CoreAtomic, Sketch as CoreSketch, RELATIVE_ACCURACY};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -149,8 +150,190 @@ impl AtomicSketch {
     }
 }
 
+/// A stored row: agent, the six status-class counts, in-flight and queue maxima, latency sketch.
+type RowIn<'py> = (
+    String,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    Option<Bound<'py, PyBytes>>,
+);
+/// A stored row with its bucket first.
+type BucketRowIn<'py> = (
+    i64,
+    String,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    Option<Bound<'py, PyBytes>>,
+);
+/// What `rows()` gives per agent.
+type RowOut = (String, [u64; 6], u64, u64, Sketch);
+
+fn rollup(
+    classes: [u64; 6],
+    in_flight_max: u64,
+    queue_max: u64,
+    latency: Option<Bound<'_, PyBytes>>,
+) -> Rollup {
+    Rollup {
+        classes,
+        in_flight_max,
+        queue_max,
+        latency: latency.map(|b| b.as_bytes().to_vec()).unwrap_or_default(),
+    }
+}
+
+/// Per-agent rollups of a time range (counts by status class, gauge maxima, latency sketch),
+/// merged a whole table at a time.
+#[pyclass(module = "agentgate._core", frozen)]
+pub struct RollupTable {
+    inner: CoreTable,
+}
+
+#[pymethods]
+impl RollupTable {
+    #[new]
+    fn new() -> Self {
+        RollupTable {
+            inner: CoreTable::default(),
+        }
+    }
+
+    /// The table of stored rows (rows of one agent merged).
+    #[staticmethod]
+    fn from_rows(py: Python<'_>, rows: Vec<RowIn<'_>>) -> PyResult<Self> {
+        let rows: Vec<(String, Rollup)> = rows
+            .into_iter()
+            .map(|(k, c0, c1, c2, c3, c4, c5, inf, q, lat)| {
+                (k, rollup([c0, c1, c2, c3, c4, c5], inf, q, lat))
+            })
+            .collect();
+        let inner = py.detach(|| CoreTable::from_rows(rows)).map_err(err)?;
+        Ok(RollupTable { inner })
+    }
+
+    /// One table per bucket of stored rows with their bucket first, in bucket order.
+    #[staticmethod]
+    fn by_bucket(py: Python<'_>, rows: Vec<BucketRowIn<'_>>) -> PyResult<Vec<(i64, Self)>> {
+        let rows: Vec<(i64, String, Rollup)> = rows
+            .into_iter()
+            .map(|(b, k, c0, c1, c2, c3, c4, c5, inf, q, lat)| {
+                (b, k, rollup([c0, c1, c2, c3, c4, c5], inf, q, lat))
+            })
+            .collect();
+        let tables = py.detach(|| CoreTable::by_bucket(rows)).map_err(err)?;
+        Ok(tables
+            .into_iter()
+            .map(|(b, inner)| (b, RollupTable { inner }))
+            .collect())
+    }
+
+    /// The union of tables (rows of one agent merged).
+    #[staticmethod]
+    fn merged(py: Python<'_>, tables: Vec<PyRef<'_, RollupTable>>) -> PyResult<Self> {
+        let refs: Vec<&CoreTable> = tables.iter().map(|t| &t.inner).collect();
+        let inner = py.detach(|| CoreTable::merged(&refs)).map_err(err)?;
+        Ok(RollupTable { inner })
+    }
+
+    /// (agent, status-class counts, in-flight max, queue max, latency sketch) per agent.
+    fn rows(&self) -> PyResult<Vec<RowOut>> {
+        self.inner
+            .iter()
+            .map(|(k, r)| {
+                let sketch = if r.latency.is_empty() {
+                    CoreSketch::new()
+                } else {
+                    CoreSketch::from_bytes(&r.latency).map_err(err)?
+                };
+                Ok((
+                    k.to_owned(),
+                    r.classes,
+                    r.in_flight_max,
+                    r.queue_max,
+                    Sketch { inner: sketch },
+                ))
+            })
+            .collect()
+    }
+
+    /// Approximate memory held, in bytes.
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.inner.nbytes()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RollupTable(agents={}, nbytes={})",
+            self.inner.len(),
+            self.inner.nbytes()
+        )
+    }
+}
+
+/// A RollupTable with its sketches decoded, kept to be combined with rows still changing.
+#[pyclass(module = "agentgate._core", frozen)]
+pub struct DecodedTable {
+    inner: CoreDecoded,
+}
+
+#[pymethods]
+impl DecodedTable {
+    /// Decodes `table` (ValueError naming the problem if a sketch is broken).
+    #[new]
+    fn new(py: Python<'_>, table: PyRef<'_, RollupTable>) -> PyResult<Self> {
+        let table = &table.inner;
+        let inner = py.detach(|| CoreDecoded::decode(table)).map_err(err)?;
+        Ok(DecodedTable { inner })
+    }
+
+    /// Every agent's row with the tables' rows merged in (as `RollupTable.merged([table,
+    /// *extra]).rows()`).
+    fn rows_with(
+        &self,
+        py: Python<'_>,
+        extra: Vec<PyRef<'_, RollupTable>>,
+    ) -> PyResult<Vec<RowOut>> {
+        let base = &self.inner;
+        let extra: Vec<&CoreTable> = extra.iter().map(|t| &t.inner).collect();
+        let rows = py.detach(|| base.with(&extra)).map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, c, inf, q, s)| (k, c, inf, q, Sketch { inner: s }))
+            .collect())
+    }
+
+    /// Approximate memory held, in bytes.
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.inner.nbytes()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Sketch>()?;
+    m.add_class::<RollupTable>()?;
+    m.add_class::<DecodedTable>()?;
     m.add_class::<AtomicSketch>()?;
     m.add("SKETCH_RELATIVE_ACCURACY", RELATIVE_ACCURACY)?;
     Ok(())

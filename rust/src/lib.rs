@@ -16,6 +16,7 @@ pub mod normalize;
 pub mod policy;
 pub mod proxy;
 pub mod retry;
+pub mod rollup;
 pub mod router;
 pub mod sandbox;
 pub mod signature;

@@ -15,6 +15,8 @@ use std::sync::OnceLock;
 
 use sketches_ddsketch::{Config, DDSketch};
 
+mod merge;
+
 /// The relative accuracy of every sketch here.
 pub const RELATIVE_ACCURACY: f64 = 0.01;
 
@@ -105,6 +107,11 @@ impl Sketch {
         self.sum += other.sum;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
+    }
+
+    /// Approximate memory held, in bytes (for cache budgets).
+    pub fn nbytes(&self) -> usize {
+        std::mem::size_of::<Self>() + 8 * self.inner.length()
     }
 
     /// Number of values.
@@ -212,10 +219,31 @@ impl Sketch {
     }
 
     /// Merges every encoded sketch of `items` into one; the first bad one is an error.
-    ///
-    /// Each one is decoded and merged straight into the result (no intermediate copy): this
-    /// is the inner loop of long-range queries over many agents.
     pub fn merge_encoded<'a>(
+        items: impl IntoIterator<Item = &'a [u8]> + Clone,
+    ) -> Result<Self, SketchError> {
+        let mut m = merge::Merger::new(config().gamma);
+        if items.clone().into_iter().all(|b| m.add(b).is_some()) {
+            return Self::from_bytes(&m.encode());
+        }
+        Self::merge_decoded(items)
+    }
+
+    /// `merge_encoded`, encoded: what `merge_encoded(items)?.to_bytes()` returns, without
+    /// decoding the result.
+    pub fn merge_encoded_bytes<'a>(
+        items: impl IntoIterator<Item = &'a [u8]> + Clone,
+    ) -> Result<Vec<u8>, SketchError> {
+        let mut m = merge::Merger::new(config().gamma);
+        if items.clone().into_iter().all(|b| m.add(b).is_some()) {
+            return Ok(m.encode());
+        }
+        Ok(Self::merge_decoded(items)?.to_bytes())
+    }
+
+    /// The crate's own merge (each sketch decoded into a `DDSketch`, then merged): what
+    /// `merge_encoded` falls back to outside its fast path, and the reference tests compare with.
+    pub fn merge_decoded<'a>(
         items: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<Self, SketchError> {
         let mut out = Sketch::new();
@@ -444,6 +472,95 @@ mod tests {
         assert_eq!(m.min(), Some(0.001));
         assert_eq!(m.max(), Some(1.0));
         assert!((m.sum() - all.sum()).abs() < 1e-9);
+    }
+
+    fn sample(seed: &mut u64, n: usize, scale: f64, signed: bool) -> Vec<u8> {
+        let mut s = Sketch::new();
+        for _ in 0..n {
+            let u = lcg(seed);
+            let v = match (u * 20.0) as u32 {
+                0 => 0.0,
+                1 if signed => -scale * lcg(seed),
+                _ => scale * (-lcg(seed).ln()) * (0.2 + u),
+            };
+            s.add(v, 1 + (lcg(seed) * 3.0) as u64);
+        }
+        s.to_bytes()
+    }
+
+    #[test]
+    fn fast_merge_is_byte_identical_to_the_crates() {
+        let mut seed = 11;
+        for round in 0..60 {
+            let k = 1 + round % 9;
+            let blobs: Vec<Vec<u8>> = (0..k)
+                .map(|i| {
+                    let n = [0, 1, 5, 200][(i + round) % 4];
+                    let scale = [0.003, 0.05, 2.0, 1e4][(i * 7 + round) % 4];
+                    sample(&mut seed, n, scale, round % 3 == 0)
+                })
+                .collect();
+            let items = || blobs.iter().map(|b| b.as_slice());
+            let reference = Sketch::merge_decoded(items()).unwrap();
+            let mut m = merge::Merger::new(config().gamma);
+            assert!(
+                items().all(|b| m.add(b).is_some()),
+                "round {round} left the fast path"
+            );
+            assert_eq!(m.encode(), reference.to_bytes(), "round {round}");
+            assert_eq!(
+                Sketch::merge_encoded_bytes(items()).unwrap(),
+                reference.to_bytes()
+            );
+            let fast = Sketch::merge_encoded(items()).unwrap();
+            assert_eq!(fast.to_bytes(), reference.to_bytes());
+            for q in [0.0, 0.01, 0.5, 0.95, 0.99, 1.0] {
+                assert_eq!(fast.quantile(q), reference.quantile(q));
+            }
+        }
+    }
+
+    #[test]
+    fn fast_merge_falls_back_where_the_crate_would_collapse_or_fail() {
+        // keys more than 2048 bins apart together (not alone): the crate's store collapses its
+        // lowest bins
+        let (mut low, mut high, mut narrow) = (Sketch::new(), Sketch::new(), Sketch::new());
+        low.add(2e-9, 5);
+        low.add(1e3, 5);
+        high.add(1.0, 2);
+        high.add(1e12, 2);
+        narrow.add(0.02, 3);
+        let blobs = [low.to_bytes(), high.to_bytes(), narrow.to_bytes()];
+        let items = || blobs.iter().map(|b| b.as_slice());
+        let mut m = merge::Merger::new(config().gamma);
+        assert!(
+            !items().all(|b| m.add(b).is_some()),
+            "must leave the fast path"
+        );
+        let reference = Sketch::merge_decoded(items()).unwrap();
+        assert_eq!(
+            Sketch::merge_encoded_bytes(items()).unwrap(),
+            reference.to_bytes()
+        );
+        assert_eq!(
+            Sketch::merge_encoded(items()).unwrap().quantile(0.5),
+            reference.quantile(0.5)
+        );
+        // a bad sketch among good ones: the same error either way
+        let mut bad = narrow.to_bytes();
+        bad.truncate(bad.len() - 1);
+        let blobs = [narrow.to_bytes(), bad];
+        let items = || blobs.iter().map(|b| b.as_slice());
+        assert_eq!(
+            Sketch::merge_encoded(items()).unwrap_err(),
+            Sketch::merge_decoded(items()).unwrap_err()
+        );
+        assert!(Sketch::merge_encoded_bytes(items()).is_err());
+        // nothing to merge: the empty sketch
+        assert_eq!(
+            Sketch::merge_encoded_bytes(std::iter::empty()).unwrap(),
+            Sketch::new().to_bytes()
+        );
     }
 
     #[test]

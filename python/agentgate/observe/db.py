@@ -151,7 +151,11 @@ class PgMetricsDB:
         """Connect a pool (1 to 4 connections)."""
         import asyncpg  # type: ignore[import-untyped]
 
-        return cls(await asyncpg.create_pool(url, min_size=1, max_size=4))
+        # no JIT: metrics queries are short index scans, and compiling one took seconds when a
+        # bad estimate tipped a scan over jit_above_cost
+        return cls(
+            await asyncpg.create_pool(url, min_size=1, max_size=4, server_settings={"jit": "off"})
+        )
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         """All rows, as tuples."""

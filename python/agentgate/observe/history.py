@@ -4,6 +4,12 @@
 in one transaction, so several writers sharing a database add up instead of overwriting).
 `summary` and `series` answer the golden signals over any range and any set of agents with
 exact sketch merges; `agents_table` gives them per agent.
+
+`agents_table` (the dashboard's, the API's and the alert rules' per-agent view: every agent, any
+range) reads sealed buckets, those no flush can still write into, through `SealedTables`: per-agent
+tables of aligned blocks of buckets, merged once in the core and kept, so a 30-day table of 1,000
+agents merges a few dozen tables instead of reading and merging ~50,000 rows. Only the buckets
+still open (the last `seal_after` seconds) are read on every query.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentgate._core import Sketch
+from agentgate._core import RollupTable, Sketch
 from agentgate.observe.db import MetricsDB
 from agentgate.observe.feed import Deltas
 from agentgate.observe.rollup import Span, bucket_of, cover, pick_step
+from agentgate.observe.sealed import SealedTables
 from agentgate.observe.settings import DEFAULT_TIERS, Tier
 
 __all__ = ["FLEET", "Signals", "TrafficHistory"]
@@ -25,6 +32,11 @@ FLEET = "*"
 _COLS = (
     "requests, c_other, c_1xx, c_2xx, c_3xx, c_4xx, c_5xx, latency, upstream, "
     "in_flight_max, queue_max"
+)
+# a `RollupTable` row; the literal route and agent let the partial covering index serve the scan
+_TABLE_COLS = "agent, c_other, c_1xx, c_2xx, c_3xx, c_4xx, c_5xx, in_flight_max, queue_max, latency"
+_TABLE_WHERE = (
+    f"route = '{FLEET}' AND agent <> '{FLEET}' AND step = ? AND bucket >= ? AND bucket < ?"
 )
 
 
@@ -142,10 +154,17 @@ class TrafficHistory:
         db: MetricsDB,
         tiers: Sequence[Tier] = DEFAULT_TIERS,
         clock: Callable[[], float] = time.time,
+        *,
+        seal_after: float = 30.0,
+        cache_bytes: int = 128 * 1024 * 1024,
     ) -> None:
         self.db = db
         self.tiers = tuple(tiers)
         self.clock = clock
+        # a bucket ending this long ago gets no more writes: longer than a flush interval plus
+        # the time a flush takes, with room for gateways whose clocks differ by a few seconds
+        self.seal_after = seal_after
+        self.sealed = SealedTables(self._bucket_tables, cache_bytes)
 
     # --- writing ------------------------------------------------------------------------
 
@@ -187,10 +206,13 @@ class TrafficHistory:
         if not accs:
             return 0
         written = 0
+        horizon = self.clock() - self.seal_after
         async with self.db.transaction() as tx:
             for tier in self.tiers:
                 step = int(tier.step)
                 b = bucket_of(at, step)
+                if b + step <= horizon:
+                    self.sealed.invalidate(step, b)  # a late write into a sealed bucket
                 existing = await tx.fetch(
                     f"SELECT agent, route, {_COLS} FROM metric_traffic "
                     "WHERE step = ? AND bucket = ?",
@@ -245,6 +267,7 @@ class TrafficHistory:
                         [(int(tier.step), cutoff)],
                     )
                 total += n
+            self.sealed.drop_before(int(tier.step), cutoff)
         return total
 
     # --- reading ------------------------------------------------------------------------
@@ -310,49 +333,48 @@ class TrafficHistory:
         The range's edges are rounded outward to buckets of up to `resolution` seconds (by
         default 1/500 of the range: an hour for 30 days, 10 s for an hour)."""
         res = (end - start) / 500 if resolution is None else resolution
-        spans, s0, e0 = cover(self.tiers, start, end, self.clock(), res)
+        now = self.clock()
+        spans, s0, e0 = cover(self.tiers, start, end, now, res)
         if not spans or (agents is not None and not agents):
-            return {}  # no agents asked for (`IN ()` is not SQL PostgreSQL takes)
-        where, args = self._where(spans, agents)
-        # counts summed by the database; only the sketches cross into Python (then the core)
-        counts = await self.db.fetch(
-            "SELECT agent, SUM(c_other), SUM(c_1xx), SUM(c_2xx), SUM(c_3xx), SUM(c_4xx), "
-            f"SUM(c_5xx), MAX(in_flight_max), MAX(queue_max) FROM metric_traffic WHERE {where} "
-            "GROUP BY agent",
-            *args,
-        )
-        blobs: dict[str, list[bytes]] = {}
-        for name, lat in await self.db.fetch(
-            f"SELECT agent, latency FROM metric_traffic WHERE {where} AND latency IS NOT NULL",
-            *args,
-        ):
-            b = blobs.get(name)
-            if b is None:
-                blobs[name] = [lat]
-            else:
-                b.append(lat)
+            return {}
+        # sealed buckets of the coarser tiers: one decoded table kept while the range's sealed
+        # part stays the same; the finest tier's (which moves every flush) and the open
+        # buckets: merged into it on every query
+        stable: list[tuple[int, int, int]] = []
+        moving: list[RollupTable] = []
+        open_spans: list[Span] = []
+        finest = int(self.tiers[0].step)
+        for sp in spans:
+            cut = min(max(sp.start, bucket_of(now - self.seal_after, sp.step)), sp.end)
+            if cut > sp.start and sp.step > finest:
+                stable.append((sp.step, sp.start, cut))
+            elif cut > sp.start:
+                moving += await self.sealed.tables(sp.step, sp.start, cut)
+            if cut < sp.end:
+                open_spans.append(Span(sp.step, cut, sp.end))
+        base = await self.sealed.decoded(stable)
+        if open_spans:
+            moving.append(RollupTable.from_rows(await self._table_rows(open_spans, "")))
+        wanted = None if agents is None else set(agents)
         out = {}
-        for name, c0, c1, c2, c3, c4, c5, inf, q in counts:
-            a = _Acc([int(c0), int(c1), int(c2), int(c3), int(c4), int(c5)])
-            a.in_flight, a.queue = int(inf or 0), int(q or 0)
-            # one call into the core per agent: decode and merge every bucket's sketch there
-            a.latency = Sketch.merged(blobs.get(name, []))
-            out[name] = _signals(a, s0, e0)
+        for name, classes, inf, q, lat in base.rows_with(moving):
+            if wanted is None or name in wanted:
+                out[name] = Signals(s0, e0, sum(classes), classes, lat, inf, q)
         return out
 
-    @staticmethod
-    def _where(spans: Sequence[Span], agents: Sequence[str] | None) -> tuple[str, list[Any]]:
-        ors: list[str] = []
+    async def _table_rows(self, spans: Sequence[Span], first: str) -> list[tuple[Any, ...]]:
+        """Per-agent rows (`first` columns, then a `RollupTable` row) of the spans' buckets."""
+        sql = f"SELECT {first}{_TABLE_COLS} FROM metric_traffic WHERE {_TABLE_WHERE}"
         args: list[Any] = []
         for sp in spans:
-            ors.append("(step = ? AND bucket >= ? AND bucket < ?)")
             args += [sp.step, sp.start, sp.end]
-        where = f"route = ? AND agent <> ? AND ({' OR '.join(ors)})"
-        args[:0] = [FLEET, FLEET]
-        if agents is not None:
-            where += f" AND agent IN ({', '.join('?' for _ in agents)})"
-            args += list(agents)
-        return where, args
+        return await self.db.fetch(" UNION ALL ".join([sql] * len(spans)), *args)
+
+    async def _bucket_tables(
+        self, step: int, spans: list[tuple[int, int]]
+    ) -> dict[int, RollupTable]:
+        rows = await self._table_rows([Span(step, a, b) for a, b in spans], "bucket, ")
+        return dict(RollupTable.by_bucket(rows))
 
     async def series(
         self,

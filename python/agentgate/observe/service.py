@@ -122,7 +122,15 @@ class ObserveService:
         self.settings = settings
         self.clock = clock
         tiers = settings.metrics.effective_tiers()
-        self.history = TrafficHistory(mdb, tiers, clock)
+        self.history = TrafficHistory(
+            mdb,
+            tiers,
+            clock,
+            # a bucket's last flush lands half an interval after its end, written in a second or
+            # two; a second interval covers slow writes and other gateways' clocks
+            seal_after=2 * settings.metrics.flush_interval + 10,
+            cache_bytes=settings.metrics.query_cache,
+        )
         self.custom = CustomMetrics(mdb, tiers, clock)
         self.collector = (
             Collector(feed, self.history, interval=settings.metrics.flush_interval, clock=clock)

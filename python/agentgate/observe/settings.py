@@ -60,6 +60,15 @@ def parse_period(value: object) -> float:
 Period = Annotated[float, BeforeValidator(parse_period)]
 
 
+def _parse_size(value: object) -> int:
+    from agentgate.config import parse_size  # agentgate.config imports this module
+
+    return parse_size(value)
+
+
+Size = Annotated[int, BeforeValidator(_parse_size)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -97,6 +106,8 @@ class MetricsConfig(_Model):
     # the health score's latency objective (Apdex T) for agents without a latency SLO
     apdex_t: Period = 0.5
     health_window: Period = 300.0
+    # memory for pre-merged per-agent tables of past buckets (fast 30-day per-agent queries)
+    query_cache: Size = 128 * 1024 * 1024
 
     @model_validator(mode="after")
     def _check_tiers(self) -> MetricsConfig:
