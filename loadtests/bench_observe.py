@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -153,6 +154,8 @@ async def bench_agents_table(
         for _ in range(reps):  # interleaved rounds: the machine's load hits every variant alike
             for name, fn in variants.items():
                 for _ in range(10 if name == "new_repeated" else 1):
+                    # each variant pays for its own garbage, not for the old path's 50,000 rows
+                    gc.collect()
                     t = time.perf_counter()
                     await fn()
                     lat[name].append(time.perf_counter() - t)

@@ -150,21 +150,9 @@ impl AtomicSketch {
     }
 }
 
-/// A stored row: agent, the six status-class counts, in-flight and queue maxima, latency sketch.
+/// A stored row: bucket, agent, the six status-class counts, in-flight and queue maxima,
+/// latency sketch.
 type RowIn<'py> = (
-    String,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    Option<Bound<'py, PyBytes>>,
-);
-/// A stored row with its bucket first.
-type BucketRowIn<'py> = (
     i64,
     String,
     u64,
@@ -180,18 +168,17 @@ type BucketRowIn<'py> = (
 /// What `rows()` gives per agent.
 type RowOut = (String, [u64; 6], u64, u64, Sketch);
 
-fn rollup(
-    classes: [u64; 6],
-    in_flight_max: u64,
-    queue_max: u64,
-    latency: Option<Bound<'_, PyBytes>>,
-) -> Rollup {
-    Rollup {
+fn rollup(row: RowIn<'_>) -> (i64, String, Rollup) {
+    let (bucket, key, c0, c1, c2, c3, c4, c5, in_flight_max, queue_max, latency) = row;
+    let latency = latency.map(|b| b.as_bytes().to_vec()).unwrap_or_default();
+    let classes = [c0, c1, c2, c3, c4, c5];
+    let r = Rollup {
         classes,
         in_flight_max,
         queue_max,
-        latency: latency.map(|b| b.as_bytes().to_vec()).unwrap_or_default(),
-    }
+        latency,
+    };
+    (bucket, key, r)
 }
 
 /// Per-agent rollups of a time range (counts by status class, gauge maxima, latency sketch),
@@ -210,28 +197,24 @@ impl RollupTable {
         }
     }
 
-    /// The table of stored rows (rows of one agent merged).
+    /// The table of stored rows, whatever their bucket (rows of one agent merged).
     #[staticmethod]
     fn from_rows(py: Python<'_>, rows: Vec<RowIn<'_>>) -> PyResult<Self> {
         let rows: Vec<(String, Rollup)> = rows
             .into_iter()
-            .map(|(k, c0, c1, c2, c3, c4, c5, inf, q, lat)| {
-                (k, rollup([c0, c1, c2, c3, c4, c5], inf, q, lat))
+            .map(|row| {
+                let (_, key, r) = rollup(row);
+                (key, r)
             })
             .collect();
         let inner = py.detach(|| CoreTable::from_rows(rows)).map_err(err)?;
         Ok(RollupTable { inner })
     }
 
-    /// One table per bucket of stored rows with their bucket first, in bucket order.
+    /// One table per bucket of stored rows, in bucket order.
     #[staticmethod]
-    fn by_bucket(py: Python<'_>, rows: Vec<BucketRowIn<'_>>) -> PyResult<Vec<(i64, Self)>> {
-        let rows: Vec<(i64, String, Rollup)> = rows
-            .into_iter()
-            .map(|(b, k, c0, c1, c2, c3, c4, c5, inf, q, lat)| {
-                (b, k, rollup([c0, c1, c2, c3, c4, c5], inf, q, lat))
-            })
-            .collect();
+    fn by_bucket(py: Python<'_>, rows: Vec<RowIn<'_>>) -> PyResult<Vec<(i64, Self)>> {
+        let rows: Vec<(i64, String, Rollup)> = rows.into_iter().map(rollup).collect();
         let tables = py.detach(|| CoreTable::by_bucket(rows)).map_err(err)?;
         Ok(tables
             .into_iter()
@@ -323,10 +306,6 @@ impl DecodedTable {
     #[getter]
     fn nbytes(&self) -> usize {
         self.inner.nbytes()
-    }
-
-    fn __len__(&self) -> usize {
-        self.inner.len()
     }
 }
 

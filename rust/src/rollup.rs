@@ -146,7 +146,7 @@ impl DecodedTable {
     pub fn with(&self, extra: &[&RollupTable]) -> Result<Vec<RollupRow>, SketchError> {
         let mut more: Vec<(&str, &Rollup)> = extra.iter().flat_map(|t| t.iter()).collect();
         more.sort_by(|a, b| a.0.cmp(b.0)); // stable: table order within a key
-        let mut out = Vec::with_capacity(self.keys.len().max(more.len()));
+        let mut out = Vec::with_capacity(self.keys.len() + more.len());
         let (mut i, mut j) = (0, 0);
         while i < self.keys.len() || j < more.len() {
             let key = match (self.keys.get(i), more.get(j)) {
@@ -185,23 +185,15 @@ impl DecodedTable {
         Ok(out)
     }
 
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// No keys.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// Approximate memory held, in bytes (for cache budgets).
     pub fn nbytes(&self) -> usize {
-        self.keys
-            .iter()
-            .zip(&self.rows)
-            .map(|(k, (_, s))| k.len() + ROW_OVERHEAD + s.nbytes())
-            .sum()
+        let sketches: usize = self.rows.iter().map(|(_, s)| s.nbytes()).sum();
+        sketches
+            + self
+                .keys
+                .iter()
+                .map(|k| k.len() + ROW_OVERHEAD)
+                .sum::<usize>()
     }
 }
 

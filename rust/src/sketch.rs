@@ -179,12 +179,7 @@ impl Sketch {
     pub fn to_bytes(&self) -> Vec<u8> {
         let body = self.inner.to_java_bytes();
         let mut out = Vec::with_capacity(HEADER + body.len());
-        out.extend_from_slice(MAGIC);
-        out.push(VERSION);
-        out.extend_from_slice(&self.count.to_le_bytes());
-        out.extend_from_slice(&self.sum.to_le_bytes());
-        out.extend_from_slice(&self.min.to_le_bytes());
-        out.extend_from_slice(&self.max.to_le_bytes());
+        put_header(&mut out, self.count, self.sum, self.min, self.max);
         out.extend_from_slice(&body);
         out
     }
@@ -270,6 +265,16 @@ impl Sketch {
         }
         Ok(out)
     }
+}
+
+/// Writes the header: magic, version and the exact summary.
+fn put_header(out: &mut Vec<u8>, count: u64, sum: f64, min: f64, max: f64) {
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&sum.to_le_bytes());
+    out.extend_from_slice(&min.to_le_bytes());
+    out.extend_from_slice(&max.to_le_bytes());
 }
 
 /// The exact summary in front of an encoded sketch: (count, sum, min, max).

@@ -220,7 +220,7 @@ def test_rollup_tables_merge_per_agent() -> None:
     rng = random.Random(2)
     a, b = _sketch(rng, 20), _sketch(rng, 30)
     t1 = RollupTable.from_rows(
-        [("x", 0, 0, 5, 0, 0, 1, 3, 0, a), ("y", 0, 0, 1, 0, 0, 0, 0, 2, None)]
+        [(10, "x", 0, 0, 5, 0, 0, 1, 3, 0, a), (20, "y", 0, 0, 1, 0, 0, 0, 0, 2, None)]
     )
     by = dict(
         RollupTable.by_bucket(
@@ -234,7 +234,7 @@ def test_rollup_tables_merge_per_agent() -> None:
     assert lat.quantiles([0.5, 0.99]) == Sketch.merged([a, b]).quantiles([0.5, 0.99])
     assert rows["y"][1] == [1, 0, 1, 0, 0, 0] and rows["y"][4].count == 0
     # a broken stored sketch fails the query that reads it, as merging the rows would
-    broken = RollupTable.from_rows([("x", 0, 0, 1, 0, 0, 0, 0, 0, b"AGS\x01broken")])
+    broken = RollupTable.from_rows([(0, "x", 0, 0, 1, 0, 0, 0, 0, 0, b"AGS\x01broken")])
     with pytest.raises(ValueError, match="DDSketch"):
         broken.rows()
     with pytest.raises(ValueError, match="DDSketch"):

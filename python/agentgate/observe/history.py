@@ -34,7 +34,9 @@ _COLS = (
     "in_flight_max, queue_max"
 )
 # a `RollupTable` row; the literal route and agent let the partial covering index serve the scan
-_TABLE_COLS = "agent, c_other, c_1xx, c_2xx, c_3xx, c_4xx, c_5xx, in_flight_max, queue_max, latency"
+_TABLE_COLS = (
+    "bucket, agent, c_other, c_1xx, c_2xx, c_3xx, c_4xx, c_5xx, in_flight_max, queue_max, latency"
+)
 _TABLE_WHERE = (
     f"route = '{FLEET}' AND agent <> '{FLEET}' AND step = ? AND bucket >= ? AND bucket < ?"
 )
@@ -354,7 +356,7 @@ class TrafficHistory:
                 open_spans.append(Span(sp.step, cut, sp.end))
         base = await self.sealed.decoded(stable)
         if open_spans:
-            moving.append(RollupTable.from_rows(await self._table_rows(open_spans, "")))
+            moving.append(RollupTable.from_rows(await self._table_rows(open_spans)))
         wanted = None if agents is None else set(agents)
         out = {}
         for name, classes, inf, q, lat in base.rows_with(moving):
@@ -362,9 +364,9 @@ class TrafficHistory:
                 out[name] = Signals(s0, e0, sum(classes), classes, lat, inf, q)
         return out
 
-    async def _table_rows(self, spans: Sequence[Span], first: str) -> list[tuple[Any, ...]]:
-        """Per-agent rows (`first` columns, then a `RollupTable` row) of the spans' buckets."""
-        sql = f"SELECT {first}{_TABLE_COLS} FROM metric_traffic WHERE {_TABLE_WHERE}"
+    async def _table_rows(self, spans: Sequence[Span]) -> list[tuple[Any, ...]]:
+        """The agents' rows of the spans' buckets, as `RollupTable` takes them."""
+        sql = f"SELECT {_TABLE_COLS} FROM metric_traffic WHERE {_TABLE_WHERE}"
         args: list[Any] = []
         for sp in spans:
             args += [sp.step, sp.start, sp.end]
@@ -373,7 +375,7 @@ class TrafficHistory:
     async def _bucket_tables(
         self, step: int, spans: list[tuple[int, int]]
     ) -> dict[int, RollupTable]:
-        rows = await self._table_rows([Span(step, a, b) for a, b in spans], "bucket, ")
+        rows = await self._table_rows([Span(step, a, b) for a, b in spans])
         return dict(RollupTable.by_bucket(rows))
 
     async def series(

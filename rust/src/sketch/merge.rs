@@ -13,7 +13,7 @@
 //! apart, where the crate's store would start collapsing its lowest bins) returns `None`, and the
 //! caller merges with the crate instead: same bytes, or the same error, in every case.
 
-use super::{header, HEADER, MAGIC, VERSION};
+use super::{header, put_header, HEADER};
 
 /// The crate's default bin limit: beyond this key span its store collapses the lowest bins.
 const MAX_BINS: i64 = 2048;
@@ -196,12 +196,7 @@ impl Merger {
     /// The merged sketch, encoded as `Sketch::to_bytes` encodes it.
     pub(super) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER + 48 + 3 * self.pos.counts.len());
-        out.extend_from_slice(MAGIC);
-        out.push(VERSION);
-        out.extend_from_slice(&self.count.to_le_bytes());
-        out.extend_from_slice(&self.sum.to_le_bytes());
-        out.extend_from_slice(&self.min.to_le_bytes());
-        out.extend_from_slice(&self.max.to_le_bytes());
+        put_header(&mut out, self.count, self.sum, self.min, self.max);
         let inner_count = self.pos.total + self.neg.total + self.zero;
         if inner_count != 0 {
             out.push(FLAG_COUNT);
