@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod retry;
 pub mod router;
 pub mod sandbox;
+pub mod setting;
 pub mod signature;
 pub mod sketch;
 pub mod stats;

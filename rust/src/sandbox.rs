@@ -82,6 +82,31 @@ pub enum DenyAction {
     Kill,
 }
 
+impl DenyAction {
+    /// The config name: "errno" or "kill".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyAction::Errno => "errno",
+            DenyAction::Kill => "kill",
+        }
+    }
+}
+
+impl std::str::FromStr for DenyAction {
+    type Err = String;
+
+    /// Parses "errno" or "kill".
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "errno" => Ok(DenyAction::Errno),
+            "kill" => Ok(DenyAction::Kill),
+            other => Err(format!(
+                "seccomp action must be 'errno' or 'kill', got {other:?}"
+            )),
+        }
+    }
+}
+
 /// Why a profile cannot be built or installed.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -209,6 +234,14 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn actions_parse_their_names() {
+        for a in [DenyAction::Errno, DenyAction::Kill] {
+            assert_eq!(a.as_str().parse::<DenyAction>(), Ok(a));
+        }
+        assert!("log".parse::<DenyAction>().unwrap_err().contains("errno"));
+    }
 
     #[test]
     fn default_profile_compiles() {
