@@ -105,7 +105,10 @@ impl AdmissionConfig {
         max_wait: [Option<f64>; 4],
     ) -> Result<Self, SettingError> {
         let mut max_wait_nanos = [0; 4];
-        for (slot, (class, secs)) in max_wait_nanos.iter_mut().zip(Priority::ALL.iter().zip(max_wait)) {
+        for (slot, (class, secs)) in max_wait_nanos
+            .iter_mut()
+            .zip(Priority::ALL.iter().zip(max_wait))
+        {
             *slot = match secs {
                 None => 0,
                 Some(s) if s == f64::INFINITY => 0,
@@ -468,8 +471,12 @@ mod tests {
 
     #[test]
     fn waits_in_seconds() {
-        let c = AdmissionConfig::with_wait_secs(4, 8, [None, Some(f64::INFINITY), Some(0.0), Some(0.5)])
-            .unwrap();
+        let c = AdmissionConfig::with_wait_secs(
+            4,
+            8,
+            [None, Some(f64::INFINITY), Some(0.0), Some(0.5)],
+        )
+        .unwrap();
         assert_eq!(c.max_wait_nanos, [0, 0, 1, 500_000_000]);
         let e = AdmissionConfig::with_wait_secs(4, 8, [None, None, Some(-1.0), None]).unwrap_err();
         assert_eq!(e.field, "max_wait[\"normal\"]");

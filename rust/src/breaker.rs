@@ -236,7 +236,10 @@ impl TryFrom<&BreakerSecs> for BreakerConfig {
             return Err(SettingError::new("open_for", problem));
         }
         if c.max_open_nanos < c.open_nanos {
-            let problem = format!("must be >= open_for ({}), got {}", s.open_for, s.max_open_for);
+            let problem = format!(
+                "must be >= open_for ({}), got {}",
+                s.open_for, s.max_open_for
+            );
             return Err(SettingError::new("max_open_for", problem));
         }
         c.validate()?;
@@ -838,16 +841,40 @@ mod tests {
         let field = |s: BreakerSecs| BreakerConfig::try_from(&s).unwrap_err().field;
         let d = BreakerSecs::default;
         assert_eq!(field(BreakerSecs { window: 0.0, ..d() }), "window");
-        assert_eq!(field(BreakerSecs { window: -1.0, ..d() }), "window");
-        assert_eq!(field(BreakerSecs { open_for: 0.0, ..d() }), "open_for");
+        assert_eq!(
+            field(BreakerSecs {
+                window: -1.0,
+                ..d()
+            }),
+            "window"
+        );
+        assert_eq!(
+            field(BreakerSecs {
+                open_for: 0.0,
+                ..d()
+            }),
+            "open_for"
+        );
         let short = BreakerSecs {
             open_for: 20.0,
             max_open_for: 10.0,
             ..d()
         };
         assert_eq!(field(short), "max_open_for");
-        assert_eq!(field(BreakerSecs { backoff: 0.5, ..d() }), "backoff");
-        assert_eq!(field(BreakerSecs { error_rate: 2.0, ..d() }), "error_rate");
+        assert_eq!(
+            field(BreakerSecs {
+                backoff: 0.5,
+                ..d()
+            }),
+            "backoff"
+        );
+        assert_eq!(
+            field(BreakerSecs {
+                error_rate: 2.0,
+                ..d()
+            }),
+            "error_rate"
+        );
     }
 
     #[test]

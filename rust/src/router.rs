@@ -871,14 +871,29 @@ mod spec_tests {
         assert_eq!(field(json!({"path": "/"})).0, "id");
         assert_eq!(field(json!({"id": 1, "path": "/"})).0, "id");
         assert_eq!(field(json!({"id": "a"})).0, "path");
-        assert_eq!(field(json!({"id": "a", "path": "/", "path_prefix": "/"})).0, "path");
+        assert_eq!(
+            field(json!({"id": "a", "path": "/", "path_prefix": "/"})).0,
+            "path"
+        );
         assert_eq!(field(json!({"id": "a", "path": 5})).0, "path");
         let (f, m) = field(json!({"id": "a", "path": "/", "methods": "GET"}));
         assert_eq!((f.as_str(), m.contains("not a string")), ("methods", true));
-        assert_eq!(field(json!({"id": "a", "path": "/", "methods": [1]})).0, "methods");
-        assert_eq!(field(json!({"id": "a", "path": "/", "headers": ["x"]})).0, "headers");
-        assert_eq!(field(json!({"id": "a", "path": "/", "headers": {"x": 1}})).0, "headers");
-        assert_eq!(field(json!({"id": "a", "path": "/", "extra": 1})).0, "extra");
+        assert_eq!(
+            field(json!({"id": "a", "path": "/", "methods": [1]})).0,
+            "methods"
+        );
+        assert_eq!(
+            field(json!({"id": "a", "path": "/", "headers": ["x"]})).0,
+            "headers"
+        );
+        assert_eq!(
+            field(json!({"id": "a", "path": "/", "headers": {"x": 1}})).0,
+            "headers"
+        );
+        assert_eq!(
+            field(json!({"id": "a", "path": "/", "extra": 1})).0,
+            "extra"
+        );
         let e = RouteSpec::from_json(0, &json!({"id": "a", "path": "/", "host": 1})).unwrap_err();
         assert_eq!(e.to_string(), "route #0 (id \"a\"): host: must be a string");
     }

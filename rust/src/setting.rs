@@ -71,7 +71,11 @@ pub fn int_in<T: TryFrom<i64>>(
     let bad = || {
         SettingError::new(
             field,
-            format!("must be in {}..={}, got {value}", range.start(), range.end()),
+            format!(
+                "must be in {}..={}, got {value}",
+                range.start(),
+                range.end()
+            ),
         )
     };
     if !range.contains(&value) {
@@ -127,6 +131,9 @@ mod tests {
     fn within_prefixes_the_field() {
         let e = SettingError::new("error_rate", "must be in [0, 1], got 2").within("endpoints[1]");
         assert_eq!(e.field, "endpoints[1].error_rate");
-        assert_eq!(e.to_string(), "endpoints[1].error_rate must be in [0, 1], got 2");
+        assert_eq!(
+            e.to_string(),
+            "endpoints[1].error_rate must be in [0, 1], got 2"
+        );
     }
 }

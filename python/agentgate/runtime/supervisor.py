@@ -315,14 +315,15 @@ class Supervisor:
 
     def check(self, spec: AgentSpec) -> None:
         """Raise `Refused` when the host lacks a required mechanism; the seccomp additions must
-        compile (ValueError names an unknown syscall)."""
+        compile (`SandboxProfileError`, a ValueError, names an unknown syscall)."""
         gone = missing(self.caps, self.required(spec))
         if gone:
             raise Refused(gone)
         if self.caps.get("seccomp", _NO).available:
             from agentgate import _core
 
-            _core.seccomp_check(list(spec.spec.seccomp.deny), spec.spec.seccomp.on_deny)
+            action = _core.DenyAction(spec.spec.seccomp.on_deny)
+            _core.seccomp_check(list(spec.spec.seccomp.deny), action)
 
     def base_env(self) -> dict[str, str]:
         """Environment of runtime helper processes (not the replicas: theirs is built)."""
