@@ -72,8 +72,9 @@ fmt: $(STAMP)
 bench-core: dev
 	$(BIN)/python loadtests/bench_core.py --out loadtests/results/core.json
 
-## bench-gateway: agentgate vs direct, nginx, Starlette+httpx and aiohttp proxies; installs
-## wrk, nginx, oha and the Go upstream itself. BENCH_GATEWAY_ARGS="--quick --only direct,nginx"
+## bench-gateway: agentgate vs its previous release, direct, nginx, Caddy, the aiohttp proxy and
+## LiteLLM; installs wrk, nginx, perf, oha, Caddy, LiteLLM, the previous release's wheel and the
+## Go upstream itself. BENCH_GATEWAY_ARGS="--quick --only direct,nginx,agentgate"
 .PHONY: bench-gateway
 bench-gateway: dev
 	bash loadtests/gateway/tools.sh

@@ -123,6 +123,58 @@ async def latency(backend: str, conn: dict[str, Any], rate: int, seconds: float)
     }
 
 
+async def raw_redis_latency(url: str, rate: int, seconds: float) -> dict[str, Any]:
+    """The same open loop with raw redis-py: pipelined XADD per tick, XREADGROUP BLOCK + XACK."""
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(url)
+    stream = f"rawlat-{uuid.uuid4().hex[:8]}"
+    await r.xgroup_create(stream, "g", id="$", mkstream=True)
+    lat: list[float] = []
+    total = int(rate * seconds)
+
+    async def consume() -> None:
+        while len(lat) < total:
+            res = await r.xreadgroup("g", "c", {stream: ">"}, count=1000, block=1000)
+            now = time.perf_counter_ns()
+            if not res:
+                continue
+            entries = res[0][1]
+            for _, f in entries:
+                lat.append((now - int(f[b"v"][:20])) / 1e6)
+            await r.xack(stream, "g", *[rid for rid, _ in entries])
+
+    task = asyncio.create_task(consume())
+    start = time.perf_counter()
+    sent = 0
+    inflight: set[asyncio.Task[Any]] = set()
+    slots = asyncio.Semaphore(32)  # bounded like our publish buffer (no pool exhaustion)
+
+    async def send(n: int) -> None:
+        now = time.perf_counter_ns()
+        async with slots:
+            pipe = r.pipeline(transaction=False)
+            for _ in range(n):
+                pipe.xadd(stream, {"v": b"%020d" % now + b"x" * 80})
+            await pipe.execute()
+
+    while sent < total:
+        due = min(total, int((time.perf_counter() - start) * rate) + 1)
+        if due > sent:
+            t = asyncio.create_task(send(due - sent))
+            inflight.add(t)
+            t.add_done_callback(inflight.discard)
+            sent = due
+        await asyncio.sleep(0.001)
+    await asyncio.gather(*inflight)
+    try:
+        await asyncio.wait_for(task, 30)
+    except TimeoutError:
+        task.cancel()
+    await r.aclose()
+    return {"rate": rate, "p50_ms": round(pct(lat, 0.5), 3), "p99_ms": round(pct(lat, 0.99), 3)}
+
+
 # --- throughput: ours vs raw clients ---------------------------------------------------------
 
 
@@ -380,7 +432,7 @@ async def main():
         lim = ClusterLimiter(url, rate=1000, burst=0, timeout=0.25, on_error="closed")
         check = lambda: lim.acquire("bench")
     else:
-        local = RateLimiter("250/s", burst=1)
+        local = RateLimiter("250/s", burst=13)  # the same 50 ms of headroom a lease has
         async def check():
             return bool(local.check("bench"))
     while time.time() < start_at:
@@ -439,6 +491,10 @@ async def bus_parts(conns: dict[str, dict[str, Any]], quick: bool) -> dict[str, 
     for backend, conn in conns.items():
         out["latency"][backend] = [await latency(backend, conn, r, secs) for r in (1000, 10000)]
         print(backend, "latency", out["latency"][backend], flush=True)
+    url = conns["redis"]["redis_url"]
+    out["latency"]["redis_raw"] = [await raw_redis_latency(url, r, secs) for r in (1000, 10000)]
+    print("raw redis-py latency", out["latency"]["redis_raw"], flush=True)
+    for backend, conn in conns.items():
         out["propagation"][backend] = await propagation(backend, conn, 50 if quick else 200)
         print(backend, "propagation", out["propagation"][backend], flush=True)
     n, rounds = (10_000, 1) if quick else (50_000, 3)
@@ -455,6 +511,12 @@ def table(r: dict[str, Any]) -> str:
         "Payload 100 bytes; Kafka and Redis on this host (Redis AOF `appendfsync everysec`, "
         "Kafka idempotent producer, acks=all).",
         "",
+        "Raw redis-py doing the same open loop (pipelined XADD per tick, XREADGROUP BLOCK + XACK)"
+        f": p50/p99 {r['bus']['latency']['redis_raw'][0]['p50_ms']}/"
+        f"{r['bus']['latency']['redis_raw'][0]['p99_ms']} ms at 1k/s, "
+        f"{r['bus']['latency']['redis_raw'][1]['p50_ms']}/{r['bus']['latency']['redis_raw'][1]['p99_ms']}"
+        " ms at 10k/s.",
+        "",
         "| backend | p50 @1k/s | p99 @1k/s | p50 @10k/s | p99 @10k/s | produce msg/s | consume msg/s"
         " | raw produce | raw consume | ours/raw produce | ours/raw consume | revoke p99 |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -470,6 +532,18 @@ def table(r: dict[str, Any]) -> str:
             f" | {tp.get('produce_ratio', '–')} | {tp.get('consume_ratio', '–')}"
             f" | {r['bus']['propagation'][b]['p99_ms']} ms |"
         )
+    lines += [
+        "",
+        "The issue asks for 1M+ messages/s. One Python process on this 2-core host moves tens "
+        "of thousands per second, and the raw client loops show the same order: per-message "
+        "Python work in redis-py / aiokafka is the bottleneck, not the brokers. Getting to 1M+/s "
+        "takes partitions spread over many consumer and producer processes and hosts (Kafka "
+        "scales with partitions × consumers; Redis with one stream per partition across Redis "
+        "Cluster shards, which the per-topic hash tag allows), many small messages packed into "
+        "one bus record, and batch encoding/decoding in the Rust core instead of one Python "
+        "object per message. Latencies here are with the host's load average noted above "
+        "(other work was running): compare ours with the raw redis-py loop of the same run.",
+    ]
     es = r["event_store"]
     lines += [
         "",
@@ -501,8 +575,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller and shorter (not for the table)")
     args = ap.parse_args()
+    load = os.getloadavg()[0]
     result: dict[str, Any] = {
-        "host": f"{platform.node() or 'host'}: {os.cpu_count()} cores, {platform.python_version()}",
+        "host": f"{platform.node() or 'host'}: {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, load average {load:.1f} at the start",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "quick": args.quick,
     }

@@ -4,9 +4,8 @@
 
 Bootstraps an admin key in the data dir if none was given (AGENTGATE_API_KEY), registers a
 fresh publisher key, publishes the template signed with it (paths made absolute) and creates
-the agent. It prints the agent and its replicas; their sockets answer at once. Through the
-gateway: http://127.0.0.1:8000/t/system/agents/<name>/… once the data plane routes `unix:`
-endpoints (issue 9).
+the agent. It prints the agent and its replicas; their sockets answer at once, and the gateway
+routes to them within one store poll: http://127.0.0.1:8000/t/system/agents/<name>/…
 """
 
 from __future__ import annotations
@@ -87,6 +86,7 @@ def main() -> int:
         if r.status_code == 201:
             print(f"created in {took * 1000:.1f} ms; replicas:")
             print(json.dumps(c.get(f"/api/agents/{doc['name']}/replicas").json(), indent=2))
+            print(f"try: curl http://127.0.0.1:8000/t/system/agents/{doc['name']}/hello")
         return 0 if r.status_code == 201 else 1
 
 

@@ -1,23 +1,34 @@
-"""Gateway benchmark: agentgate against nginx, Python proxies and no proxy at all, in one run.
+"""Gateway benchmark: agentgate, its previous release, nginx, Caddy, Python proxies and LiteLLM.
 
     python loadtests/gateway/bench.py [--quick] [--only direct,nginx,...] [--rounds 3]
 
-Servers: `direct` (load straight to the upstream), `nginx` (reverse proxy, keepalive upstream),
-`starlette-httpx` (Starlette + httpx under granian), `aiohttp` (aiohttp server + ClientSession),
-`agentgate` (`agentgate serve` with auth, rate limit, breaker and metrics on). Each proxy gets one
-worker process. Upstream: a tiny Go server (loadtests/gateway/upstream) with fixed bodies.
+Servers: `direct` (load straight to the upstream), `nginx` and `caddy` (reverse proxies,
+keepalive upstream), `aiohttp` (aiohttp server + ClientSession), `litellm` (LiteLLM's proxy:
+its chat-completions path for the POST, its pass-through endpoints for the GETs),
+`agentgate-prev` (the previous release, a wheel built from the commit before the data-plane
+redesign: granian workers running a Python handler, see prev.sh) and `agentgate` (this
+checkout: the Rust core serves the data plane). Both agentgates run with auth, a rate limit,
+the breaker, retries, health checks and metrics on. Every server gets one worker (process or
+thread). Upstream: a tiny Go server (loadtests/gateway/upstream) with fixed bodies.
 
 CPU layout on a 2-core machine (the same for every server): core 0 runs the upstream, the load
-generators (wrk, oha) and this harness; core 1 runs the proxy under test alone. With more cores,
-the upstream and the load generator get one core each and the proxy the next one.
+generators (wrk, oha) and this harness; core 1 runs the server under test alone (its whole
+process tree). With more cores, the upstream and the load generator get one core each and the
+server the next one.
 
 Per server and round (rounds interleaved, server order rotated each round; reported: medians):
-- throughput: wrk, closed loop, 1 thread, 64 connections, 1 KiB and 16 KiB bodies (2xx only);
-- latency at a fixed rate of 1k and 5k req/s: oha, open loop with latency correction (no
-  coordinated omission): p50, p99, p99.9;
-- RSS of the server's process tree after the load;
+- throughput: wrk, closed loop, 1 thread, 64 connections: GET 1 KiB, GET 16 KiB, and POST
+  /v1/chat/completions with a 118-byte JSON body and a bearer key, answered with 1 KiB of JSON
+  (2xx only);
+- server CPU per request: CPU time (user + system, /proc/<pid>/stat) of the server's process
+  tree over each wrk run, divided by the requests it answered;
+- latency at a fixed rate: oha, open loop with latency correction (no coordinated omission):
+  GET 1 KiB at 1k and 5k req/s, POST at 1k req/s: p50, p99, p99.9;
+- memory of the server's process tree after the load: RSS and PSS from smaps_rollup;
 - SSE: time to the first event of a stream, median over N fresh connections.
-Writes all raw runs and the summary as JSON and prints a Markdown table; a full (non-quick) run
+Then, once per Python-served server: entries into the Python interpreter per request, counted
+by uprobes on libpython (`perf stat`) over a wrk run, minus an idle window of the same length.
+Writes all raw runs and the summary as JSON and prints Markdown tables; a full (non-quick) run
 also rewrites the `<!-- gateway:begin -->` section of BENCHMARKS.md.
 """
 
@@ -39,7 +50,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,36 +58,27 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.benchmarks_md import replace_section  # noqa: E402
+from loadtests.gateway.pyentries import PROBES, libpython, perf_count, probes  # noqa: E402
+from loadtests.gateway.report import fmt, markdown, summarize, targets, write_benchmarks_md  # noqa: E402
+from loadtests.gateway.scenarios import (  # noqa: E402
+    API_KEY,
+    BY_KEY,
+    HOST,
+    LITELLM_KEY,
+    PREV_COMMIT,
+    SCENARIOS,
+    SERVER_NAMES,
+    Scenario,
+    Settings,
+)
 
 VENV_BIN = ROOT / ".venv" / "bin"
-OHA = HERE / ".tools" / "bin" / "oha"
+TOOLS = HERE / ".tools"
+OHA = TOOLS / "bin" / "oha"
+CADDY = TOOLS / "caddy" / "bin" / "caddy"
+LITELLM = TOOLS / "litellm" / "bin" / "litellm"
 UPSTREAM_BIN = HERE / "build" / "upstream"
-
-HOST = "127.0.0.1"
 UPSTREAM_PORT = 19001
-API_KEY = "agentgate-bench-key"  # sha256 of it is in agentgate-bench.yaml
-SERVER_NAMES = ("direct", "nginx", "starlette-httpx", "aiohttp", "agentgate")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Durations and sizes of one run."""
-
-    rounds: int = 3
-    wrk_seconds: int = 10
-    oha_seconds: int = 10
-    warmup_seconds: int = 2
-    rates: tuple[int, ...] = (1000, 5000)
-    wrk_connections: int = 64
-    sse_streams: int = 30
-    sse_events: int = 5
-    sse_delay_ms: int = 10
-
-    @staticmethod
-    def quick() -> Settings:
-        """Smoke-test settings: one short round."""
-        return Settings(rounds=1, wrk_seconds=2, oha_seconds=2, warmup_seconds=1, sse_streams=5)
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,9 @@ class Proc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait(timeout=10)
+        # Workers of a server whose leader left first (granian, uvicorn) must not outlive it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
 
     def log_tail(self, lines: int = 15) -> str:
         """Last lines of its output, for error messages."""
@@ -171,15 +176,20 @@ def port_free(port: int) -> bool:
         return s.connect_ex((HOST, port)) != 0
 
 
-def http_get(
-    port: int, path: str, headers: dict[str, str], timeout: float = 2.0
+def http_request(
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes | None = None,
+    timeout: float = 2.0,
 ) -> tuple[int, bytes]:
-    """One blocking HTTP/1.1 GET (Connection: close); returns status and raw body bytes."""
+    """One blocking HTTP/1.1 request (Connection: close); returns status and raw body bytes."""
     import http.client
 
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        conn.request("GET", path, headers=headers)
+        conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
@@ -198,7 +208,7 @@ def wait_ready(
                 f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}"
             )
         try:
-            status, _ = http_get(port, path, headers, timeout=1.0)
+            status, _ = http_request(port, "GET", path, headers, timeout=1.0)
             if status == 200:
                 return
             last = f"status {status}"
@@ -209,44 +219,65 @@ def wait_ready(
     raise RuntimeError(f"not ready after {limit:.0f}s on :{port}{path} ({last})\n{tail}")
 
 
-def tree_memory(pid: int) -> dict[str, Any]:
-    """Memory of a process and all its descendants: summed RSS, PSS, and per process.
+# --- what the server's process tree costs ----------------------------------------------------
 
-    RSS double-counts pages that forked workers share with their parent; PSS splits them, so
-    it is the fairer total for multi-process servers (granian, nginx). PSS needs Linux.
-    """
+
+def tree_pids(pid: int) -> list[int]:
+    """A process and all its descendants."""
     import psutil
 
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        return [root.pid, *(p.pid for p in root.children(recursive=True))]
     except psutil.NoSuchProcess:
-        return {"rss": 0, "pss": None, "processes": []}
-    rss, pss, rows = 0, 0, []
-    pss_ok = True
-    for p in procs:
+        return []
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (all their threads), from /proc/<pid>/stat."""
+    total = 0
+    for pid in pids:
         try:
-            info = p.memory_info()
-            row: dict[str, Any] = {
-                "pid": p.pid,
-                "rss": info.rss,
-                "cmd": " ".join(p.cmdline())[:160],
-            }
-            try:
-                row["pss"] = p.memory_full_info().pss
-                pss += row["pss"]
-            except (psutil.AccessDenied, AttributeError):
-                pss_ok = False
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
             continue
-        rss += info.rss
-        rows.append(row)
-    return {"rss": rss, "pss": pss if pss_ok else None, "processes": rows}
+        # The command name may hold spaces and parentheses: fields count from the last ')'.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICK
 
 
-def tree_rss(pid: int) -> int:
-    """Summed resident set size in bytes of a process tree."""
-    return int(tree_memory(pid)["rss"])
+def smaps_rollup(pid: int) -> dict[str, int]:
+    """Rss and Pss of one process in bytes, as smem reads them (/proc/<pid>/smaps_rollup)."""
+    out: dict[str, int] = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss"):
+                out[key.lower()] = int(rest.split()[0]) * 1024
+    return out
+
+
+def tree_memory(pid: int) -> dict[str, Any]:
+    """Memory of a process and all its descendants: summed RSS, PSS, and per process.
+
+    RSS counts pages that forked workers share with their parent once per process; PSS splits
+    every shared page between the processes that map it, so the PSS of a tree is its fair total.
+    """
+    rss, pss, rows = 0, 0, []
+    for p in tree_pids(pid):
+        try:
+            mem = smaps_rollup(p)
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        rss += mem.get("rss", 0)
+        pss += mem.get("pss", 0)
+        rows.append({"pid": p, **mem, "cmd": cmd.strip()[:160]})
+    return {"rss": rss, "pss": pss, "processes": rows}
 
 
 # --- servers under test --------------------------------------------------------------------
@@ -259,13 +290,21 @@ class Server:
     name: str
     port: int
     command: Callable[[Path, CpuLayout], list[str] | None]  # None: nothing to start (direct)
-    headers: dict[str, str] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
+    key: str = API_KEY  # sent as X-API-Key on GETs, as a bearer token on POSTs
+    env: Callable[[Path], dict[str, str]] = lambda _tmp: {}
     ready_timeout: float = 30.0
+    exact_post: bool = True  # forwards the upstream's POST answer byte for byte
+    python: bool = False  # Python runs in it: count interpreter entries per request
 
     def url(self, path: str) -> str:
         """Full URL of `path` on this server."""
         return f"http://{HOST}:{self.port}{path}"
+
+    def headers(self, scenario: Scenario) -> dict[str, str]:
+        """The same request headers for every server: an API key on GETs, a bearer on POSTs."""
+        if scenario.body is None:
+            return {"X-API-Key": self.key}
+        return {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
 
 
 NGINX_CONF = """\
@@ -311,6 +350,36 @@ def nginx_cmd(tmp: Path, cpus: CpuLayout) -> list[str]:
     )
 
 
+# Caddy as a plain reverse proxy: no admin endpoint, no automatic HTTPS, HTTP/1.1 only, and as
+# many idle upstream connections kept as nginx keeps (its default is 32 per host).
+CADDYFILE = """\
+{{
+    admin off
+    auto_https off
+    persist_config off
+    servers {{
+        protocols h1
+    }}
+}}
+http://{host}:{port} {{
+    reverse_proxy {host}:{upstream} {{
+        transport http {{
+            keepalive 60s
+            keepalive_idle_conns 256
+            keepalive_idle_conns_per_host 256
+        }}
+    }}
+}}
+"""
+
+
+def caddy_cmd(tmp: Path, cpus: CpuLayout) -> list[str]:
+    """Caddy's reverse_proxy, GOMAXPROCS=1 (one core, like one nginx worker)."""
+    conf = tmp / "Caddyfile"
+    conf.write_text(CADDYFILE.format(host=HOST, upstream=UPSTREAM_PORT, port=18086))
+    return pinned(cpus.server, [str(CADDY), "run", "--config", str(conf), "--adapter", "caddyfile"])
+
+
 def aiohttp_cmd(_tmp: Path, cpus: CpuLayout) -> list[str]:
     """The aiohttp proxy, one process."""
     script = HERE / "peers" / "aiohttp_proxy.py"
@@ -321,22 +390,61 @@ def aiohttp_cmd(_tmp: Path, cpus: CpuLayout) -> list[str]:
     )  # fmt: skip
 
 
-def starlette_cmd(_tmp: Path, cpus: CpuLayout) -> list[str]:
-    """The Starlette + httpx proxy under granian, one worker."""
+LITELLM_CONF = """\
+# LiteLLM's proxy in front of the same upstream: the POST goes through its chat-completions
+# path (an OpenAI-compatible model whose api_base is the upstream), the GETs through
+# pass-through endpoints. No database: the master key is the only key.
+model_list:
+  - model_name: bench
+    litellm_params:
+      model: openai/bench
+      api_base: http://{host}:{upstream}/v1
+      api_key: upstream-key
+general_settings:
+  master_key: {key}
+  pass_through_endpoints:
+    - {{path: /1k, target: "http://{host}:{upstream}/1k"}}
+    - {{path: /16k, target: "http://{host}:{upstream}/16k"}}
+    - {{path: /sse, target: "http://{host}:{upstream}/sse"}}
+litellm_settings:
+  telemetry: false
+  set_verbose: false
+"""
+
+
+def litellm_cmd(tmp: Path, cpus: CpuLayout) -> list[str]:
+    """LiteLLM's proxy (uvicorn), one worker."""
+    conf = tmp / "litellm.yaml"
+    conf.write_text(LITELLM_CONF.format(host=HOST, upstream=UPSTREAM_PORT, key=LITELLM_KEY))
     return pinned(
         cpus.server,
-        [str(VENV_BIN / "granian"), "--interface", "asgi", "--host", HOST, "--port", "18083",
-         "--workers", "1", "--loop", "uvloop", "--http", "1", "--no-ws",
-         "--log-level", "warning", "--working-dir", str(HERE / "peers"), "starlette_httpx:app"],
+        [str(LITELLM), "--config", str(conf), "--host", HOST, "--port", "18087",
+         "--num_workers", "1"],
     )  # fmt: skip
 
 
-def agentgate_cmd(tmp: Path, cpus: CpuLayout) -> list[str]:
-    """`agentgate serve` with the bench config (upstream address substituted), one worker."""
+def litellm_env(tmp: Path) -> dict[str, str]:
+    """Offline: the bundled model cost map, no telemetry, quiet logs."""
+    return {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_TELEMETRY": "False",
+        "DISABLE_SCHEMA_UPDATE": "True",
+        "HOME": str(tmp),
+    }
+
+
+def _agentgate_conf(tmp: Path, name: str) -> Path:
     text = (HERE / "agentgate-bench.yaml").read_text()
     text = text.replace("http://127.0.0.1:19001", f"http://{HOST}:{UPSTREAM_PORT}")
-    conf = tmp / "agentgate-bench.yaml"
+    conf = tmp / f"{name}.yaml"
     conf.write_text(text)
+    return conf
+
+
+def agentgate_cmd(tmp: Path, cpus: CpuLayout) -> list[str]:
+    """`agentgate serve` with the bench config, one data-plane worker thread."""
+    conf = _agentgate_conf(tmp, "agentgate")
     return pinned(
         cpus.server,
         [str(VENV_BIN / "agentgate"), "serve", "--config", str(conf), "--workers", "1",
@@ -344,21 +452,71 @@ def agentgate_cmd(tmp: Path, cpus: CpuLayout) -> list[str]:
     )  # fmt: skip
 
 
+def prev_venv() -> Path:
+    """The venv holding the previous release (built and cached by prev.sh)."""
+    out = subprocess.run(
+        ["bash", str(HERE / "prev.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PREV_COMMIT": PREV_COMMIT},
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"prev.sh failed: {out.stderr.strip()[-800:]}")
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def agentgate_prev_cmd(tmp: Path, cpus: CpuLayout) -> list[str]:
+    """The previous release's `agentgate serve`: one granian data-plane worker process."""
+    conf = _agentgate_conf(tmp, "agentgate-prev")
+    return pinned(
+        cpus.server,
+        [str(prev_venv() / "bin" / "agentgate"), "serve", "--config", str(conf),
+         "--workers", "1", "--listen", f"{HOST}:18088", "--admin-listen", f"{HOST}:18089"],
+    )  # fmt: skip
+
+
+def _agentgate(
+    name: str, port: int, command: Callable[[Path, CpuLayout], list[str] | None]
+) -> Server:
+    """An agentgate (either version), with a data dir of its own in the run's temp dir."""
+    return Server(
+        name,
+        port,
+        command,
+        env=lambda tmp: {"AGENTGATE_DATA_DIR": str(tmp / f"{name}-data")},
+        ready_timeout=60,
+        python=True,
+    )
+
+
 def servers() -> dict[str, Server]:
     """All servers under test, by name."""
     return {
         "direct": Server("direct", UPSTREAM_PORT, lambda _t, _c: None),
         "nginx": Server("nginx", 18081, nginx_cmd),
-        "starlette-httpx": Server(
-            "starlette-httpx",
-            18083,
-            starlette_cmd,
-            env={"BENCH_UPSTREAM": f"http://{HOST}:{UPSTREAM_PORT}"},
+        "caddy": Server(
+            "caddy",
+            18086,
+            caddy_cmd,
+            env=lambda tmp: {
+                "GOMAXPROCS": "1",
+                "XDG_CONFIG_HOME": str(tmp / "caddy-config"),
+                "XDG_DATA_HOME": str(tmp / "caddy-data"),
+            },
         ),
-        "aiohttp": Server("aiohttp", 18082, aiohttp_cmd),
-        "agentgate": Server(
-            "agentgate", 18084, agentgate_cmd, headers={"X-API-Key": API_KEY}, ready_timeout=60
+        "aiohttp": Server("aiohttp", 18082, aiohttp_cmd, python=True),
+        "litellm": Server(
+            "litellm",
+            18087,
+            litellm_cmd,
+            key=LITELLM_KEY,
+            env=litellm_env,
+            ready_timeout=120,
+            exact_post=False,
         ),
+        "agentgate-prev": _agentgate("agentgate-prev", 18088, agentgate_prev_cmd),
+        "agentgate": _agentgate("agentgate", 18084, agentgate_cmd),
     }
 
 
@@ -372,20 +530,21 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
-def run_wrk(
-    url: str, headers: dict[str, str], seconds: int, conns: int, cpus: CpuLayout
-) -> dict[str, Any]:
-    """Closed-loop max throughput; counts only 2xx/3xx responses as throughput."""
+def wrk_cmd(server: Server, scenario: Scenario, seconds: int, conns: int, tmp: Path) -> list[str]:
+    """The wrk command line for one scenario (a Lua script sets method and body)."""
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
-    for k, v in headers.items():
+    for k, v in server.headers(scenario).items():
         cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run(
-        pinned(cpus.load, [*cmd, url]),
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
-        check=False,
-    ).stdout
+    if scenario.body is not None:
+        script = tmp / f"wrk-{scenario.key}.lua"
+        body = scenario.body.decode().replace("\\", "\\\\").replace('"', '\\"')
+        script.write_text(f'wrk.method = "{scenario.method}"\nwrk.body = "{body}"\n')
+        cmd += ["-s", str(script)]
+    return [*cmd, server.url(scenario.path)]
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    """Throughput of a wrk run; counts only 2xx/3xx responses as throughput."""
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in ([\d.]+)(\w+),", out)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -399,6 +558,7 @@ def run_wrk(
         "rps": raw_rps * ok_share,
         "raw_rps": raw_rps,
         "requests": requests,
+        "ok_requests": requests - bad,
         "non_2xx_3xx": bad,
         "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0,
         "closed_loop_p50_ms": lat.get("50"),
@@ -406,17 +566,47 @@ def run_wrk(
     }
 
 
+def run_wrk(
+    server: Server,
+    scenario: Scenario,
+    seconds: int,
+    conns: int,
+    cpus: CpuLayout,
+    tmp: Path,
+    pid: int,
+) -> dict[str, Any]:
+    """Closed-loop max throughput, and the server tree's CPU time per answered request."""
+    pids = tree_pids(pid)
+    cpu0 = cpu_seconds(pids)
+    out = subprocess.run(
+        pinned(cpus.load, wrk_cmd(server, scenario, seconds, conns, tmp)),
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=False,
+    ).stdout
+    cpu = cpu_seconds(pids) - cpu0
+    result = parse_wrk(out)
+    result["server_cpu_s"] = cpu
+    result["cpu_us_per_request"] = (
+        cpu / result["ok_requests"] * 1e6 if result["ok_requests"] else None
+    )
+    return result
+
+
 def run_oha(
-    url: str, headers: dict[str, str], seconds: int, rate: int, cpus: CpuLayout
+    server: Server, scenario: Scenario, seconds: int, rate: int, cpus: CpuLayout
 ) -> dict[str, Any]:
     """Open-loop fixed rate with latency correction: latencies count from the scheduled send."""
     conns = max(64, rate // 20)  # Little: room for 50 ms of latency at this rate
     cmd = [str(OHA), "-z", f"{seconds}s", "-q", str(rate), "-c", str(conns),
            "--latency-correction", "--no-tui", "--output-format", "json"]  # fmt: skip
-    for k, v in headers.items():
+    for k, v in server.headers(scenario).items():
         cmd += ["-H", f"{k}: {v}"]
+    if scenario.body is not None:
+        cmd += ["-m", scenario.method, "-d", scenario.body.decode()]
     proc = subprocess.run(
-        pinned(cpus.load, [*cmd, url]),
+        pinned(cpus.load, [*cmd, server.url(scenario.path)]),
         capture_output=True,
         text=True,
         timeout=seconds + 60,
@@ -492,7 +682,7 @@ def run_sse(server: Server, settings: Settings) -> dict[str, Any]:
     streams = []
     for _ in range(settings.sse_streams):
         try:
-            streams.append(sse_once(server.port, path, server.headers))
+            streams.append(sse_once(server.port, path, server.headers(BY_KEY["get_1k"])))
         except OSError as e:
             streams.append({"error": str(e)})
     ttfe = [s["ttfe_ms"] for s in streams if s.get("ttfe_ms") is not None]
@@ -513,56 +703,65 @@ def run_sse(server: Server, settings: Settings) -> dict[str, Any]:
 
 
 def check_bodies(server: Server) -> None:
-    """Refuses to measure a proxy that does not return the upstream's exact bodies."""
-    for path, size in (("/1k", 1024), ("/16k", 16 * 1024)):
-        status, body = http_get(server.port, path, server.headers)
-        if status != 200 or len(body) != size:
-            raise RuntimeError(f"GET {path}: status {status}, {len(body)} bytes, want 200/{size}")
+    """Refuses to measure a proxy that does not return the upstream's answers."""
+    for sc in SCENARIOS:
+        status, body = http_request(
+            server.port, sc.method, sc.path, server.headers(sc), sc.body, timeout=10
+        )
+        if sc.body is not None and not server.exact_post:
+            # An LLM proxy re-serialises the model's answer: check it is the upstream's.
+            ok = status == 200 and b'"content":"aaaa' in body.replace(b": ", b":")
+        else:
+            ok = status == 200 and len(body) == sc.size
+        if not ok:
+            raise RuntimeError(
+                f"{sc.method} {sc.path}: status {status}, {len(body)} bytes, want 200/{sc.size}: "
+                f"{body[:200]!r}"
+            )
+
+
+@contextlib.contextmanager
+def running(server: Server, cpus: CpuLayout, tmp: Path) -> Iterator[int]:
+    """Starts the server, waits until it answers, yields the pid of its process tree's root."""
+    cmd = server.command(tmp, cpus)
+    proc: Proc | None = None
+    if cmd is not None:
+        if not port_free(server.port):
+            raise RuntimeError(f"port {server.port} already in use")
+        try:
+            proc = start(server.name, cmd, tmp, server.env(tmp))
+        except OSError as e:
+            raise RuntimeError(f"cannot start {cmd[0]}: {e}") from e
+    try:
+        wait_ready(proc, server.port, "/1k", server.headers(BY_KEY["get_1k"]), server.ready_timeout)
+        check_bodies(server)
+        yield proc.popen.pid if proc else UPSTREAM_PID[0]
+    finally:
+        if proc is not None:
+            proc.stop()
 
 
 def measure(server: Server, settings: Settings, cpus: CpuLayout, tmp: Path) -> dict[str, Any]:
     """Starts the server, runs every measurement against it, stops it."""
     result: dict[str, Any] = {"server": server.name}
-    cmd = server.command(tmp, cpus)
-    proc: Proc | None = None
-    if cmd is not None:
-        if not port_free(server.port):
-            return {**result, "error": f"port {server.port} already in use"}
-        try:
-            proc = start(server.name, cmd, tmp, server.env)
-        except OSError as e:
-            return {**result, "error": f"cannot start {cmd[0]}: {e}"}
-    rss_pid = proc.popen.pid if proc else UPSTREAM_PID[0]
     try:
-        wait_ready(proc, server.port, "/1k", server.headers, server.ready_timeout)
-        check_bodies(server)
-        run_wrk(server.url("/1k"), server.headers, settings.warmup_seconds, 16, cpus)
-        rss_samples = []
-        for size in ("1k", "16k"):
-            result[f"wrk_{size}"] = run_wrk(
-                server.url(f"/{size}"),
-                server.headers,
-                settings.wrk_seconds,
-                settings.wrk_connections,
-                cpus,
-            )
-            rss_samples.append(tree_rss(rss_pid))
-        for rate in settings.rates:
-            result[f"oha_1k_{rate}"] = run_oha(
-                server.url("/1k"), server.headers, settings.oha_seconds, rate, cpus
-            )
-            rss_samples.append(tree_rss(rss_pid))
-        result["sse"] = run_sse(server, settings)
-        memory = tree_memory(rss_pid)
-        result["rss_mib"] = memory["rss"] / 2**20
-        result["pss_mib"] = None if memory["pss"] is None else memory["pss"] / 2**20
-        result["processes"] = memory["processes"]
-        result["rss_peak_sampled_mib"] = max([*rss_samples, 0]) / 2**20
+        with running(server, cpus, tmp) as pid:
+            run_wrk(server, BY_KEY["get_1k"], settings.warmup_seconds, 16, cpus, tmp, pid)
+            for sc in SCENARIOS:
+                result[f"wrk_{sc.key}"] = run_wrk(
+                    server, sc, settings.wrk_seconds, settings.wrk_connections, cpus, tmp, pid
+                )
+            for key, rate in settings.latency:
+                result[f"oha_{key}_{rate}"] = run_oha(
+                    server, BY_KEY[key], settings.oha_seconds, rate, cpus
+                )
+            result["sse"] = run_sse(server, settings)
+            memory = tree_memory(pid)
+            result["rss_mib"] = memory["rss"] / 2**20
+            result["pss_mib"] = memory["pss"] / 2**20
+            result["processes"] = memory["processes"]
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
         result["error"] = str(e)
-    finally:
-        if proc is not None:
-            proc.stop()
     return result
 
 
@@ -586,157 +785,43 @@ def upstream(cpus: CpuLayout, tmp: Path) -> Iterator[Proc]:
         proc.stop()
 
 
-# --- summary -------------------------------------------------------------------------------
-
-
-def _median(values: list[float | None]) -> float | None:
-    vals = [v for v in values if v is not None and v == v]
-    return statistics.median(vals) if vals else None
-
-
-def summarize(runs: list[dict[str, Any]], settings: Settings) -> dict[str, Any]:
-    """Medians per server over rounds, ratios to nginx and aiohttp, added p99 over direct."""
-    out: dict[str, Any] = {}
-    for name in SERVER_NAMES:
-        mine = [r for r in runs if r["server"] == name and "error" not in r]
-        failed = [r["error"] for r in runs if r["server"] == name and "error" in r]
-        if not mine:
-            if failed:
-                out[name] = {"error": failed[-1]}
-            continue
-        row: dict[str, Any] = {"rounds_ok": len(mine), "rounds_failed": len(failed)}
-        for size in ("1k", "16k"):
-            row[f"rps_{size}"] = _median([r[f"wrk_{size}"]["rps"] for r in mine])
-            row[f"non_2xx_{size}"] = sum(r[f"wrk_{size}"]["non_2xx_3xx"] for r in mine)
-        for rate in settings.rates:
-            key = f"oha_1k_{rate}"
-            row[f"lat_{rate}"] = {
-                k: _median([r[key].get(k) for r in mine])
-                for k in ("p50_ms", "p99_ms", "p999_ms", "achieved_rps")
-            }
-            row[f"lat_{rate}"]["failed"] = sum(r[key].get("failed", 0) for r in mine)
-        row["rss_mib"] = _median([r["rss_mib"] for r in mine])
-        row["pss_mib"] = _median([r.get("pss_mib") for r in mine])
-        row["processes"] = len(mine[-1].get("processes", []))
-        row["sse_ttfe_ms"] = _median([r["sse"]["ttfe_ms_median"] for r in mine])
-        row["sse_total_ms"] = _median([r["sse"]["total_ms_median"] for r in mine])
-        row["sse_incomplete"] = sum(r["sse"]["streams"] - r["sse"]["complete"] for r in mine)
-        out[name] = row
-
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return a / b if a is not None and b else None
-
-    base_rate = settings.rates[0]
-    direct_p99 = (out.get("direct") or {}).get(f"lat_{base_rate}", {}).get("p99_ms")
-    for row in out.values():
-        if "error" in row:
-            continue
-        for size in ("1k", "16k"):
-            for peer in ("nginx", "aiohttp"):
-                peer_rps = (out.get(peer) or {}).get(f"rps_{size}")
-                row[f"x_{peer}_{size}"] = ratio(row[f"rps_{size}"], peer_rps)
-        p99 = row[f"lat_{base_rate}"]["p99_ms"]
-        row[f"added_p99_{base_rate}_ms"] = (
-            p99 - direct_p99 if p99 is not None and direct_p99 is not None else None
-        )
-    return out
-
-
-def targets(summary: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
-    """The issue's targets for agentgate, checked against this run."""
-    ag = summary.get("agentgate") or {}
-    if "error" in ag or not ag:
-        return []
-    rate = settings.rates[0]
-    checks = [
-        ("throughput 1 KiB vs nginx", ag.get("x_nginx_1k"), 0.5, "≥ 0.5×"),
-        ("throughput 16 KiB vs nginx", ag.get("x_nginx_16k"), 0.5, "≥ 0.5×"),
-        ("throughput 1 KiB vs aiohttp proxy", ag.get("x_aiohttp_1k"), 3.0, "≥ 3×"),
-        ("throughput 16 KiB vs aiohttp proxy", ag.get("x_aiohttp_16k"), 3.0, "≥ 3×"),
-    ]
-    out = [
-        {"target": t, "value": None if v is None else round(v, 2), "goal": g,
-         "met": None if v is None else v >= goal}
-        for t, v, goal, g in checks
-    ]  # fmt: skip
-    added = ag.get(f"added_p99_{rate}_ms")
-    out.append(
-        {
-            "target": f"added p99 over direct at {rate} req/s",
-            "value": None if added is None else round(added, 3),
-            "goal": "≤ 1 ms",
-            "met": None if added is None else added <= 1.0,
-        }
-    )
-    return out
-
-
-def _f(v: float | None, fmt: str = "{:.0f}") -> str:
-    return "–" if v is None else fmt.format(v)
-
-
-def markdown(summary: dict[str, Any], meta: dict[str, Any], settings: Settings) -> str:
-    """The summary as Markdown tables (throughput, latency, memory, SSE, targets)."""
-    r1 = settings.rates[0]
-    lines = [
-        f"Command: `{meta['command']}` — {meta['rounds']} interleaved round(s), medians; "
-        f"{meta['machine']}, {meta['date']}. CPU layout: {meta['cpu_layout']}. "
-        f"Throughput: wrk -t1 -c{settings.wrk_connections} -d{settings.wrk_seconds}s (2xx only). "
-        f"Latency: oha at a fixed rate, {settings.oha_seconds}s, latency correction (open loop), "
-        f"1 KiB. Memory: the server's whole process tree after the load. "
-        f"SSE: time to first event, median of {settings.sse_streams} fresh streams.",
-        "",
-        "| server | req/s 1 KiB | req/s 16 KiB | × nginx (1K/16K) | × aiohttp (1K/16K) "
-        + "".join(f"| p50 / p99 / p99.9 @ {r} req/s (ms) " for r in settings.rates)
-        + f"| added p99 @ {r1} (ms) | RSS / PSS (MiB, procs) | SSE first event (ms) |",
-        "|---|---:|---:|---:|---:|" + "---:|" * len(settings.rates) + "---:|---:|---:|",
-    ]
-    for name in SERVER_NAMES:
-        row = summary.get(name)
-        if row is None:
-            continue
-        if "error" in row:
-            lines.append(f"| {name} | failed: {row['error'].splitlines()[0][:80]} |")
-            continue
-        cells = [
-            name,
-            _f(row["rps_1k"]),
-            _f(row["rps_16k"]),
-            f"{_f(row['x_nginx_1k'], '{:.2f}')} / {_f(row['x_nginx_16k'], '{:.2f}')}",
-            f"{_f(row['x_aiohttp_1k'], '{:.2f}')} / {_f(row['x_aiohttp_16k'], '{:.2f}')}",
-        ]
-        for rate in settings.rates:
-            lat = row[f"lat_{rate}"]
-            cell = " / ".join(_f(lat[k], "{:.2f}") for k in ("p50_ms", "p99_ms", "p999_ms"))
-            achieved = lat.get("achieved_rps")
-            if achieved is not None and achieved < 0.95 * rate:
-                cell += f" (only {achieved:.0f} req/s)"
-            cells.append(cell)
-        cells += [
-            _f(row[f"added_p99_{r1}_ms"], "{:+.2f}"),
-            f"{_f(row['rss_mib'], '{:.1f}')} / {_f(row['pss_mib'], '{:.1f}')} ({row['processes']})",
-            _f(row["sse_ttfe_ms"], "{:.2f}"),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    checks = meta.get("targets") or []
-    if checks:
-        lines += ["", "| agentgate target | this run | goal | met |", "|---|---:|---|:---:|"]
-        for t in checks:
-            met = "–" if t["met"] is None else ("yes" if t["met"] else "NO")
-            value = "–" if t["value"] is None else t["value"]
-            lines.append(f"| {t['target']} | {value} | {t['goal']} | {met} |")
-    return "\n".join(lines)
-
-
-def write_benchmarks_md(table: str) -> None:
-    """Replaces the gateway section of BENCHMARKS.md, creating the file or section if missing."""
-    replace_section(
-        "gateway",
-        "Gateway (make bench-gateway)",
-        table,
-        "Regenerate with `make bench-gateway` "
-        "(`python loadtests/gateway/bench.py`, raw runs in `loadtests/results/gateway.json`).",
-    )
+def count_python(server: Server, settings: Settings, cpus: CpuLayout, tmp: Path) -> dict[str, Any]:
+    """Interpreter entries per request: (entries under load − idle entries) / requests."""
+    result: dict[str, Any] = {"server": server.name}
+    seconds = settings.pycount_seconds
+    try:
+        with running(server, cpus, tmp) as pid:
+            pids = tree_pids(pid)
+            binary = next(filter(None, map(libpython, pids)), None)
+            if binary is None:
+                raise RuntimeError("no libpython in the server's processes")
+            result["binary"] = binary
+            result["processes"] = len(pids)
+            for sc in (BY_KEY["get_1k"], BY_KEY["post"]):  # warm every path once, unprobed
+                run_wrk(server, sc, 1, 16, cpus, tmp, pid)
+            with probes(binary):
+                idle, _ = perf_count(pids, ["sleep", str(seconds)], tmp)
+                result["idle"] = {**idle, "seconds": seconds}
+                for sc in (BY_KEY["get_1k"], BY_KEY["post"]):
+                    cmd = pinned(
+                        cpus.load, wrk_cmd(server, sc, seconds, settings.wrk_connections, tmp)
+                    )
+                    counts, out = perf_count(pids, cmd, tmp)
+                    wrk = parse_wrk(out)
+                    n = wrk["requests"]
+                    result[sc.key] = {
+                        "requests": n,
+                        "counts": counts,
+                        # beyond the idle rate: what the requests cost
+                        "per_request": {
+                            k: (counts[k] - idle[k]) / n if n else None for k in PROBES
+                        },
+                        # everything during the run, timers included: an upper bound
+                        "all_per_request": {k: counts[k] / n if n else None for k in PROBES},
+                    }
+    except (RuntimeError, OSError, subprocess.TimeoutExpired, StopIteration) as e:
+        result["error"] = str(e)
+    return result
 
 
 def versions() -> dict[str, str]:
@@ -744,7 +829,7 @@ def versions() -> dict[str, str]:
 
     def cmd(args: list[str]) -> str:
         try:
-            p = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
+            p = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
         except OSError:
             return "missing"
         return (p.stdout + p.stderr).strip().splitlines()[0] if (p.stdout + p.stderr) else "?"
@@ -752,10 +837,14 @@ def versions() -> dict[str, str]:
     out = {
         "wrk": cmd(["wrk", "-v"]),
         "nginx": cmd([shutil.which("nginx") or "/usr/sbin/nginx", "-v"]),
+        "caddy": cmd([str(CADDY), "version"]),
+        "litellm": cmd([str(TOOLS / "litellm" / "bin" / "pip"), "show", "litellm"]),
         "oha": cmd([str(OHA), "--version"]),
         "go": cmd(["go", "version"]),
         "granian": cmd([str(VENV_BIN / "granian"), "--version"]),
+        "perf": cmd(["perf", "--version"]),
         "python": platform.python_version(),
+        "agentgate-prev": PREV_COMMIT,
     }
     from importlib.metadata import PackageNotFoundError, version
 
@@ -765,6 +854,14 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[pkg] = "missing"
     return out
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages, as `uptime` shows them."""
+    try:
+        return ", ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def main() -> None:
@@ -777,6 +874,9 @@ def main() -> None:
     ap.add_argument("--only", help=f"comma-separated servers among {','.join(SERVER_NAMES)}")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round, 2 s per load")
     ap.add_argument("--no-md", action="store_true", help="do not rewrite BENCHMARKS.md")
+    ap.add_argument(
+        "--no-pycount", action="store_true", help="skip counting Python entries (needs perf)"
+    )
     ap.add_argument(
         "--upstream-port", type=int, default=UPSTREAM_PORT, help="port of the Go upstream"
     )
@@ -806,8 +906,15 @@ def main() -> None:
     if cpus.load:
         os.sched_setaffinity(0, {int(c) for c in cpus.load.split(",")})
     registry = servers()
+    if "agentgate-prev" in chosen:
+        try:  # build it before anything is timed; a failure shows in its rows
+            print(f"agentgate-prev: {prev_venv()}", file=sys.stderr)
+        except RuntimeError as e:
+            print(f"agentgate-prev: {e}", file=sys.stderr)
     runs: list[dict[str, Any]] = []
+    pycounts: list[dict[str, Any]] = []
     started = time.time()
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="agentgate-bench-") as tmp_name:
         tmp = Path(tmp_name)
         with upstream(cpus, tmp):
@@ -821,15 +928,28 @@ def main() -> None:
                         print(f"  {name} failed: {res['error']}", file=sys.stderr)
                     else:
                         print(
-                            f"  {name}: {res['wrk_1k']['rps']:.0f} req/s 1k, "
-                            f"{res['wrk_16k']['rps']:.0f} req/s 16k, "
-                            f"p99@{settings.rates[0]} "
-                            f"{_f(res[f'oha_1k_{settings.rates[0]}'].get('p99_ms'), '{:.2f}')} ms",
+                            "  "
+                            + ", ".join(
+                                f"{sc.key} {res[f'wrk_{sc.key}']['rps']:.0f} req/s "
+                                f"{fmt(res[f'wrk_{sc.key}']['cpu_us_per_request'], '{:.1f}')} µs"
+                                for sc in SCENARIOS
+                            )
+                            + f", PSS {res['pss_mib']:.1f} MiB",
                             file=sys.stderr,
                         )
                     runs.append(res)
+            if not args.no_pycount:
+                for name in chosen:
+                    if not registry[name].python:
+                        continue
+                    print(f"[python entries] {name} …", file=sys.stderr)
+                    pc = count_python(registry[name], settings, cpus, tmp)
+                    print(f"  {json.dumps({k: pc.get(k) for k in ('get_1k', 'post', 'error')})}",
+                          file=sys.stderr)  # fmt: skip
+                    pycounts.append(pc)
+    load_after = load_average()
 
-    summary = summarize(runs, settings)
+    summary = summarize(runs, pycounts, settings)
     meta: dict[str, Any] = {
         "command": "make bench-gateway" + (" (quick)" if args.quick else ""),
         "rounds": settings.rounds,
@@ -838,13 +958,20 @@ def main() -> None:
         "cpu_layout": cpus.describe(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "date": time.strftime("%Y-%m-%d"),
+        "load_before": load_before,
+        "load_after": load_after,
         "duration_s": round(time.time() - started, 1),
         "versions": versions(),
     }
     meta["targets"] = targets(summary, settings)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(
-        json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=2, default=str) + "\n"
+        json.dumps(
+            {"meta": meta, "summary": summary, "runs": runs, "python_entries": pycounts},
+            indent=2,
+            default=str,
+        )
+        + "\n"
     )
     table = markdown(summary, meta, settings)
     print(table)

@@ -12,9 +12,11 @@ Read and update are one Lua script (one round trip): a GET followed by a separat
 a flood through between the two (Let's Encrypt boulder#7780). GCRA has no window edges, so no
 2× burst at a boundary as fixed windows have (envoy ratelimit).
 
-When Redis does not answer within `timeout`, requests pass (`on_error="open"`) or are refused
-(`"closed"`) without waiting any longer; `agentgate_cluster_limit_redis_up` and `health()` show
-it, and the limiter tries Redis again after `retry_after`.
+When a request needs a lease and Redis has not answered within `timeout`, that request passes
+(`on_error="open"`) or is refused (`"closed"`) without waiting longer; the lease still completes
+in the background. When Redis fails (refused, reset, no answer within the socket timeout),
+requests take the failure mode without asking Redis until `retry_after` has passed;
+`agentgate_cluster_limit_redis_up` and `health()` show it.
 
     limiter = ClusterLimiter(redis_url, rate=1000, burst=50)
     if await limiter.acquire("tenant:acme"):      # most calls: no await on Redis at all
@@ -107,7 +109,7 @@ class ClusterLimiter:
         timeout: float = 0.05,
         lease_period: float = 0.05,
         lease_ttl: float = 1.0,
-        retry_after: float = 1.0,
+        retry_after: float = 0.5,
         prefix: str = "ag:rl:",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -125,7 +127,9 @@ class ClusterLimiter:
         self.prefix = prefix
         self._clock = clock
         self._r = client or aioredis.Redis.from_url(
-            redis_url or "", socket_timeout=timeout, socket_connect_timeout=timeout
+            redis_url or "",
+            socket_timeout=max(1.0, 10 * timeout),
+            socket_connect_timeout=max(0.5, timeout),
         )
         self._script = self._r.register_script(GCRA_LEASE)
         self._buckets: dict[str, _Bucket] = {}
@@ -173,9 +177,13 @@ class ClusterLimiter:
             return False
         self._refresh(key, b, want=cost)
         task = b.refreshing
-        if task is not None:
+        if task is not None and not task.done():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), self.timeout * 2)
+                await asyncio.wait_for(asyncio.shield(task), self.timeout)
+            if not task.done():
+                # a slow answer: this request gets the configured failure mode, the lease
+                # itself completes in the background and its tokens serve the next ones
+                return self._failed()
         if self._clock() < self._down_until:
             return self._failed()
         if b.tokens >= cost:
@@ -201,9 +209,10 @@ class ClusterLimiter:
     async def _lease(self, key: str, b: _Bucket, n: int) -> None:
         try:
             LEASES.inc()
-            granted, wait = await asyncio.wait_for(
-                lease(self._r, self._script, self.prefix + key, self.rate, self.capacity, n),
-                self.timeout,
+            # not cancelled at `timeout`: a reply that comes late still carries granted tokens
+            # (cancelling would leak them from the shared bucket); the socket timeout bounds it
+            granted, wait = await lease(
+                self._r, self._script, self.prefix + key, self.rate, self.capacity, n
             )
         except (RedisError, OSError, TimeoutError) as e:
             REDIS_ERRORS.inc()

@@ -100,13 +100,7 @@ def test_gateway_pool_from_ready_replicas() -> None:
     body = doc({"command": ["srv"], "max_concurrency": 7, "timeouts": {"first_byte": "2s"}})
     with pytest.raises(Invalid, match="no ready replica"):
         gateway_parts("acme", "bot", body, {}, [])
-    # the gateway accepts `unix:` endpoints once the data plane does (issue 9); until then the
-    # pool is refused by the endpoint URL check and the agent stays out of the route table
-    try:
-        name, pool, routes = gateway_parts("acme", "bot", body, {}, [], endpoints=["unix:/x.sock"])
-    except Invalid as e:
-        assert "url" in str(e)
-    else:
-        assert name == "acme/bot" and pool.max_concurrency == 7
-        assert [ep.url for ep in pool.endpoints] == ["unix:/x.sock"]
-        assert routes[0].match.path_prefix == "/t/acme/agents/bot"
+    name, pool, routes = gateway_parts("acme", "bot", body, {}, [], endpoints=["unix:/x.sock"])
+    assert name == "acme/bot" and pool.max_concurrency == 7
+    assert [ep.url for ep in pool.endpoints] == ["unix:/x.sock"]
+    assert routes[0].match.path_prefix == "/t/acme/agents/bot"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -219,3 +220,19 @@ async def test_logs_rotate(make_supervisor: Any) -> None:
     await http(r.socket, "/try/spam?arg=30000")
     await eventually(lambda: r.logs.stderr.with_name("stderr.log.2").exists(), "second rotation")
     assert not r.logs.stderr.with_name("stderr.log.3").exists()
+
+
+async def test_uids_are_unique_across_supervisors(
+    make_supervisor: Any, caps: Any, rt_root: Path
+) -> None:
+    if not caps["unprivileged_uid"].available:
+        pytest.skip(f"unprivileged_uid refused by this host: {caps['unprivileged_uid'].detail}")
+    shared = {"uid_dir": rt_root / "uids", "uid_base": 120_000, "uid_count": 3}
+    a = await make_supervisor(**shared)
+    b = await make_supervisor(**shared)
+    got = [a._alloc_uid(), a._alloc_uid(), b._alloc_uid()]
+    assert sorted(got) == [120_000, 120_001, 120_002]  # type: ignore[type-var]
+    assert b._alloc_uid() is None  # all three claimed on this host
+    assert (rt_root / "uids" / str(got[0])).read_text() == str(os.getpid())
+    a._free_uid(got[0])  # type: ignore[arg-type]
+    assert b._alloc_uid() == got[0]

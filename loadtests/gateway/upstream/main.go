@@ -24,7 +24,21 @@ func body(n int) []byte {
 	return bytes.Repeat([]byte("agentgate-bench-"), n/16)
 }
 
+// chatCompletion is an OpenAI-style chat completion of exactly `size` bytes: the reply of the
+// POST scenario, valid JSON so that an LLM proxy (LiteLLM) can parse it as a model's answer.
+func chatCompletion(size int) []byte {
+	head := `{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,` +
+		`"model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"`
+	tail := `"},"finish_reason":"stop"}],` +
+		`"usage":{"prompt_tokens":16,"completion_tokens":200,"total_tokens":216}}`
+	return []byte(head + strings.Repeat("a", size-len(head)-len(tail)) + tail)
+}
+
 func fixed(b []byte) http.HandlerFunc {
+	return typed(b, "application/octet-stream")
+}
+
+func typed(b []byte, contentType string) http.HandlerFunc {
 	length := strconv.Itoa(len(b))
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil {
@@ -32,7 +46,7 @@ func fixed(b []byte) http.HandlerFunc {
 			_, _ = io.Copy(io.Discard, r.Body)
 		}
 		h := w.Header()
-		h["Content-Type"] = []string{"application/octet-stream"}
+		h["Content-Type"] = []string{contentType}
 		h["Content-Length"] = []string{length}
 		_, _ = w.Write(b)
 	}
@@ -108,6 +122,7 @@ func main() {
 	k1 := body(1024)
 	k16 := body(16 * 1024)
 	h1k, h16k, hFlaky := fixed(k1), fixed(k16), flaky(k1)
+	hChat := typed(chatCompletion(1024), "application/json")
 	health := func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }
 	// Dispatch on the last path segment so a proxy that keeps a route prefix (e.g.
 	// /agents/echo/1k) reaches the same handler as one that strips it.
@@ -122,6 +137,8 @@ func main() {
 			sse(w, r)
 		case "flaky":
 			hFlaky(w, r)
+		case "completions": // POST /v1/chat/completions: a fixed 1 KiB JSON reply
+			hChat(w, r)
 		case "health":
 			health(w, r)
 		default:

@@ -24,8 +24,9 @@ Semantics every backend keeps (the conformance suite in tests/bus/ checks them o
   with retries means everywhere).
 - **At-least-once with explicit ack**: a fetched message is in flight until `ack`. One not
   acked within `visibility_timeout` is delivered again (Redis: pending entries list +
-  XCLAIM; Kafka: uncommitted offsets go to the next owner of the partition, and an in-flight
-  message older than the timeout is re-queued through the group's retry topic).
+  XCLAIM, checked at least every third of the timeout; Kafka: uncommitted offsets go to the
+  next owner of the partition, and an in-flight message older than the timeout is re-queued
+  through the group's retry topic).
 - **Retries with exponential backoff**: `nack(msg, error)` redelivers after
   `retry_base * 2**(attempt-1)` seconds, capped at `retry_max` (which may not exceed the
   visibility timeout).

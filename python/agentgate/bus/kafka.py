@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -51,6 +52,8 @@ from agentgate.bus import (
 )
 
 __all__ = ["KafkaBus", "KafkaConsumer", "retry_topic"]
+
+log = logging.getLogger("agentgate.bus.kafka")
 
 _INTERNAL = ("x-attempt", "x-due", "x-dedupe")
 
@@ -266,6 +269,8 @@ class KafkaConsumer:
         self._msgs: dict[str, tuple[TopicPartition, int, Message]] = {}
         self._paused: dict[TopicPartition, float] = {}
         self._seen = _Window(self._s.dedupe_window)
+        self._dirty: set[TopicPartition] = set()
+        self._flushing: asyncio.Task[None] | None = None
         self._closed = False
         self.session_timeout_ms = int(bus.settings.kafka_session_timeout * 1000)
 
@@ -289,6 +294,9 @@ class KafkaConsumer:
             heartbeat_interval_ms=max(100, self.session_timeout_ms // 5),
             max_partition_fetch_bytes=1024 * 1024,
             fetch_max_bytes=8 * 1024 * 1024,
+            # the retry partition is usually empty: a long broker-side wait on it would hold
+            # back the main partition's next batch (3x slower consume measured at 500 ms)
+            fetch_max_wait_ms=20,
         )
         c.subscribe([self.topic, self._retry], listener=_Revoked(self))
         try:
@@ -322,7 +330,6 @@ class KafkaConsumer:
 
     def _message(self, rec: Any) -> Message | None:
         h = {k: bytes(v).decode(errors="replace") for k, v in (rec.headers or ())}
-        tp = TopicPartition(rec.topic, rec.partition)
         retry = rec.topic == self._retry
         attempt = int(h.get("x-attempt", "1")) if retry else 1
         dk = h.get("x-dedupe")
@@ -341,7 +348,6 @@ class KafkaConsumer:
             partition=rec.partition,
             attempt=attempt,
         )
-        del tp
         return msg
 
     async def fetch(self, max_messages: int = 100, wait: float = 1.0) -> list[Message]:
@@ -405,22 +411,33 @@ class KafkaConsumer:
     async def _expire(self) -> None:
         """Re-queue messages in flight past the visibility timeout."""
         mono = time.monotonic()
-        late = [
-            msg
-            for tp, off, msg in self._msgs.values()
-            if self._parts.get(tp, _Part()).pending.get(off, mono + 1) <= mono
-        ]
+        late = []
+        for tp, off, msg in self._msgs.values():
+            part = self._parts.get(tp)
+            if part is not None and part.pending.get(off, mono + 1) <= mono:
+                late.append(msg)
         for msg in late:
             await self.nack(msg, "visibility timeout expired", delay=0.0)
 
     async def _done(self, items: list[tuple[TopicPartition, int]]) -> None:
-        touched = set()
         for tp, off in items:
             part = self._parts.get(tp)
             if part is not None:
                 part.pending.pop(off, None)
-                touched.add(tp)
-        await self._commit(list(touched))
+                self._dirty.add(tp)
+        # commits go out in the background, coalesced: an ack does not wait for the broker
+        # (a crash before the commit only redelivers, which at-least-once allows)
+        if self._dirty and (self._flushing is None or self._flushing.done()):
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._dirty:
+            tps = list(self._dirty)
+            self._dirty.clear()
+            try:
+                await self._commit(tps)
+            except Exception:
+                log.exception("kafka: committing offsets of %s failed", self.group)
 
     async def _commit(self, tps: list[TopicPartition]) -> None:
         if self._c is None:
@@ -485,6 +502,8 @@ class KafkaConsumer:
         if self._closed:
             return
         self._closed = True
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
         if self._c is not None:
             await self._commit(list(self._parts))
             try:

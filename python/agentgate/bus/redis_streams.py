@@ -381,11 +381,20 @@ class RedisStreamsConsumer:
         order = [(start + i) % n for i in range(n)]
         # a member asks for more partitions only while it holds less than its fair share
         grow = len(self._owned) < self._share
+        mono = time.monotonic()
+        if self._owned and not grow and mono - self._renewed < vt / 3000:
+            # leases renewed less than a third of the timeout ago: just read new entries, as a
+            # plain XREADGROUP loop would (the full round, with re-claims of timed-out entries,
+            # runs at least every third of the timeout)
+            mine = sorted(self._owned)
+            res = await r.xreadgroup(
+                self.group, self.name, {self._streams[p]: ">" for p in mine}, count=want
+            )
+            return [m for _, m in self._entries(res)], mine
         tried = order if grow else [p for p in order if p in self._owned]
         # partitions leased in the last third of the timeout: the script renews the lease and
         # re-claims, the new entries come from a native XREADGROUP in the same pipeline (the
         # script would copy every entry through Lua: a third of the speed)
-        mono = time.monotonic()
         native = [p for p in tried if p in self._owned and mono - self._renewed < vt / 3000]
         pipe = r.pipeline(transaction=False)
         t = time.time()

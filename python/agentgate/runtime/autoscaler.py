@@ -94,8 +94,14 @@ class ScalerState:
 
     def mean(self, now: float, window: float) -> float:
         """Mean concurrency over the last `window` seconds (0 without samples)."""
-        xs = [c for t, c in self.samples if t > now - window]
-        return sum(xs) / len(xs) if xs else 0.0
+        total, n = 0.0, 0
+        for t, c in reversed(self.samples):  # newest first: stop at the window's start
+            if t <= now - window:
+                break
+            if t <= now:
+                total += c
+                n += 1
+        return total / n if n else 0.0
 
 
 def decide(

@@ -591,14 +591,7 @@ class AgentFactory:
         tpl.validate_params(params, "$.params")
         route_list = list(routes or [])
         tenant_name = await self._tenant_name(scope)
-        process = is_process(t.body)
-        if process:
-            self._runtime_check(t.body, params, agent_name, tenant_name, replicas)
-            if route_list:
-                check_routes(route_list)
-        else:
-            # builds the pool and routes now so a bad placeholder or route is refused first
-            gateway_parts(tenant_name, agent_name, t.body, params, route_list, model=tpl.model)
+        process = self._check(tpl, t.body, params, agent_name, tenant_name, replicas, route_list)
         sig, err = await self._verify(registry, t)
         target = f"agent:{agent_name}"
         decision = await self._decide(
@@ -645,6 +638,26 @@ class AgentFactory:
             },
         )
         return await self._record(scope, agent, tenant_name, t, decision, resolved.warning)
+
+    def _check(
+        self,
+        tpl: Any,
+        body: Mapping[str, Any],
+        params: Mapping[str, Any],
+        name: str,
+        tenant_name: str,
+        replicas: int,
+        routes: Sequence[Any],
+    ) -> bool:
+        """Refuse a bad agent before anything is stored; True for a `process` agent."""
+        if is_process(body):
+            self._runtime_check(body, params, name, tenant_name, replicas)
+            if routes:
+                check_routes(list(routes))
+            return True
+        # builds the pool and routes now so a bad placeholder or route is refused first
+        gateway_parts(tenant_name, name, body, params, routes, model=tpl.model)
+        return False
 
     def _runtime_check(
         self,
@@ -706,13 +719,7 @@ class AgentFactory:
         new_replicas = replicas if replicas is not None else current.replicas
         tpl.validate_params(new_params, "$.params")
         tenant_name = await self._tenant_name(scope)
-        process = is_process(t.body)
-        if process:
-            self._runtime_check(t.body, new_params, name, tenant_name, new_replicas)
-            if new_routes:
-                check_routes(new_routes)
-        else:
-            gateway_parts(tenant_name, name, t.body, new_params, new_routes, model=tpl.model)
+        process = self._check(tpl, t.body, new_params, name, tenant_name, new_replicas, new_routes)
         sig, err = await self._verify(registry, t)
         target = f"agent:{name}"
         decision = await self._decide(

@@ -297,6 +297,10 @@ def apply(plan: Plan) -> list[str]:
             os.setgroups([])
             os.setresgid(gid, gid, gid)
             os.setresuid(plan.uid, plan.uid, plan.uid)
+            # a credential change clears the parent-death signal: set it again as the new uid
+            libc_call("prctl", PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() == 1:
+                os._exit(1)  # the parent died in between
             applied.append("unprivileged_uid")
         except OSError as e:
             _need(plan, "unprivileged_uid", e)

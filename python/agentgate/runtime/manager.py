@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from agentgate.errors import AgentgateError, Invalid, NotFound
 from agentgate.runtime.autoscaler import KpaSettings, Load, LoadSource, ScalerState, decide
 from agentgate.runtime.capabilities import Capability
+from agentgate.runtime.factory import AuditLog
 from agentgate.runtime.forecast import WeeklyProfile
 from agentgate.runtime.spec import AgentSpec, is_process
 from agentgate.runtime.supervisor import StartResult
@@ -69,24 +70,6 @@ class Backend(Protocol):
 
     def replicas(self, agent_id: str) -> list[dict[str, Any]]:
         """Replicas with state, pid, socket, restarts, CPU, memory."""
-        ...
-
-
-class AuditLog(Protocol):
-    """The factory's audit protocol (see `agentgate.runtime.factory.AuditLog`)."""
-
-    async def record(
-        self,
-        scope: TenantScope,
-        *,
-        actor: str,
-        action: str,
-        target: str,
-        outcome: str,
-        decision: Mapping[str, Any] | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> object:
-        """Append one entry for the scope's tenant."""
         ...
 
 
@@ -198,7 +181,8 @@ class Runtime:
             await self.repo.set_status(agent.id, agent.tenant_id, "failed", res.reason, res.stderr)
             return await scope.agents.update(agent.name, state="failed")
         self.specs[agent.id] = spec
-        await self.repo.clear_status(agent.id)
+        if agent.state != "starting":  # a new agent has no failure to forget
+            await self.repo.clear_status(agent.id)
         if agent.state != "active":
             return await scope.agents.update(agent.name, state="active")
         return agent

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from agentgate.runtime.autoscaler import LoadSource
 from agentgate.runtime.capabilities import probe_subprocess
-from agentgate.runtime.manager import Runtime
+from agentgate.runtime.manager import Backend, Runtime
 from agentgate.runtime.state_api import StoreCheckpoints
 from agentgate.runtime.supervisor import Settings, Supervisor
 from agentgate.store import Store
@@ -43,11 +43,17 @@ async def open_runtime(
     root = Path(os.path.abspath(env.get("AGENTGATE_RUNTIME_DIR") or data_dir / "runtime"))  # noqa: ASYNC240
     caps = await asyncio.to_thread(probe_subprocess)
     repo = RuntimeRepo(store.db, store.clock)
-    if mode != "local":
-        raise ValueError(f"AGENTGATE_RUNTIME must be local or off, got {mode!r}")
-    backend = Supervisor(
-        Settings(root=root), repo=repo, checkpoints=StoreCheckpoints(repo), capabilities=caps
-    )
+    backend: Backend
+    if mode == "ray":
+        from agentgate.runtime.ray_backend import RayBackend
+
+        backend = RayBackend(address=env.get("AGENTGATE_RAY_ADDRESS"), repo=repo, caps=caps)
+    elif mode == "local":
+        backend = Supervisor(
+            Settings(root=root), repo=repo, checkpoints=StoreCheckpoints(repo), capabilities=caps
+        )
+    else:
+        raise ValueError(f"AGENTGATE_RUNTIME must be local, ray or off, got {mode!r}")
     rt = Runtime(store, backend, audit=ScopeAudit(seal), load=load, name=mode)
     await rt.start()
     log.info("agent runtime %s in %s", mode, root)

@@ -21,11 +21,13 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from agentgate.config import Agent as PoolConfig
 from agentgate.config import ApiKey, GatewayConfig, Route
 from agentgate.errors import AgentgateError
 from agentgate.runtime.factory import gateway_parts
+from agentgate.runtime.spec import is_process
 from agentgate.store import RoutableAgent, Store
 from agentgate.tenancy import key_snapshot
 
@@ -95,7 +97,7 @@ class StoreSource:
         self._clock = clock
         self._versions: tuple[int, int] | None = None
         self._next_change: float | None = None
-        self._parts: dict[tuple[str, int, str, str], Parts] = {}
+        self._parts: dict[tuple[Any, ...], Parts] = {}
         self._reported = 0.0
 
     def contribute(self, base: GatewayConfig) -> GatewayConfig:
@@ -104,11 +106,20 @@ class StoreSource:
 
     def _agent_parts(self, r: RoutableAgent) -> Parts | None:
         a = r.agent
-        key = (a.id, a.revision, a.template_digest, r.tenant_name)
+        key = _key(r)
         hit = self._parts.get(key)
         if hit is None:
+            if is_process(r.template_body) and not r.endpoints:
+                return None  # no ready replica (starting, failed, scaled to zero): no route yet
             try:
-                hit = gateway_parts(r.tenant_name, a.name, r.template_body, a.params, a.routes)
+                hit = gateway_parts(
+                    r.tenant_name,
+                    a.name,
+                    r.template_body,
+                    a.params,
+                    a.routes,
+                    endpoints=r.endpoints,  # a process agent's ready replicas (`unix:/…`)
+                )
             except AgentgateError as e:
                 log.error("agent %s/%s left out of the gateway: %s", r.tenant_name, a.name, e)
                 return None
@@ -122,13 +133,13 @@ class StoreSource:
         snap = await key_snapshot(self.store, now=self._clock())
         rows = await self.store.system.agents.routable()
         state = StoreState()
-        live: set[tuple[str, int, str, str]] = set()
+        live: set[tuple[Any, ...]] = set()
         for r in rows:
             parts = self._agent_parts(r)
             if parts is None:
                 continue
             a = r.agent
-            live.add((a.id, a.revision, a.template_digest, r.tenant_name))
+            live.add(_key(r))
             name, pool, routes = parts
             state.pools[name] = pool
             if a.state == "draining":
@@ -184,3 +195,9 @@ class StoreSource:
                 raise
             except Exception as e:  # a store hiccup must never take the data plane down
                 log.error("store sync failed, keeping the running config: %s", e)
+
+
+def _key(r: RoutableAgent) -> tuple[Any, ...]:
+    """What an agent's gateway parts depend on (replica endpoints change without a revision)."""
+    a = r.agent
+    return (a.id, a.revision, a.template_digest, r.tenant_name, r.endpoints)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -86,6 +87,7 @@ class Settings:
     python: str = sys.executable
     uid_base: int = 110_000
     uid_count: int = 50_000
+    uid_dir: Path = Path("/run/agentgate/uids")  # host-wide claims: one uid, one replica
     grace: float = 10.0
     unpublish_wait: float = 0.1  # let gateway workers (25 ms polls) drop the endpoint first
     backoff_base: float = 1.0
@@ -96,6 +98,7 @@ class Settings:
     log_keep: int = 3
     pool_cap: int = 64
     housekeeping: float = 2.0
+    refill_delay: float = 0.05  # after a claim: let the new agent's first requests go first
 
     def backoff(self, failures: int) -> float:
         """Delay before restarting after the `failures`-th consecutive crash."""
@@ -288,8 +291,12 @@ class Supervisor:
         self.closed = True
         if self._housekeeper is not None:
             self._housekeeper.cancel()
-        for t in list(self._filling.values()) + list(self._tasks):
+        fills = list(self._filling.values())
+        for t in fills:
             t.cancel()
+        await asyncio.gather(*fills, return_exceptions=True)  # their cleanups run now
+        # drains already under way (scale-down) finish: they own their replicas
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
         stops = [self.stop_agent(aid) for aid in list(self.agents)]
         stops += [self._stop(r, publish=False) for q in self.pools.values() for r in list(q)]
         await asyncio.gather(*stops, return_exceptions=True)
@@ -320,10 +327,7 @@ class Supervisor:
         if gone:
             raise Refused(gone)
         if self.caps.get("seccomp", _NO).available:
-            from agentgate import _core
-
-            action = _core.DenyAction(spec.spec.seccomp.on_deny)
-            _core.seccomp_check(list(spec.spec.seccomp.deny), action)
+            _seccomp_check(tuple(spec.spec.seccomp.deny), spec.spec.seccomp.on_deny)
 
     def base_env(self) -> dict[str, str]:
         """Environment of runtime helper processes (not the replicas: theirs is built)."""
@@ -334,15 +338,38 @@ class Supervisor:
 
     # ---- replicas ----
     def _alloc_uid(self) -> int | None:
+        """A uid no other replica on this host has: claimed by an O_EXCL file in `uid_dir`
+        (shared by every supervisor here), holding the claimer's pid so a dead one's claims
+        can be taken back."""
         if not self.caps.get("unprivileged_uid", _NO).available:
             return None
         s = self.settings
+        s.uid_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        start = uuid.uuid4().int
         for i in range(s.uid_count):
-            uid = s.uid_base + (hash(uuid.uuid4().hex) + i) % s.uid_count
-            if uid not in self._uids:
-                self._uids.add(uid)
-                return uid
+            uid = s.uid_base + (start + i) % s.uid_count
+            if uid in self._uids:
+                continue
+            claim = s.uid_dir / str(uid)
+            try:
+                fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                if not _stale(claim):
+                    continue
+                claim.unlink(missing_ok=True)
+                try:
+                    fd = os.open(claim, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                except FileExistsError:
+                    continue
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            self._uids.add(uid)
+            return uid
         return None
+
+    def _free_uid(self, uid: int) -> None:
+        self._uids.discard(uid)
+        (self.settings.uid_dir / str(uid)).unlink(missing_ok=True)
 
     def _plan(self, spec: AgentSpec, r: Replica, procs: list[str]) -> Plan:
         s = spec.spec
@@ -370,7 +397,7 @@ class Supervisor:
             and blocked_dirs(exposed, r.uid, r.uid)
         ):
             # without a mount namespace the uid could not reach the interpreter: keep root
-            self._uids.discard(r.uid)
+            self._free_uid(r.uid)
             r.uid = None
         return Plan(
             run_dir=str(r.run_dir),
@@ -519,7 +546,7 @@ class Supervisor:
                     self._start_time = 0.8 * self._start_time + 0.2 * took
                     return True
                 await asyncio.wait({exited}, timeout=delay)
-                delay = min(delay * 2, 0.05)
+                delay = min(delay * 2, 0.01)
             return False
         finally:
             exited.cancel()
@@ -542,6 +569,15 @@ class Supervisor:
         try:
             await self._launch(spec, r)
             ok = await self._ready(spec, r)
+        except asyncio.CancelledError:
+            # cancelled mid-start (a pool refill at close): leave nothing running
+            r.signal(signal.SIGKILL)
+            if r.cgroup is not None and self.cgroups is not None:
+                with contextlib.suppress(OSError):
+                    self.cgroups.kill(r.cgroup)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._cleanup(r))
+            raise
         except Exception as e:  # fork server could not import the app, or fork failed
             await self._discard(r)
             text = str(e).strip()
@@ -572,7 +608,7 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(self.cgroups.remove, r.cgroup)
         if r.uid is not None:
-            self._uids.discard(r.uid)
+            self._free_uid(r.uid)
         await asyncio.to_thread(r.remove_files)
         r.state = "stopped"
 
@@ -677,8 +713,8 @@ class Supervisor:
             r, why = await self._cold(spec, spec.agent_id)
             if r is None:
                 return False, why
-        if spec.scaling.warm_pool:
-            self.prewarm(spec)  # refill in the background
+        if spec.scaling.warm_pool:  # refill in the background, just after this claim
+            asyncio.get_running_loop().call_later(self.settings.refill_delay, self.prewarm, spec)
         r.bind(spec.agent_id)
         r.state = "ready"
         run.replicas[r.id] = r
@@ -859,6 +895,32 @@ class Supervisor:
                 raise
             except Exception:
                 log.exception("runtime housekeeping failed")
+
+
+def _stale(claim: Path) -> bool:
+    """Whether a uid claim's supervisor is gone."""
+    try:
+        pid = int(claim.read_text() or "0")
+    except (OSError, ValueError):
+        return False  # being written right now
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@functools.lru_cache(maxsize=256)
+def _seccomp_check(deny: tuple[str, ...], on_deny: str) -> int:
+    """Compile the profile once per distinct deny list (`SandboxProfileError`, a ValueError,
+    names a bad syscall)."""
+    from agentgate import _core
+
+    return _core.seccomp_check(list(deny), _core.DenyAction(on_deny))
 
 
 def _rotate_all(reps: list[Replica]) -> None:
