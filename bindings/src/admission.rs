@@ -3,92 +3,38 @@
 use std::collections::HashMap;
 
 use crate::clock::{any_clock, ManualClock};
-use crate::errors::{setting_error, unknown_name};
+use crate::enums::{named_enum, py_enum};
+use crate::errors::setting_error;
 use agentgate_core::admission::{
     Admission as Core, AdmissionConfig, Decision, Priority as CorePriority, Refusal as CoreRefusal,
 };
 use agentgate_core::setting::int_in;
 use pyo3::prelude::*;
 
-/// A request class, most important first; `str()` gives its config name ("high").
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Priority {
-    /// Served first, never shed by others.
-    Critical,
-    /// Above normal traffic.
-    High,
-    /// The default class.
-    Normal,
-    /// Shed first under pressure.
-    Low,
-}
-
-impl From<CorePriority> for Priority {
-    fn from(p: CorePriority) -> Self {
-        match p {
-            CorePriority::Critical => Priority::Critical,
-            CorePriority::High => Priority::High,
-            CorePriority::Normal => Priority::Normal,
-            CorePriority::Low => Priority::Low,
-        }
+py_enum! {
+    /// A request class, most important first; `str()` gives its config name ("high").
+    Priority mirrors CorePriority {
+        /// Served first, never shed by others.
+        Critical,
+        /// Above normal traffic.
+        High,
+        /// The default class.
+        Normal,
+        /// Shed first under pressure.
+        Low,
     }
 }
+named_enum!(Priority, CorePriority);
 
-impl From<Priority> for CorePriority {
-    fn from(p: Priority) -> Self {
-        match p {
-            Priority::Critical => CorePriority::Critical,
-            Priority::High => CorePriority::High,
-            Priority::Normal => CorePriority::Normal,
-            Priority::Low => CorePriority::Low,
-        }
-    }
-}
-
-#[pymethods]
-impl Priority {
-    /// The class named `name` (any case); ValueError otherwise.
-    #[new]
-    fn new(name: &str) -> PyResult<Self> {
-        name.parse::<CorePriority>()
-            .map(Into::into)
-            .map_err(unknown_name)
-    }
-    fn __str__(&self) -> &'static str {
-        CorePriority::from(*self).as_str()
-    }
-}
-
-/// Why a request ended without a slot.
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Refusal {
-    /// Refused on arrival: the queue is full (or there is none).
-    QueueFull,
-    /// Refused on arrival, or evicted while waiting, for more important requests.
-    Shed,
-    /// Waited longer than its class's max wait.
-    Timeout,
-}
-
-impl From<CoreRefusal> for Refusal {
-    fn from(r: CoreRefusal) -> Self {
-        match r {
-            CoreRefusal::QueueFull => Refusal::QueueFull,
-            CoreRefusal::Shed => Refusal::Shed,
-            CoreRefusal::Timeout => Refusal::Timeout,
-        }
-    }
-}
-
-impl From<Refusal> for CoreRefusal {
-    fn from(r: Refusal) -> Self {
-        match r {
-            Refusal::QueueFull => CoreRefusal::QueueFull,
-            Refusal::Shed => CoreRefusal::Shed,
-            Refusal::Timeout => CoreRefusal::Timeout,
-        }
+py_enum! {
+    /// Why a request ended without a slot.
+    Refusal mirrors CoreRefusal {
+        /// Refused on arrival: the queue is full (or there is none).
+        QueueFull,
+        /// Refused on arrival, or evicted while waiting, for more important requests.
+        Shed,
+        /// Waited longer than its class's max wait.
+        Timeout,
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::breaker::{Outcome, PyBreakerConfig, PyBreakerStats};
 use crate::clock::{any_clock, ManualClock};
+use crate::enums::py_enum;
 use crate::errors::{setting_error, NO_ENDPOINT_AVAILABLE, UNKNOWN_ENDPOINT};
 use agentgate_core::balancer::{
     Balancer as Core, EndpointSpec as CoreSpec, Unavailable as CoreUnavailable, UnknownEndpoint,
@@ -10,35 +11,15 @@ use agentgate_core::breaker::BreakerConfig;
 use agentgate_core::setting::{nanos_to_secs, secs_to_nanos};
 use pyo3::prelude::*;
 
-/// Why no endpoint could be picked.
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Unavailable {
-    /// The balancer has no endpoints.
-    Empty,
-    /// Every endpoint is marked unhealthy.
-    NoHealthy,
-    /// Healthy endpoints exist, but their breakers all refuse traffic.
-    AllOpen,
-}
-
-impl From<CoreUnavailable> for Unavailable {
-    fn from(u: CoreUnavailable) -> Self {
-        match u {
-            CoreUnavailable::Empty => Unavailable::Empty,
-            CoreUnavailable::NoHealthy => Unavailable::NoHealthy,
-            CoreUnavailable::AllOpen => Unavailable::AllOpen,
-        }
-    }
-}
-
-impl From<Unavailable> for CoreUnavailable {
-    fn from(u: Unavailable) -> Self {
-        match u {
-            Unavailable::Empty => CoreUnavailable::Empty,
-            Unavailable::NoHealthy => CoreUnavailable::NoHealthy,
-            Unavailable::AllOpen => CoreUnavailable::AllOpen,
-        }
+py_enum! {
+    /// Why no endpoint could be picked.
+    Unavailable mirrors CoreUnavailable {
+        /// The balancer has no endpoints.
+        Empty,
+        /// Every endpoint is marked unhealthy.
+        NoHealthy,
+        /// Healthy endpoints exist, but their breakers all refuse traffic.
+        AllOpen,
     }
 }
 

@@ -1,7 +1,8 @@
 //! Python bindings for agentgate_core::breaker, and the breaker enums every module shares.
 
 use crate::clock::{any_clock, ManualClock};
-use crate::errors::{setting_error, unknown_name};
+use crate::enums::{named_enum, py_enum};
+use crate::errors::setting_error;
 use agentgate_core::breaker::{
     BreakerConfig as CoreConfig, BreakerSecs, BreakerState as CoreState, BreakerStats as CoreStats,
     CircuitBreaker as Core, Outcome as CoreOutcome,
@@ -9,97 +10,31 @@ use agentgate_core::breaker::{
 use agentgate_core::setting::nanos_to_secs;
 use pyo3::prelude::*;
 
-/// A breaker's state; `str()` gives its name in APIs ("closed", "open", "half_open").
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BreakerState {
-    /// Traffic flows.
-    Closed,
-    /// Refusing until the cool-down ends.
-    Open,
-    /// Letting probes through.
-    HalfOpen,
+py_enum! {
+    /// A breaker's state; `str()` gives its name in APIs ("closed", "open", "half_open").
+    BreakerState mirrors CoreState {
+        /// Traffic flows.
+        Closed,
+        /// Refusing until the cool-down ends.
+        Open,
+        /// Letting probes through.
+        HalfOpen,
+    }
 }
+named_enum!(BreakerState, CoreState);
 
-impl From<CoreState> for BreakerState {
-    fn from(s: CoreState) -> Self {
-        match s {
-            CoreState::Closed => BreakerState::Closed,
-            CoreState::Open => BreakerState::Open,
-            CoreState::HalfOpen => BreakerState::HalfOpen,
-        }
+py_enum! {
+    /// How a request that a breaker or balancer let through ended.
+    Outcome mirrors CoreOutcome {
+        /// The upstream answered well.
+        Success,
+        /// The upstream failed (error, timeout, 5xx).
+        Failure,
+        /// No verdict from the upstream (the client went away): not counted.
+        Cancelled,
     }
 }
-
-impl From<BreakerState> for CoreState {
-    fn from(s: BreakerState) -> Self {
-        match s {
-            BreakerState::Closed => CoreState::Closed,
-            BreakerState::Open => CoreState::Open,
-            BreakerState::HalfOpen => CoreState::HalfOpen,
-        }
-    }
-}
-
-#[pymethods]
-impl BreakerState {
-    /// The state named `name` ("closed", "open", "half_open"); ValueError otherwise.
-    #[new]
-    fn new(name: &str) -> PyResult<Self> {
-        name.parse::<CoreState>()
-            .map(Into::into)
-            .map_err(unknown_name)
-    }
-    fn __str__(&self) -> &'static str {
-        CoreState::from(*self).as_str()
-    }
-}
-
-/// How a request that a breaker or balancer let through ended.
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// The upstream answered well.
-    Success,
-    /// The upstream failed (error, timeout, 5xx).
-    Failure,
-    /// No verdict from the upstream (the client went away): not counted.
-    Cancelled,
-}
-
-impl From<Outcome> for CoreOutcome {
-    fn from(o: Outcome) -> Self {
-        match o {
-            Outcome::Success => CoreOutcome::Success,
-            Outcome::Failure => CoreOutcome::Failure,
-            Outcome::Cancelled => CoreOutcome::Cancelled,
-        }
-    }
-}
-
-impl From<CoreOutcome> for Outcome {
-    fn from(o: CoreOutcome) -> Self {
-        match o {
-            CoreOutcome::Success => Outcome::Success,
-            CoreOutcome::Failure => Outcome::Failure,
-            CoreOutcome::Cancelled => Outcome::Cancelled,
-        }
-    }
-}
-
-#[pymethods]
-impl Outcome {
-    /// The outcome named `name` ("success", "failure", "cancelled"); ValueError otherwise.
-    #[new]
-    fn new(name: &str) -> PyResult<Self> {
-        name.parse::<CoreOutcome>()
-            .map(Into::into)
-            .map_err(unknown_name)
-    }
-    fn __str__(&self) -> &'static str {
-        CoreOutcome::from(*self).as_str()
-    }
-}
+named_enum!(Outcome, CoreOutcome);
 
 /// Validated circuit-breaker settings (durations in seconds), e.g. for balancer endpoints.
 #[pyclass(module = "agentgate._core", frozen, name = "BreakerConfig")]

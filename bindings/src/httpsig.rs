@@ -14,98 +14,49 @@ use pyo3::pybacked::PyBackedStr;
 use pyo3::types::PyBytes;
 
 use crate::clock::{any_clock, ManualClock};
+use crate::enums::py_enum;
 use crate::errors::{setting_error, unknown_name, HTTP_SIGNATURE_ERROR};
 use crate::signature::{private_key_arg, public_key_arg, public_key_arg_in};
 
-/// Why a signed request was rejected (or could not be signed); `str()` is its stable code.
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HttpSigErrorKind {
-    /// No Signature-Input / Signature header.
-    MissingSignature,
-    /// A header is not a valid structured field or not the expected shape.
-    Malformed,
-    /// The requested label is not in both headers.
-    LabelNotFound,
-    /// The signature parameters carry no keyid.
-    MissingKeyId,
-    /// The key id is not known.
-    UnknownKeyId,
-    /// `alg` present and not ed25519.
-    UnsupportedAlgorithm,
-    /// A component identifier this implementation does not support.
-    UnsupportedComponent,
-    /// The policy requires a component the signature does not cover.
-    ComponentNotCovered,
-    /// A covered component is absent from the request.
-    ComponentMissing,
-    /// The policy requires `created` and it is absent.
-    MissingCreated,
-    /// The policy requires a nonce and it is absent.
-    MissingNonce,
-    /// `expires` is in the past.
-    Expired,
-    /// `created` is older than the maximum age.
-    TooOld,
-    /// `created` is in the future.
-    CreatedInFuture,
-    /// The nonce was seen before.
-    ReplayedNonce,
-    /// The signature does not verify.
-    BadSignature,
-    /// The body does not match Content-Digest.
-    DigestMismatch,
-    /// A body without a Content-Digest header.
-    MissingDigest,
-}
-
-impl From<CoreKind> for HttpSigErrorKind {
-    fn from(k: CoreKind) -> Self {
-        match k {
-            CoreKind::MissingSignature => HttpSigErrorKind::MissingSignature,
-            CoreKind::Malformed => HttpSigErrorKind::Malformed,
-            CoreKind::LabelNotFound => HttpSigErrorKind::LabelNotFound,
-            CoreKind::MissingKeyId => HttpSigErrorKind::MissingKeyId,
-            CoreKind::UnknownKeyId => HttpSigErrorKind::UnknownKeyId,
-            CoreKind::UnsupportedAlgorithm => HttpSigErrorKind::UnsupportedAlgorithm,
-            CoreKind::UnsupportedComponent => HttpSigErrorKind::UnsupportedComponent,
-            CoreKind::ComponentNotCovered => HttpSigErrorKind::ComponentNotCovered,
-            CoreKind::ComponentMissing => HttpSigErrorKind::ComponentMissing,
-            CoreKind::MissingCreated => HttpSigErrorKind::MissingCreated,
-            CoreKind::MissingNonce => HttpSigErrorKind::MissingNonce,
-            CoreKind::Expired => HttpSigErrorKind::Expired,
-            CoreKind::TooOld => HttpSigErrorKind::TooOld,
-            CoreKind::CreatedInFuture => HttpSigErrorKind::CreatedInFuture,
-            CoreKind::ReplayedNonce => HttpSigErrorKind::ReplayedNonce,
-            CoreKind::BadSignature => HttpSigErrorKind::BadSignature,
-            CoreKind::DigestMismatch => HttpSigErrorKind::DigestMismatch,
-            CoreKind::MissingDigest => HttpSigErrorKind::MissingDigest,
-        }
-    }
-}
-
-impl From<HttpSigErrorKind> for CoreKind {
-    fn from(k: HttpSigErrorKind) -> Self {
-        match k {
-            HttpSigErrorKind::MissingSignature => CoreKind::MissingSignature,
-            HttpSigErrorKind::Malformed => CoreKind::Malformed,
-            HttpSigErrorKind::LabelNotFound => CoreKind::LabelNotFound,
-            HttpSigErrorKind::MissingKeyId => CoreKind::MissingKeyId,
-            HttpSigErrorKind::UnknownKeyId => CoreKind::UnknownKeyId,
-            HttpSigErrorKind::UnsupportedAlgorithm => CoreKind::UnsupportedAlgorithm,
-            HttpSigErrorKind::UnsupportedComponent => CoreKind::UnsupportedComponent,
-            HttpSigErrorKind::ComponentNotCovered => CoreKind::ComponentNotCovered,
-            HttpSigErrorKind::ComponentMissing => CoreKind::ComponentMissing,
-            HttpSigErrorKind::MissingCreated => CoreKind::MissingCreated,
-            HttpSigErrorKind::MissingNonce => CoreKind::MissingNonce,
-            HttpSigErrorKind::Expired => CoreKind::Expired,
-            HttpSigErrorKind::TooOld => CoreKind::TooOld,
-            HttpSigErrorKind::CreatedInFuture => CoreKind::CreatedInFuture,
-            HttpSigErrorKind::ReplayedNonce => CoreKind::ReplayedNonce,
-            HttpSigErrorKind::BadSignature => CoreKind::BadSignature,
-            HttpSigErrorKind::DigestMismatch => CoreKind::DigestMismatch,
-            HttpSigErrorKind::MissingDigest => CoreKind::MissingDigest,
-        }
+py_enum! {
+    /// Why a signed request was rejected (or could not be signed); `str()` is its stable code.
+    HttpSigErrorKind mirrors CoreKind {
+        /// No Signature-Input / Signature header.
+        MissingSignature,
+        /// A header is not a valid structured field or not the expected shape.
+        Malformed,
+        /// The requested label is not in both headers.
+        LabelNotFound,
+        /// The signature parameters carry no keyid.
+        MissingKeyId,
+        /// The key id is not known.
+        UnknownKeyId,
+        /// `alg` present and not ed25519.
+        UnsupportedAlgorithm,
+        /// A component identifier this implementation does not support.
+        UnsupportedComponent,
+        /// The policy requires a component the signature does not cover.
+        ComponentNotCovered,
+        /// A covered component is absent from the request.
+        ComponentMissing,
+        /// The policy requires `created` and it is absent.
+        MissingCreated,
+        /// The policy requires a nonce and it is absent.
+        MissingNonce,
+        /// `expires` is in the past.
+        Expired,
+        /// `created` is older than the maximum age.
+        TooOld,
+        /// `created` is in the future.
+        CreatedInFuture,
+        /// The nonce was seen before.
+        ReplayedNonce,
+        /// The signature does not verify.
+        BadSignature,
+        /// The body does not match Content-Digest.
+        DigestMismatch,
+        /// A body without a Content-Digest header.
+        MissingDigest,
     }
 }
 
@@ -126,31 +77,13 @@ fn sig_error(e: HttpSigError) -> PyErr {
     })
 }
 
-/// A Content-Digest algorithm; `str()` is its RFC 9530 key ("sha-256").
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DigestAlg {
-    /// `sha-256`.
-    Sha256,
-    /// `sha-512`.
-    Sha512,
-}
-
-impl From<DigestAlg> for CoreAlg {
-    fn from(a: DigestAlg) -> Self {
-        match a {
-            DigestAlg::Sha256 => CoreAlg::Sha256,
-            DigestAlg::Sha512 => CoreAlg::Sha512,
-        }
-    }
-}
-
-impl From<CoreAlg> for DigestAlg {
-    fn from(a: CoreAlg) -> Self {
-        match a {
-            CoreAlg::Sha256 => DigestAlg::Sha256,
-            CoreAlg::Sha512 => DigestAlg::Sha512,
-        }
+py_enum! {
+    /// A Content-Digest algorithm; `str()` is its RFC 9530 key ("sha-256").
+    DigestAlg mirrors CoreAlg {
+        /// `sha-256`.
+        Sha256,
+        /// `sha-512`.
+        Sha512,
     }
 }
 

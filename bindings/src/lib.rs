@@ -8,6 +8,7 @@ mod balancer;
 mod breaker;
 mod clock;
 mod dataplane;
+mod enums;
 mod errors;
 mod histogram;
 mod httpsig;

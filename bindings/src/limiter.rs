@@ -1,22 +1,23 @@
 //! Python bindings for agentgate_core::limiter.
 
 use crate::clock::{any_clock, ManualClock};
+use crate::enums::py_enum;
 use crate::errors::{setting_error, LIMITER_ERROR};
 use agentgate_core::limiter::{Decision, LimiterError, Quota, RateLimiter as Core};
 use agentgate_core::setting::{int_in, nanos_to_secs};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-/// Which limiter setting is invalid.
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LimiterErrorKind {
-    /// The rate is malformed or out of range.
-    Rate,
-    /// The burst is out of range.
-    Burst,
-    /// `max_keys` is zero.
-    MaxKeys,
+py_enum! {
+    /// Which limiter setting is invalid.
+    LimiterErrorKind {
+        /// The rate is malformed or out of range.
+        Rate,
+        /// The burst is out of range.
+        Burst,
+        /// `max_keys` is zero.
+        MaxKeys,
+    }
 }
 
 fn limiter_error(e: LimiterError) -> PyErr {

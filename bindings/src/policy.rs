@@ -6,22 +6,23 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
+use crate::enums::py_enum;
 use crate::errors::{POLICY_COMPILE_ERROR, POLICY_ERROR};
 
-/// At which step a policy failed.
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PolicyErrorKind {
-    /// A module failed to parse or analyse (raised as PolicyCompileError).
-    Compile,
-    /// The data document is not valid JSON or conflicts with a policy.
-    Data,
-    /// The input document is not valid JSON.
-    Input,
-    /// Evaluation failed.
-    Eval,
-    /// The query produced something that is not a decision.
-    Shape,
+py_enum! {
+    /// At which step a policy failed.
+    PolicyErrorKind {
+        /// A module failed to parse or analyse (raised as PolicyCompileError).
+        Compile,
+        /// The data document is not valid JSON or conflicts with a policy.
+        Data,
+        /// The input document is not valid JSON.
+        Input,
+        /// Evaluation failed.
+        Eval,
+        /// The query produced something that is not a decision.
+        Shape,
+    }
 }
 
 fn to_py_err(e: PolicyError) -> PyErr {

@@ -3,62 +3,33 @@
 use agentgate_core::sandbox::{self, DenyAction as CoreAction, SandboxError};
 use pyo3::prelude::*;
 
-use crate::errors::{unknown_name, SANDBOX_INSTALL_ERROR, SANDBOX_PROFILE_ERROR};
+use crate::enums::{named_enum, py_enum};
+use crate::errors::{SANDBOX_INSTALL_ERROR, SANDBOX_PROFILE_ERROR};
 
-/// What a denied syscall does; `str()` is its config name ("errno", "kill").
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DenyAction {
-    /// The call fails with EPERM.
-    Errno,
-    /// The kernel kills the whole process.
-    Kill,
-}
-
-impl From<DenyAction> for CoreAction {
-    fn from(a: DenyAction) -> Self {
-        match a {
-            DenyAction::Errno => CoreAction::Errno,
-            DenyAction::Kill => CoreAction::Kill,
-        }
+py_enum! {
+    /// What a denied syscall does; `str()` is its config name ("errno", "kill").
+    DenyAction mirrors CoreAction {
+        /// The call fails with EPERM.
+        Errno,
+        /// The kernel kills the whole process.
+        Kill,
     }
 }
 
-impl From<CoreAction> for DenyAction {
-    fn from(a: CoreAction) -> Self {
-        match a {
-            CoreAction::Errno => DenyAction::Errno,
-            CoreAction::Kill => DenyAction::Kill,
-        }
-    }
-}
+named_enum!(DenyAction, CoreAction);
 
-#[pymethods]
-impl DenyAction {
-    /// The action named `name` ("errno", "kill"); ValueError otherwise.
-    #[new]
-    fn new(name: &str) -> PyResult<Self> {
-        name.parse::<CoreAction>()
-            .map(Into::into)
-            .map_err(unknown_name)
+py_enum! {
+    /// Why a seccomp profile cannot be built or installed.
+    SandboxErrorKind {
+        /// A syscall name this architecture does not have.
+        UnknownSyscall,
+        /// seccomp is not supported on this architecture.
+        UnsupportedArch,
+        /// The compiler refused the profile.
+        Compile,
+        /// The kernel refused the filter.
+        Install,
     }
-    fn __str__(&self) -> &'static str {
-        CoreAction::from(*self).as_str()
-    }
-}
-
-/// Why a seccomp profile cannot be built or installed.
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SandboxErrorKind {
-    /// A syscall name this architecture does not have.
-    UnknownSyscall,
-    /// seccomp is not supported on this architecture.
-    UnsupportedArch,
-    /// The compiler refused the profile.
-    Compile,
-    /// The kernel refused the filter.
-    Install,
 }
 
 fn to_py(e: SandboxError) -> PyErr {

@@ -1,7 +1,7 @@
 //! Python bindings for agentgate_core::signature (Ed25519).
 
 use agentgate_core::signature::{
-    self as core, BatchKey, KeyFormat as CoreFormat, KeyKind as CoreKind,
+    self as core, BatchKey, BatchMode as CoreMode, KeyFormat as CoreFormat, KeyKind as CoreKind,
     KeyProblem as CoreProblem, PublicKey, SigningKey, VerifyingKey,
 };
 use pyo3::exceptions::PyTypeError;
@@ -9,74 +9,55 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyString};
 
-use crate::errors::{unknown_name, KEY_ERROR};
+use crate::enums::{named_enum, py_enum};
+use crate::errors::KEY_ERROR;
 
-/// Which key was being parsed.
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeyKind {
-    /// A public (verifying) key.
-    Public,
-    /// A private (signing) key.
-    Private,
-}
-
-impl From<CoreKind> for KeyKind {
-    fn from(k: CoreKind) -> Self {
-        match k {
-            CoreKind::Public => KeyKind::Public,
-            CoreKind::Private => KeyKind::Private,
-        }
+py_enum! {
+    /// Which key was being parsed.
+    KeyKind mirrors CoreKind {
+        /// A public (verifying) key.
+        Public,
+        /// A private (signing) key.
+        Private,
     }
 }
 
-/// Which key encoding the parser recognised (or last tried).
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeyFormat {
-    /// Raw key bytes.
-    Raw,
-    /// Base64 text.
-    Base64,
-    /// PEM text.
-    Pem,
-    /// DER (inside PEM or base64).
-    Der,
-}
-
-impl From<CoreFormat> for KeyFormat {
-    fn from(f: CoreFormat) -> Self {
-        match f {
-            CoreFormat::Raw => KeyFormat::Raw,
-            CoreFormat::Base64 => KeyFormat::Base64,
-            CoreFormat::Pem => KeyFormat::Pem,
-            CoreFormat::Der => KeyFormat::Der,
-        }
+py_enum! {
+    /// Which key encoding the parser recognised (or last tried).
+    KeyFormat mirrors CoreFormat {
+        /// Raw key bytes.
+        Raw,
+        /// Base64 text.
+        Base64,
+        /// PEM text.
+        Pem,
+        /// DER (inside PEM or base64).
+        Der,
     }
 }
 
-/// What is wrong with a key input (the message gives the details).
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeyProblem {
-    /// Neither raw bytes of the right length nor UTF-8 text.
-    NotText,
-    /// Decoded to the wrong number of bytes.
-    Length,
-    /// Invalid base64.
-    Base64,
-    /// A PEM label other than the expected one.
-    PemLabel,
-    /// PEM armour is broken.
-    PemStructure,
-    /// The DER names an algorithm other than Ed25519.
-    NotEd25519,
-    /// DER that does not parse.
-    Der,
-    /// The bytes are not a point on the curve.
-    NotOnCurve,
-    /// A private key's embedded public key does not match its seed.
-    PublicKeyMismatch,
+py_enum! {
+    /// What is wrong with a key input (the message gives the details).
+    KeyProblem {
+        /// Neither raw bytes of the right length nor UTF-8 text.
+        NotText,
+        /// Decoded to the wrong number of bytes.
+        Length,
+        /// Invalid base64.
+        Base64,
+        /// A PEM label other than the expected one.
+        PemLabel,
+        /// PEM armour is broken.
+        PemStructure,
+        /// The DER names an algorithm other than Ed25519.
+        NotEd25519,
+        /// DER that does not parse.
+        Der,
+        /// The bytes are not a point on the curve.
+        NotOnCurve,
+        /// A private key's embedded public key does not match its seed.
+        PublicKeyMismatch,
+    }
 }
 
 impl From<&CoreProblem> for KeyProblem {
@@ -118,51 +99,19 @@ fn value_error(e: core::KeyError) -> PyErr {
     key_error(None, e)
 }
 
-/// How `ed25519_verify_batch` decides; `str()` is its name ("exact", "exact-batched", "fast").
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BatchMode {
-    /// Per-item strict verification (the default).
-    Exact,
-    /// Exact, through the batch equation with a torsion check per signature.
-    ExactBatched,
-    /// The batch equation without the per-signature torsion check (about 2x faster).
-    Fast,
-}
-
-impl From<BatchMode> for core::BatchMode {
-    fn from(m: BatchMode) -> Self {
-        match m {
-            BatchMode::Exact => core::BatchMode::Exact,
-            BatchMode::ExactBatched => core::BatchMode::ExactBatched,
-            BatchMode::Fast => core::BatchMode::Fast,
-        }
+py_enum! {
+    /// How `ed25519_verify_batch` decides; `str()` is its name ("exact", "exact-batched", "fast").
+    BatchMode mirrors CoreMode {
+        /// Per-item strict verification (the default).
+        Exact,
+        /// Exact, through the batch equation with a torsion check per signature.
+        ExactBatched,
+        /// The batch equation without the per-signature torsion check (about 2x faster).
+        Fast,
     }
 }
 
-impl From<core::BatchMode> for BatchMode {
-    fn from(m: core::BatchMode) -> Self {
-        match m {
-            core::BatchMode::Exact => BatchMode::Exact,
-            core::BatchMode::ExactBatched => BatchMode::ExactBatched,
-            core::BatchMode::Fast => BatchMode::Fast,
-        }
-    }
-}
-
-#[pymethods]
-impl BatchMode {
-    /// The mode named `name`; ValueError otherwise.
-    #[new]
-    fn new(name: &str) -> PyResult<Self> {
-        name.parse::<core::BatchMode>()
-            .map(Into::into)
-            .map_err(unknown_name)
-    }
-    fn __str__(&self) -> &'static str {
-        core::BatchMode::from(*self).as_str()
-    }
-}
+named_enum!(BatchMode, CoreMode);
 
 /// Calls `f` with the bytes of a key given as `bytes` or `str` (raw, base64 or PEM).
 fn with_key_bytes<R>(

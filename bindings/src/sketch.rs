@@ -6,18 +6,19 @@ use agentgate_core::sketch::{
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::enums::py_enum;
 use crate::errors::SKETCH_ERROR;
 
-/// What is wrong with a sketch operation.
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash, from_py_object)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SketchErrorKind {
-    /// Not a DDSketch encoding this module can read.
-    Decode,
-    /// Encoded with another relative accuracy.
-    Mapping,
-    /// A quantile outside 0..=1.
-    Quantile,
+py_enum! {
+    /// What is wrong with a sketch operation.
+    SketchErrorKind {
+        /// Not a DDSketch encoding this module can read.
+        Decode,
+        /// Encoded with another relative accuracy.
+        Mapping,
+        /// A quantile outside 0..=1.
+        Quantile,
+    }
 }
 
 fn err(e: SketchError) -> PyErr {

@@ -281,10 +281,7 @@ impl std::str::FromStr for BreakerState {
 
     /// Parses "closed", "open" or "half_open".
     fn from_str(s: &str) -> Result<Self, String> {
-        BreakerState::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("breaker state must be closed, open or half_open; got {s:?}"))
+        crate::names::parse(&BreakerState::ALL, BreakerState::as_str, "breaker state", s)
     }
 }
 
@@ -318,10 +315,7 @@ impl std::str::FromStr for Outcome {
 
     /// Parses "success", "failure" or "cancelled".
     fn from_str(s: &str) -> Result<Self, String> {
-        Outcome::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| format!("outcome must be success, failure or cancelled; got {s:?}"))
+        crate::names::parse(&Outcome::ALL, Outcome::as_str, "outcome", s)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod histogram;
 pub mod httpsig;
 pub mod lifecycle;
 pub mod limiter;
+pub mod names;
 pub mod normalize;
 pub mod policy;
 pub mod proxy;

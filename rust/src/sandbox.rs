@@ -83,6 +83,9 @@ pub enum DenyAction {
 }
 
 impl DenyAction {
+    /// Every action.
+    pub const ALL: [DenyAction; 2] = [DenyAction::Errno, DenyAction::Kill];
+
     /// The config name: "errno" or "kill".
     pub fn as_str(self) -> &'static str {
         match self {
@@ -97,13 +100,7 @@ impl std::str::FromStr for DenyAction {
 
     /// Parses "errno" or "kill".
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "errno" => Ok(DenyAction::Errno),
-            "kill" => Ok(DenyAction::Kill),
-            other => Err(format!(
-                "seccomp action must be 'errno' or 'kill', got {other:?}"
-            )),
-        }
+        crate::names::parse(&DenyAction::ALL, DenyAction::as_str, "seccomp action", s)
     }
 }
 
@@ -237,7 +234,7 @@ mod tests {
 
     #[test]
     fn actions_parse_their_names() {
-        for a in [DenyAction::Errno, DenyAction::Kill] {
+        for a in DenyAction::ALL {
             assert_eq!(a.as_str().parse::<DenyAction>(), Ok(a));
         }
         assert!("log".parse::<DenyAction>().unwrap_err().contains("errno"));

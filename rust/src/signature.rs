@@ -626,10 +626,7 @@ impl std::str::FromStr for BatchMode {
 
     /// Parses "exact", "exact-batched" or "fast".
     fn from_str(s: &str) -> Result<Self, String> {
-        BatchMode::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| format!("mode must be 'exact', 'exact-batched' or 'fast', got {s:?}"))
+        crate::names::parse(&BatchMode::ALL, BatchMode::as_str, "mode", s)
     }
 }
 
