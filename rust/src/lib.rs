@@ -23,3 +23,4 @@ pub mod setting;
 pub mod signature;
 pub mod sketch;
 pub mod stats;
+pub mod trace;
