@@ -134,11 +134,7 @@ impl PyAdmission {
 
     /// Waiting tickets per class.
     fn depths(&self) -> HashMap<Priority, u32> {
-        let d = self.inner.depths();
-        CorePriority::ALL
-            .into_iter()
-            .map(|p| (p.into(), d[p as usize]))
-            .collect()
+        by_priority(self.inner.depths())
     }
 
     /// Slots currently held.
@@ -146,6 +142,14 @@ impl PyAdmission {
     fn in_flight(&self) -> u32 {
         self.inner.in_flight()
     }
+}
+
+/// Per-class counts the core indexes like `Priority::ALL`, keyed by `Priority`.
+pub fn by_priority(counts: [u32; 4]) -> HashMap<Priority, u32> {
+    CorePriority::ALL
+        .into_iter()
+        .map(|p| (p.into(), counts[p as usize]))
+        .collect()
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

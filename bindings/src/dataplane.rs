@@ -1,6 +1,7 @@
 //! Python bindings for agentgate_core::proxy::DataPlane: start, reload, observe, probe, stop.
 //! Conversion only: every decision is the core's.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use agentgate_core::config::GatewayConfig;
@@ -9,6 +10,7 @@ use agentgate_core::stats::LatencyDelta;
 use pyo3::exceptions::{PyKeyError, PyOSError};
 use pyo3::prelude::*;
 
+use crate::admission::{by_priority, Priority};
 use crate::breaker::BreakerState;
 use crate::clock::{any_clock, ManualClock};
 use crate::errors::config_rejected;
@@ -97,8 +99,8 @@ pub struct EndpointState {
 pub struct AgentState {
     name: String,
     in_flight: u32,
-    /// Waiting requests per class: critical, high, normal, low.
-    queued: Vec<u32>,
+    /// Waiting requests per class.
+    queued: HashMap<Priority, u32>,
     health_checked: bool,
     retry_budget: f64,
     /// Requests admitted since the agent appeared (monotonic).
@@ -231,7 +233,7 @@ impl DataPlane {
                 Ok(AgentState {
                     name: a.name,
                     in_flight: a.in_flight,
-                    queued: a.queued.to_vec(),
+                    queued: by_priority(a.queued),
                     health_checked: a.health_checked,
                     retry_budget: a.retry_budget,
                     requests: a.requests,

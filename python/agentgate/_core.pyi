@@ -888,7 +888,8 @@ class AgentState:
     @property
     def in_flight(self) -> int: ...
     @property
-    def queued(self) -> list[int]: ...
+    def queued(self) -> dict[Priority, int]:
+        """Waiting requests per priority class."""
     @property
     def health_checked(self) -> bool: ...
     @property

@@ -26,6 +26,7 @@ from agentgate._core import (
     SketchError,
     SketchErrorKind,
 )
+from agentgate.config import parse_config
 
 # (class, builtin it also is) for every exception the core raises
 ERRORS: list[tuple[type[Exception], type[Exception]]] = [
@@ -119,3 +120,23 @@ def test_config_rejected_setting_and_sketch_errors() -> None:
         Sketch().quantile(2.0)
     assert k.value.kind == SketchErrorKind.Quantile
     assert isinstance(_core.LATENCY_BOUNDS, tuple)
+
+
+def test_data_plane_state_is_keyed_by_enums() -> None:
+    cfg = parse_config(
+        {
+            "agents": {"alpha": {"endpoints": [{"url": "http://127.0.0.1:9"}]}},
+            "routes": [{"id": "a", "match": {"path_prefix": "/a"}, "agent": "alpha"}],
+        }
+    )
+    dp = DataPlane(cfg.core_json())
+    try:
+        [agent] = dp.agents()
+        assert agent.queued == dict.fromkeys(
+            [Priority.Critical, Priority.High, Priority.Normal, Priority.Low], 0
+        )
+        assert agent.endpoints[0].breaker == BreakerState.Closed
+        with pytest.raises(AttributeError):
+            agent.in_flight = 3  # type: ignore[misc]
+    finally:
+        dp.shutdown(0.0)

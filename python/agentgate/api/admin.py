@@ -82,7 +82,7 @@ def agent_report(gw: GatewayView) -> dict[str, Any]:
             "endpoints": eps,
             "healthy": sum(bool(ep["healthy"]) for ep in eps),
             "in_flight": a.in_flight,
-            "queued": sum(a.queued),
+            "queued": sum(a.queued.values()),
             "retry_budget": a.retry_budget,
         }
     return out

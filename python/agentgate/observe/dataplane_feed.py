@@ -60,7 +60,7 @@ class DataPlaneFeed:
                 healthy=sum(1 for e in eps if e.healthy and e.breaker != BreakerState.Open),
                 breakers_open=sum(1 for e in eps if e.breaker == BreakerState.Open),
                 in_flight=a.in_flight,
-                queued=sum(a.queued),
+                queued=sum(a.queued.values()),
                 health_checked=a.health_checked,
             )
         return out

@@ -116,7 +116,7 @@ class Metrics:
         for a in agents:
             UPSTREAM.labels(a.name)
             IN_FLIGHT.labels(a.name).set(a.in_flight)
-            QUEUE.labels(a.name).set(sum(a.queued))
+            QUEUE.labels(a.name).set(sum(a.queued.values()))
             for ep in a.endpoints:
                 key = (a.name, ep.url)
                 seen.add(key)
