@@ -54,10 +54,11 @@ pub struct AgentCounts {
     shed: u64,
 }
 
-/// Answers of the gateway's own with one status (0 = other) since the last take.
+/// Answers of the gateway's own with one status (None: any status not counted on its own)
+/// since the last take.
 #[pyclass(module = "agentgate._core", frozen, get_all)]
 pub struct RejectedCount {
-    status: u16,
+    status: Option<u16>,
     count: u64,
 }
 
@@ -189,7 +190,11 @@ impl DataPlane {
         let rejected = d
             .rejected
             .iter()
-            .map(|&(status, count)| Py::new(py, RejectedCount { status, count }))
+            .map(|&(status, count)| {
+                // the core's 0 is its bucket for every other status
+                let status = (status != 0).then_some(status);
+                Py::new(py, RejectedCount { status, count })
+            })
             .collect::<PyResult<_>>()?;
         Ok(StatsDelta {
             routes,

@@ -826,10 +826,10 @@ class AgentCounts:
 
 @final
 class RejectedCount:
-    """Answers of the gateway's own with one status (0 = other)."""
+    """Answers of the gateway's own with one status (None: any status not counted alone)."""
 
     @property
-    def status(self) -> int: ...
+    def status(self) -> int | None: ...
     @property
     def count(self) -> int: ...
 

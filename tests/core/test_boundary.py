@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
@@ -138,5 +140,10 @@ def test_data_plane_state_is_keyed_by_enums() -> None:
         assert agent.endpoints[0].breaker == BreakerState.Closed
         with pytest.raises(AttributeError):
             agent.in_flight = 3  # type: ignore[misc]
+        port = dp.listen("127.0.0.1:0")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/nowhere", timeout=10)
+        assert e.value.code == 404
+        assert [(r.status, r.count) for r in dp.take_stats().rejected] == [(404, 1)]
     finally:
         dp.shutdown(0.0)
