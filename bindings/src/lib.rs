@@ -6,6 +6,7 @@ mod admission;
 mod balancer;
 mod breaker;
 mod clock;
+mod cluster;
 mod dataplane;
 mod histogram;
 mod httpsig;
@@ -20,6 +21,7 @@ mod sketch;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     clock::register(m)?;
+    cluster::register(m)?;
     router::register(m)?;
     limiter::register(m)?;
     breaker::register(m)?;

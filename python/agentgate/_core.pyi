@@ -554,6 +554,103 @@ class DataPlane:
     def probe(self, agent: str, attempts: int = 3) -> list[ProbeResult]: ...
     def shutdown(self, grace: float) -> bool: ...
 
+# --- cluster rate limits (gateway/leases.py) ---
+
+class RedisState(enum.Enum):
+    """Whether the lease loop reaches Redis."""
+
+    Up = 0
+    Down = 1
+
+class KeyDemand:
+    """One key of a cluster route that wants the lease loop's attention."""
+
+    @property
+    def route(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def asked(self) -> int:
+        """Requests since the last take, admitted or not."""
+    @property
+    def tokens(self) -> int:
+        """Leased tokens left; negative: spent ahead of a lease, owed to Redis."""
+    @property
+    def rate(self) -> float: ...
+    @property
+    def burst(self) -> int: ...
+    @property
+    def credit(self) -> int:
+        """Tokens a key may spend ahead of its lease in this gateway."""
+
+class LimitDecisions:
+    """One cluster route's decisions since the last take."""
+
+    @property
+    def route(self) -> str: ...
+    @property
+    def allowed(self) -> int: ...
+    @property
+    def borrowed(self) -> int: ...
+    @property
+    def limited(self) -> int: ...
+    @property
+    def fail_open(self) -> int: ...
+    @property
+    def fail_closed(self) -> int: ...
+    @property
+    def local(self) -> int: ...
+
+class LeaseDemand:
+    """What one take found: keys to lease for, and decision counts."""
+
+    @property
+    def keys(self) -> list[KeyDemand]: ...
+    @property
+    def decisions(self) -> list[LimitDecisions]: ...
+    @property
+    def hungry(self) -> bool: ...
+
+class LeaseGrant:
+    """Tokens leased from Redis for one key of one route."""
+
+    def __init__(
+        self,
+        route: str,
+        key: str,
+        tokens: int,
+        *,
+        refill_at: int = 0,
+        ttl: float = 1.0,
+        retry_after: float = 0.0,
+    ) -> None: ...
+    @property
+    def route(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def tokens(self) -> int: ...
+    @property
+    def refill_at(self) -> int: ...
+    @property
+    def ttl(self) -> float: ...
+    @property
+    def retry_after(self) -> float: ...
+
+class ClusterLeases:
+    """The lease side of a data plane's cluster rate limits."""
+
+    def __init__(self, dataplane: DataPlane) -> None: ...
+    def take(self, timeout: float = 0.0) -> LeaseDemand:
+        """Wait up to `timeout` s for a key to run low, then take every route's demand."""
+    def grant(self, grants: Sequence[LeaseGrant]) -> int:
+        """Add leased tokens; returns how many grants applied."""
+    def report(self, state: RedisState) -> None:
+        """Report Redis reachability (also the loop's heartbeat)."""
+    def state(self) -> RedisState: ...
+    def active(self) -> bool:
+        """Whether any route is cluster-limited."""
+
 # --- policy (policy/) ---
 
 DEFAULT_POLICY_QUERY: str

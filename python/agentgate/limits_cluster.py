@@ -37,21 +37,33 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError
 
-__all__ = ["GCRA_LEASE", "ClusterLimiter", "lease"]
+__all__ = [
+    "DECISIONS",
+    "GCRA_LEASE",
+    "LEASES",
+    "REDIS_ERRORS",
+    "REDIS_UP",
+    "ClusterLimiter",
+    "lease",
+]
 
 # KEYS[1]: the key's TAT (µs, server clock). ARGV: emission interval µs, capacity (tokens),
-# wanted tokens. Grants as many as fit (0..wanted); returns {granted, wait µs for one more}.
+# wanted tokens, and (optional) owed tokens: spent ahead of a lease by a gateway (the data
+# plane's credit), charged whatever the bucket holds so the long-run total stays exact.
+# Grants as many as fit (0..wanted); returns {granted, wait µs for one more}.
 GCRA_LEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local T = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
+local owed = tonumber(ARGV[4] or '0')
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
+tat = tat + owed * T
 local room = math.floor((now + cap * T - tat) / T)
 local grant = math.max(0, math.min(want, room))
-if grant > 0 then
+if grant > 0 or owed > 0 then
   tat = tat + grant * T
   redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
 end
@@ -70,17 +82,22 @@ REDIS_ERRORS = Counter(
 DECISIONS = Counter(
     "agentgate_cluster_limit_decisions_total",
     "Cluster rate-limit decisions by outcome",
-    ["outcome"],  # allowed, limited, fail_open, fail_closed
+    ["outcome"],  # allowed, limited, fail_open, fail_closed; the data plane also borrowed, local
 )
 LEASES = Counter("agentgate_cluster_limit_leases_total", "Lease round trips to Redis")
+
+
+def interval_us(rate: float) -> int:
+    """The GCRA emission interval of `rate`/s in µs, as the lease script takes it."""
+    return max(1, round(1_000_000 / rate))
 
 
 async def lease(
     client: aioredis.Redis, script: Any, key: str, rate: float, capacity: int, want: int
 ) -> tuple[int, float]:
     """One lease round trip: (tokens granted, seconds until one more would be)."""
-    interval = max(1, round(1_000_000 / rate))
-    granted, wait = await script(keys=[key], args=[interval, capacity, want], client=client)
+    args = [interval_us(rate), capacity, want]
+    granted, wait = await script(keys=[key], args=args, client=client)
     return int(granted), int(wait) / 1_000_000
 
 
