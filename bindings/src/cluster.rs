@@ -83,8 +83,6 @@ pub struct LimitDecisions {
 pub struct LeaseDemand {
     keys: Vec<Py<KeyDemand>>,
     decisions: Vec<Py<LimitDecisions>>,
-    /// A key ran low before the timeout (the take returned early).
-    hungry: bool,
 }
 
 /// Tokens leased from Redis for one key of one route.
@@ -151,17 +149,20 @@ impl ClusterLeases {
         }
     }
 
-    /// Waits up to `timeout` seconds for a key to run low (the GIL is released meanwhile),
-    /// then takes every cluster route's demand and decision counts.
+    /// Waits up to `timeout` seconds until a key runs low (0: only looks); true if one did.
+    /// Takes the signal. The GIL is released while waiting.
     #[pyo3(signature = (timeout = 0.0))]
-    fn take(&self, py: Python<'_>, timeout: f64) -> PyResult<LeaseDemand> {
+    fn wait(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
         let t = duration("timeout", timeout)?;
-        let snap = self.engine.snapshot();
-        let hungry = if t.is_zero() {
-            snap.leases.wait(Duration::ZERO)
-        } else {
-            py.detach(|| snap.leases.wait(t))
-        };
+        let board = self.engine.snapshot().leases.clone();
+        if t.is_zero() {
+            return Ok(board.wait(Duration::ZERO));
+        }
+        Ok(py.detach(|| board.wait(t)))
+    }
+
+    /// Every cluster route's demand per key and decision counts since the last take.
+    fn take(&self, py: Python<'_>) -> PyResult<LeaseDemand> {
         let snap = self.engine.snapshot();
         let mut keys = Vec::new();
         let mut decisions = Vec::new();
@@ -195,11 +196,7 @@ impl ClusterLeases {
                 },
             )?);
         }
-        Ok(LeaseDemand {
-            keys,
-            decisions,
-            hungry,
-        })
+        Ok(LeaseDemand { keys, decisions })
     }
 
     /// Adds leased tokens; grants for routes no longer cluster-limited are dropped. Returns

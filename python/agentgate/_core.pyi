@@ -608,8 +608,6 @@ class LeaseDemand:
     def keys(self) -> list[KeyDemand]: ...
     @property
     def decisions(self) -> list[LimitDecisions]: ...
-    @property
-    def hungry(self) -> bool: ...
 
 class LeaseGrant:
     """Tokens leased from Redis for one key of one route."""
@@ -641,8 +639,10 @@ class ClusterLeases:
     """The lease side of a data plane's cluster rate limits."""
 
     def __init__(self, dataplane: DataPlane) -> None: ...
-    def take(self, timeout: float = 0.0) -> LeaseDemand:
-        """Wait up to `timeout` s for a key to run low, then take every route's demand."""
+    def wait(self, timeout: float = 0.0) -> bool:
+        """Block up to `timeout` s until a key runs low (0: only look); True if one did."""
+    def take(self) -> LeaseDemand:
+        """Every cluster route's demand per key and decision counts since the last take."""
     def grant(self, grants: Sequence[LeaseGrant]) -> int:
         """Add leased tokens; returns how many grants applied."""
     def report(self, state: RedisState) -> None:

@@ -48,9 +48,9 @@ __all__ = [
 ]
 
 # KEYS[1]: the key's TAT (µs, server clock). ARGV: emission interval µs, capacity (tokens),
-# wanted tokens, and (optional) owed tokens: spent ahead of a lease by a gateway (the data
-# plane's credit), charged whatever the bucket holds so the long-run total stays exact.
-# Grants as many as fit (0..wanted); returns {granted, wait µs for one more}.
+# wanted tokens, and (optional) owed tokens: spent by a gateway ahead of its lease (the data
+# plane's credit), paid first, as far as the bucket has room. Grants as many as then fit
+# (0..wanted); returns {granted, wait µs for one more, owed tokens paid}.
 GCRA_LEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -60,15 +60,15 @@ local want = tonumber(ARGV[3])
 local owed = tonumber(ARGV[4] or '0')
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-tat = tat + owed * T
-local room = math.floor((now + cap * T - tat) / T)
-local grant = math.max(0, math.min(want, room))
-if grant > 0 or owed > 0 then
-  tat = tat + grant * T
+local room = math.max(0, math.floor((now + cap * T - tat) / T))
+local paid = math.min(owed, room)
+local grant = math.max(0, math.min(want, room - paid))
+if grant + paid > 0 then
+  tat = tat + (grant + paid) * T
   redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
 end
 local wait = math.max(0, tat + T - (now + cap * T))
-return {grant, wait}
+return {grant, wait, paid}
 """
 
 REDIS_UP = Gauge(
@@ -87,6 +87,13 @@ DECISIONS = Counter(
 LEASES = Counter("agentgate_cluster_limit_leases_total", "Lease round trips to Redis")
 
 
+def redis_client(url: str, timeout: float) -> aioredis.Redis:
+    """A client for lease round trips: a dead Redis fails within max(1 s, 10 × `timeout`)."""
+    return aioredis.Redis.from_url(
+        url, socket_timeout=max(1.0, 10 * timeout), socket_connect_timeout=max(0.5, timeout)
+    )
+
+
 def interval_us(rate: float) -> int:
     """The GCRA emission interval of `rate`/s in µs, as the lease script takes it."""
     return max(1, round(1_000_000 / rate))
@@ -97,7 +104,7 @@ async def lease(
 ) -> tuple[int, float]:
     """One lease round trip: (tokens granted, seconds until one more would be)."""
     args = [interval_us(rate), capacity, want]
-    granted, wait = await script(keys=[key], args=args, client=client)
+    granted, wait, _ = await script(keys=[key], args=args, client=client)
     return int(granted), int(wait) / 1_000_000
 
 
@@ -143,11 +150,7 @@ class ClusterLimiter:
         self.retry_after = retry_after
         self.prefix = prefix
         self._clock = clock
-        self._r = client or aioredis.Redis.from_url(
-            redis_url or "",
-            socket_timeout=max(1.0, 10 * timeout),
-            socket_connect_timeout=max(0.5, timeout),
-        )
+        self._r = client or redis_client(redis_url or "", timeout)
         self._script = self._r.register_script(GCRA_LEASE)
         self._buckets: dict[str, _Bucket] = {}
         self._down_until = 0.0

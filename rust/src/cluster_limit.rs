@@ -9,10 +9,12 @@
 //!
 //! Bounds (per key, across `G` gateways):
 //! - A key may spend up to `credit` tokens that are not leased yet (so the first request of a
-//!   new key is not refused while its first lease is on its way). The lease loop charges that
-//!   debt to the shared bucket unconditionally with the next lease, so over any span `t` the
-//!   gateways together admit at most `rate·t + burst + G·credit`; `credit` is the lease slack
-//!   (`max(1, ceil(rate · 10 ms))`, at most the burst).
+//!   new key is not refused while its first lease is on its way, and a late lease round does
+//!   not refuse at once). The lease loop pays that debt out of the shared bucket before it
+//!   leases anything new, and the credit comes back only as it is paid, so at any time the
+//!   gateways owe at most `G·credit`: over any span `t` they admit at most
+//!   `rate·t + burst + G·credit`. `credit` is the lease slack: `max(1, ceil(rate · 50 ms))`,
+//!   at most the burst.
 //! - Leased tokens unspent after their lease's TTL are void: that can only under-admit.
 //!
 //! When the lease loop says Redis is down, or has not reported for [`STALE_AFTER_NANOS`], the
@@ -38,7 +40,7 @@ pub const STALE_AFTER_NANOS: u64 = 3_000_000_000;
 /// A bucket with no demand and nothing leased or owed for this many takes is dropped.
 const IDLE_TAKES: u32 = 50;
 /// How much not-yet-leased spending a key may run ahead: this many seconds of its rate.
-const CREDIT_SECONDS: f64 = 0.010;
+const CREDIT_SECONDS: f64 = 0.050;
 
 /// What a cluster route does while Redis cannot be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,12 +197,14 @@ impl Bucket {
     }
 }
 
+type Shard = RwLock<HashMap<Box<str>, Bucket>>;
+
 /// Decisions of one cluster route since the last take.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Decisions {
     /// Admitted from leased tokens.
     pub allowed: u64,
-    /// Admitted ahead of a lease (charged to Redis with the next one).
+    /// Admitted ahead of a lease (paid to Redis by a later one).
     pub borrowed: u64,
     /// Refused: no leased token left.
     pub limited: u64,
@@ -271,7 +275,7 @@ pub struct ClusterLimit {
     /// The local limiter of the same quota: the `local` fallback, and the policy header.
     local: Arc<RateLimiter>,
     board: Arc<LeaseBoard>,
-    shards: Box<[RwLock<HashMap<Box<str>, Bucket>>]>,
+    shards: Box<[Shard]>,
     per_shard: usize,
     hasher: RandomState,
     clock: AnyClock,
@@ -337,7 +341,7 @@ impl ClusterLimit {
         &self.board
     }
 
-    fn shard(&self, key: &str) -> &RwLock<HashMap<Box<str>, Bucket>> {
+    fn shard(&self, key: &str) -> &Shard {
         let h = self.hasher.hash_one(key) as usize;
         &self.shards[h % self.shards.len()]
     }
@@ -396,8 +400,10 @@ impl ClusterLimit {
                 let (policy, state) = self.headers(0);
                 r.headers.push(("ratelimit-policy", policy));
                 r.headers.push(("ratelimit", state));
-                r.headers
-                    .push(("retry-after", wait.div_ceil(1_000_000_000).max(1).to_string()));
+                r.headers.push((
+                    "retry-after",
+                    wait.div_ceil(1_000_000_000).max(1).to_string(),
+                ));
                 Err(r)
             }
         }
@@ -513,7 +519,10 @@ impl ClusterLimit {
                 }
             }
             let mut map = shard.write();
-            apply(map.entry(Box::from(g.key.as_str())).or_insert_with(Bucket::new));
+            apply(
+                map.entry(Box::from(g.key.as_str()))
+                    .or_insert_with(Bucket::new),
+            );
         }
     }
 
@@ -577,10 +586,7 @@ mod tests {
             RateLimiter::new(Quota::new(rate, burst).unwrap(), 1000, any.clone()).unwrap(),
         );
         let board = Arc::new(LeaseBoard::default());
-        (
-            ClusterLimit::new(local, on_error, board, 1000, any),
-            clock,
-        )
+        (ClusterLimit::new(local, on_error, board, 1000, any), clock)
     }
 
     fn grant(key: &str, tokens: i64) -> Grant {
@@ -595,7 +601,7 @@ mod tests {
 
     #[test]
     fn spends_leased_tokens_then_borrows_credit_then_refuses() {
-        let (c, clock) = limit(100.0, 10, OnRedisError::Closed);
+        let (c, clock) = limit(20.0, 10, OnRedisError::Closed);
         c.board.report(RedisState::Up, clock.now_nanos());
         assert_eq!(c.credit(), 1);
         c.grant(&[grant("k", 3)]);
@@ -626,7 +632,7 @@ mod tests {
 
     #[test]
     fn expired_leases_are_void_but_debt_stays() {
-        let (c, clock) = limit(100.0, 10, OnRedisError::Closed);
+        let (c, clock) = limit(20.0, 10, OnRedisError::Closed);
         c.board.report(RedisState::Up, clock.now_nanos());
         c.grant(&[grant("k", 5)]);
         clock.advance_secs(1.5);

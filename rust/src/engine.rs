@@ -980,22 +980,22 @@ impl Engine {
                     Err(r) => return Decision::Reject(r),
                 }
             } else {
-            let d = limiter.check(k, 1);
-            let (policy, state) = limiter.headers(&d);
-            if !d.allowed {
-                let mut r = reject(
-                    429,
-                    "rate_limited",
-                    format!("rate limit of route {:?} exceeded", route.id.as_ref()),
-                );
-                r.headers.push(("ratelimit-policy", policy));
-                r.headers.push(("ratelimit", state));
-                if let Some(after) = RateLimiter::retry_after_header(&d) {
-                    r.headers.push(("retry-after", after));
+                let d = limiter.check(k, 1);
+                let (policy, state) = limiter.headers(&d);
+                if !d.allowed {
+                    let mut r = reject(
+                        429,
+                        "rate_limited",
+                        format!("rate limit of route {:?} exceeded", route.id.as_ref()),
+                    );
+                    r.headers.push(("ratelimit-policy", policy));
+                    r.headers.push(("ratelimit", state));
+                    if let Some(after) = RateLimiter::retry_after_header(&d) {
+                        r.headers.push(("retry-after", after));
+                    }
+                    return Decision::Reject(r);
                 }
-                return Decision::Reject(r);
-            }
-            ratelimit = Some((policy, state));
+                ratelimit = Some((policy, state));
             }
         }
 

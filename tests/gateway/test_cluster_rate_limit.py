@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from gateway_process import eventually, start_gateway, stop_gateway
 from redis_ephemeral import RedisServer
 from upstreams import Upstream
 
@@ -71,14 +72,15 @@ class Host:
 
 @pytest.fixture
 async def hosts(
-    upstream: Upstream, redis_server: RedisServer, request: pytest.FixtureRequest
+    upstream: Upstream, redis_volatile: RedisServer
 ) -> AsyncIterator[Callable[..., Any]]:
     made: list[Host] = []
     prefix = f"t{uuid.uuid4().hex[:8]}:"  # one shared bucket per test on the session's Redis
 
     def make(n: int, url: str | None = None, **limit: Any) -> list[Host]:
-        cfg = config(upstream, url or redis_server.url, **limit)
-        out = [Host(cfg, url or redis_server.url, prefix) for _ in range(n)]
+        url = url or redis_volatile.url
+        cfg = config(upstream, url, **limit)
+        out = [Host(cfg, url, prefix) for _ in range(n)]
         made.extend(out)
         return out
 
@@ -120,7 +122,7 @@ async def test_two_gateways_share_one_limit(hosts: Callable[..., list[Host]]) ->
     total = statuses[0] + statuses[1]
     assert set(total) <= {200, 429}, total
     admitted = total[200]
-    credit = max(1, -(-RATE // 100))  # 10 ms of the rate per gateway
+    credit = max(1, min(BURST, -(-RATE // 20)))  # 50 ms of the rate per gateway
     bound = RATE * elapsed + BURST + 2 * credit
     # never more than the shared GCRA plus the documented slack, whatever the split
     assert admitted <= bound, (admitted, bound, statuses)
@@ -155,8 +157,9 @@ async def test_unreachable_redis_follows_on_redis_error(
 
 
 async def test_redis_restart_fails_closed_then_recovers(
-    hosts: Callable[..., list[Host]], redis_server: RedisServer
+    hosts: Callable[..., list[Host]], redis_volatile: RedisServer
 ) -> None:
+    redis_server = redis_volatile
     (gw,) = hosts(1, on_redis_error="closed")
     await until(lambda: gw.loop.leases.state() == RedisState.Up)
 
@@ -193,25 +196,65 @@ async def test_lease_api_grants_and_reports_demand(upstream: Upstream, tmp_path:
             async with http.get(f"{url}/echo", headers={"x-client": "k"}) as r:
                 return r.status
 
-        # nothing leased: one request on credit, then refused
-        assert [await get() for _ in range(3)] == [200, 429, 429]
+        # nothing leased: `credit` requests pass ahead of a lease (50 ms of the rate), then 429
+        credit = 5
+        assert [await get() for _ in range(credit + 2)] == [200] * credit + [429, 429]
         d = leases.take()
         (k,) = d.keys
-        assert (k.route, k.key, k.asked, k.tokens, k.rate, k.burst) == (
+        assert (k.route, k.key, k.asked, k.tokens, k.rate, k.burst, k.credit) == (
             "shared",
             "k",
-            3,
-            -1,
+            credit + 2,
+            -credit,
             float(RATE),
             BURST,
+            credit,
         )
         (dec,) = d.decisions
-        assert (dec.borrowed, dec.limited, dec.allowed) == (1, 2, 0)
-        # paying the one owed plus four new
-        assert leases.grant([LeaseGrant("shared", "k", 5, refill_at=1, ttl=30.0)]) == 1
+        assert (dec.borrowed, dec.limited, dec.allowed) == (credit, 2, 0)
+        # a lease paying what is owed plus four new: four, then the credit again, then 429
+        grant = LeaseGrant("shared", "k", credit + 4, refill_at=1, ttl=30.0)
+        assert leases.grant([grant]) == 1
         assert leases.grant([LeaseGrant("gone", "k", 5)]) == 0
-        assert [await get() for _ in range(6)] == [200] * 5 + [429]
-        assert leases.take().hungry
+        got = [await get() for _ in range(4 + credit + 1)]
+        assert got == [200] * (4 + credit) + [429]
+        assert leases.wait() and not leases.wait()  # hungry once, the signal taken
     with pytest.raises(ValueError, match="ttl"):
         LeaseGrant("shared", "k", 1, ttl=-1.0)
     await asyncio.to_thread(core.shutdown, 1.0)
+
+
+async def test_serve_runs_the_lease_loop(
+    upstream: Upstream, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """`agentgate serve` with `redis:` leases for its cluster routes; /readyz shows Redis."""
+    text = f"""
+redis: {{url: "{redis_server.url}"}}
+agents:
+  a: {{endpoints: [{{url: "{upstream.url}"}}], retries: {{attempts: 0}}}}
+routes:
+  - id: served-{uuid.uuid4().hex[:8]}
+    match: {{path_prefix: /}}
+    agent: a
+    rate_limit: {{key: ip, rate: 5/s, burst: 5, scope: cluster, on_redis_error: closed}}
+"""
+    gw = start_gateway(text, tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def ready() -> dict[str, Any] | None:
+                async with http.get(f"{gw.admin}/readyz") as r:
+                    body: dict[str, Any] = await r.json()
+                    return body if body["cluster_limits"]["redis"] == "up" else None
+
+            await eventually(ready)
+            statuses: Counter[int] = Counter()
+            start = time.monotonic()
+            for _ in range(20):  # far above 5/s: the burst and the credit, then 429
+                async with http.get(f"{gw.url}/echo") as r:
+                    statuses[r.status] += 1
+            refill = 5 * (time.monotonic() - start)
+            assert set(statuses) == {200, 429}, statuses
+            assert statuses[200] <= 5 + 1 + refill + 1, statuses  # burst, credit, refill
+    finally:
+        stop_gateway(gw)

@@ -8,9 +8,11 @@ one atomic script per key (`agentgate.limits_cluster.GCRA_LEASE`, all keys pipel
 round trip), and grants the tokens to the core.
 
 Bounds, per key, with G gateways: together they admit at most `rate·t + burst + G·credit` in
-any span t (`credit` = the tokens a key may spend before its first lease arrives, ~10 ms of
-its rate; what was spent ahead is charged to Redis with the next lease). Tokens leased and
-not spent within `ttl` are void, which only under-admits.
+any span t (`credit` = the tokens a key may spend ahead of its lease, ~50 ms of its rate; the
+next leases pay that debt first, as the shared bucket has room, and only then is the credit
+there again). Each lease covers the demand until the next one lands: `lease_period`, or twice
+the measured round trip when Redis is slower. Tokens leased and not spent within `ttl` are
+void, which only under-admits.
 
 Redis unreachable (refused, reset, no answer within the socket timeout): the loop reports it
 to the core and every cluster route follows its `on_redis_error` (`open`: admit; `closed`:
@@ -33,7 +35,14 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
-from agentgate._core import ClusterLeases, DataPlane, KeyDemand, LeaseDemand, LeaseGrant, RedisState
+from agentgate._core import (
+    ClusterLeases,
+    DataPlane,
+    KeyDemand,
+    LeaseDemand,
+    LeaseGrant,
+    RedisState,
+)
 from agentgate.limits_cluster import (
     DECISIONS,
     GCRA_LEASE,
@@ -41,6 +50,7 @@ from agentgate.limits_cluster import (
     REDIS_ERRORS,
     REDIS_UP,
     interval_us,
+    redis_client,
 )
 
 __all__ = ["LeaseLoop"]
@@ -49,6 +59,12 @@ log = logging.getLogger("agentgate.gateway.leases")
 
 IDLE_WAIT = 0.5
 """Longest sleep of the loop with nothing to lease (well inside the core's 3 s staleness)."""
+
+
+_OUTCOMES = {
+    o: DECISIONS.labels(o)
+    for o in ("allowed", "borrowed", "limited", "fail_open", "fail_closed", "local")
+}
 
 
 @dataclass(slots=True)
@@ -72,7 +88,7 @@ class LeaseLoop:
         lease_period: float = 0.05,
         ttl: float = 1.0,
         retry_after: float = 0.5,
-        min_gap: float = 0.002,
+        min_gap: float = 0.005,
         prefix: str = "ag:rl:",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -84,12 +100,9 @@ class LeaseLoop:
         self.min_gap = min_gap
         self.prefix = prefix
         self._clock = clock
-        self._r = client or aioredis.Redis.from_url(
-            redis_url or "",
-            socket_timeout=max(1.0, 10 * timeout),
-            socket_connect_timeout=max(0.5, timeout),
-        )
+        self._r = client or redis_client(redis_url or "", timeout)
         self._sha: str | None = None
+        self._rtt = 0.0  # lease round trip, seconds: rises at once, decays slowly
         self._keys: dict[tuple[str, str], _Key] = {}
         self._down_until = 0.0
         self._error: str | None = "not connected yet"
@@ -115,7 +128,10 @@ class LeaseLoop:
         key tracked), lease, grant; returns the number of keys granted tokens."""
         if wait is None:
             wait = self.period if self._keys else IDLE_WAIT
-        d = await asyncio.to_thread(self.leases.take, wait)
+        # a key already hungry (the usual case under load): no thread hop
+        if not self.leases.wait(0.0):
+            await asyncio.to_thread(self.leases.wait, wait)
+        d = self.leases.take()
         self._count(d)
         now = self._clock()
         if now < self._down_until:
@@ -158,7 +174,7 @@ class LeaseLoop:
                 ("local", r.local),
             ):
                 if n:
-                    DECISIONS.labels(outcome).inc(n)
+                    _OUTCOMES[outcome].inc(n)
 
     def _plan(self, keys: list[KeyDemand], now: float) -> list[tuple[KeyDemand, int, int, int]]:
         """(demand, wanted, owed, target balance) for each key worth a Redis call."""
@@ -173,9 +189,12 @@ class LeaseLoop:
             st.seen = now
             if now < st.empty_until:
                 continue  # the shared bucket is empty: owed tokens wait for the next lease
-            # about `lease_period` of demand, at most that much of the shared rate
-            cap = max(1, min(k.burst, math.ceil(k.rate * self.lease_period)))
-            target = max(1, min(cap, math.ceil(st.demand * self.lease_period)))
+            # enough demand to last until the next lease lands: `lease_period`, or twice the
+            # round trip when Redis is slower (an fsync per write, a loaded host); at most that
+            # much of the shared rate and one bucket
+            horizon = min(max(self.lease_period, 2 * self._rtt), self.ttl)
+            cap = max(1, min(k.burst, math.ceil(k.rate * horizon)))
+            target = max(1, min(cap, math.ceil(st.demand * horizon)))
             owed = max(0, -k.tokens)
             want = max(0, target - max(0, k.tokens))
             if want or owed:
@@ -195,7 +214,10 @@ class LeaseLoop:
             args = [interval_us(k.rate), k.burst, want, owed]
             pipe.evalsha(self._sha, 1, f"{self.prefix}{k.route}|{k.key}", *args)
         LEASES.inc(len(calls))
+        t0 = self._clock()
         results: list[Any] = await pipe.execute(raise_on_error=False)
+        took = self._clock() - t0
+        self._rtt = took if took > self._rtt else 0.8 * self._rtt + 0.2 * took
         if any(isinstance(r, NoScriptError) for r in results):
             self._sha = None  # Redis restarted and lost the script: load it next round
         return results
@@ -207,16 +229,16 @@ class LeaseLoop:
         for (k, want, owed, target), res in zip(calls, results, strict=True):
             if isinstance(res, Exception):
                 continue  # not run: nothing leased, the debt stays on the key
-            granted, wait_us = int(res[0]), int(res[1])
+            granted, wait_us, paid = int(res[0]), int(res[1]), int(res[2])
             retry = 0.0
-            if granted < want:
+            if granted < want or paid < owed:
                 retry = min(wait_us / 1_000_000, 3600.0)
                 self._keys[(k.route, k.key)].empty_until = now + retry
             grants.append(
                 LeaseGrant(
                     k.route,
                     k.key,
-                    owed + granted,
+                    paid + granted,
                     refill_at=target // 2,
                     ttl=self.ttl,
                     retry_after=retry,
