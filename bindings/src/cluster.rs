@@ -8,38 +8,23 @@ use std::time::Duration;
 use agentgate_core::clock::Clock;
 use agentgate_core::cluster_limit::{Grant, RedisState as CoreRedisState};
 use agentgate_core::engine::Engine;
-use pyo3::exceptions::PyValueError;
+use agentgate_core::setting::secs_to_nanos;
 use pyo3::prelude::*;
 
 use crate::dataplane::DataPlane;
+use crate::enums::{named_enum, py_enum};
+use crate::errors::setting_error;
 
-/// Whether the lease loop reaches Redis.
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RedisState {
-    /// Leases flow: cluster routes spend leased tokens.
-    Up,
-    /// Unreachable: cluster routes follow their `on_redis_error`.
-    Down,
-}
-
-impl From<RedisState> for CoreRedisState {
-    fn from(s: RedisState) -> Self {
-        match s {
-            RedisState::Up => CoreRedisState::Up,
-            RedisState::Down => CoreRedisState::Down,
-        }
+py_enum! {
+    /// Whether the lease loop reaches Redis; `str()` gives "up" or "down".
+    RedisState mirrors CoreRedisState {
+        /// Leases flow: cluster routes spend leased tokens.
+        Up,
+        /// Unreachable: cluster routes follow their `on_redis_error`.
+        Down,
     }
 }
-
-impl From<CoreRedisState> for RedisState {
-    fn from(s: CoreRedisState) -> Self {
-        match s {
-            CoreRedisState::Up => RedisState::Up,
-            CoreRedisState::Down => RedisState::Down,
-        }
-    }
-}
+named_enum!(RedisState, CoreRedisState);
 
 /// One key of a cluster route that wants the lease loop's attention.
 #[pyclass(module = "agentgate._core", frozen, get_all)]
@@ -100,13 +85,10 @@ pub struct LeaseGrant {
     retry_after: f64,
 }
 
-fn duration(what: &str, secs: f64) -> PyResult<Duration> {
-    if !(secs.is_finite() && (0.0..=3600.0).contains(&secs)) {
-        return Err(PyValueError::new_err(format!(
-            "{what}: {secs} is not between 0 and 3600 seconds"
-        )));
-    }
-    Ok(Duration::from_secs_f64(secs))
+fn duration(field: &str, secs: f64) -> PyResult<Duration> {
+    secs_to_nanos(field, secs)
+        .map(Duration::from_nanos)
+        .map_err(setting_error)
 }
 
 #[pymethods]
@@ -225,9 +207,9 @@ impl ClusterLeases {
 
     /// The lease loop's report on Redis (also its heartbeat: without one for 3 s, Redis
     /// counts as down).
-    fn report(&self, state: PyRef<'_, RedisState>) {
+    fn report(&self, state: RedisState) {
         let now = self.engine.clock().now_nanos();
-        self.engine.snapshot().leases.report((*state).into(), now);
+        self.engine.snapshot().leases.report(state.into(), now);
     }
 
     /// Redis as the data plane sees it now (a stale report counts as down).

@@ -1,4 +1,5 @@
-//! agentgate._core: thin PyO3 bindings over agentgate-core. Conversion and GIL handling only.
+//! agentgate._core: thin PyO3 bindings over agentgate-core. Conversion and GIL handling only:
+//! every check and decision is the core's; enums and exceptions mirror the core's types.
 
 use pyo3::prelude::*;
 
@@ -8,6 +9,8 @@ mod breaker;
 mod clock;
 mod cluster;
 mod dataplane;
+mod enums;
+mod errors;
 mod histogram;
 mod httpsig;
 mod limiter;
@@ -20,6 +23,7 @@ mod sketch;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
     clock::register(m)?;
     cluster::register(m)?;
     router::register(m)?;

@@ -74,6 +74,27 @@ pub enum RedisState {
     Down,
 }
 
+impl RedisState {
+    /// Lower-case name: "up", "down".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisState::Up => "up",
+            RedisState::Down => "down",
+        }
+    }
+}
+
+impl std::str::FromStr for RedisState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "up" => Ok(RedisState::Up),
+            "down" => Ok(RedisState::Down),
+            other => Err(format!("{other:?}: expected up or down")),
+        }
+    }
+}
+
 // 0: no report yet (counts as down)
 const UP: u8 = 1;
 const DOWN: u8 = 2;
