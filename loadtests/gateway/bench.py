@@ -747,6 +747,10 @@ def measure(server: Server, settings: Settings, cpus: CpuLayout, tmp: Path) -> d
     try:
         with running(server, cpus, tmp) as pid:
             run_wrk(server, BY_KEY["get_1k"], settings.warmup_seconds, 16, cpus, tmp, pid)
+            pids = tree_pids(pid)
+            cpu0 = cpu_seconds(pids)
+            time.sleep(settings.idle_seconds)
+            result["idle_cpu_ms_per_s"] = (cpu_seconds(pids) - cpu0) * 1e3 / settings.idle_seconds
             for sc in SCENARIOS:
                 result[f"wrk_{sc.key}"] = run_wrk(
                     server, sc, settings.wrk_seconds, settings.wrk_connections, cpus, tmp, pid
@@ -801,23 +805,30 @@ def count_python(server: Server, settings: Settings, cpus: CpuLayout, tmp: Path)
                 run_wrk(server, sc, 1, 16, cpus, tmp, pid)
             with probes(binary):
                 idle, _ = perf_count(pids, ["sleep", str(seconds)], tmp)
-                result["idle"] = {**idle, "seconds": seconds}
+                result["idle"] = {**idle.total, "seconds": seconds}
                 for sc in (BY_KEY["get_1k"], BY_KEY["post"]):
                     cmd = pinned(
                         cpus.load, wrk_cmd(server, sc, seconds, settings.wrk_connections, tmp)
                     )
                     counts, out = perf_count(pids, cmd, tmp)
-                    wrk = parse_wrk(out)
-                    n = wrk["requests"]
+                    n = parse_wrk(out)["requests"]
+                    busiest = counts.busiest() or {}
                     result[sc.key] = {
                         "requests": n,
-                        "counts": counts,
+                        "counts": counts.total,
+                        "threads": counts.threads,
                         # beyond the idle rate: what the requests cost
                         "per_request": {
-                            k: (counts[k] - idle[k]) / n if n else None for k in PROBES
+                            k: (counts.total[k] - idle.total[k]) / n if n else None for k in PROBES
                         },
                         # everything during the run, timers included: an upper bound
-                        "all_per_request": {k: counts[k] / n if n else None for k in PROBES},
+                        "all_per_request": {k: counts.total[k] / n if n else None for k in PROBES},
+                        # on the thread that served the requests: no timer noise
+                        "busiest_thread": {
+                            "thread": busiest.get("thread"),
+                            "cpu_s": busiest.get("cpu_s"),
+                            **{k: busiest.get(k, 0) / n if n else None for k in PROBES},
+                        },
                     }
     except (RuntimeError, OSError, subprocess.TimeoutExpired, StopIteration) as e:
         result["error"] = str(e)
