@@ -102,6 +102,10 @@ pub struct EndpointState {
     weight: u32,
     healthy: bool,
     breaker: BreakerState,
+    /// Trips in a row (reset after a quiet closed period); they grow the cool-down.
+    breaker_trips: u32,
+    /// Cool-down of the latest trip, seconds (0 before the first).
+    breaker_open_for: f64,
     /// Requests picked for it and not finished.
     in_flight: u32,
     /// Latency estimate (peak EWMA), seconds.
@@ -125,6 +129,8 @@ pub struct AgentState {
     queued: Vec<u32>,
     health_checked: bool,
     retry_budget: f64,
+    /// Requests admitted since the agent appeared (monotonic).
+    requests: u64,
     endpoints: Vec<Py<EndpointState>>,
 }
 
@@ -235,6 +241,8 @@ impl DataPlane {
                                 weight: e.stats.weight,
                                 healthy: e.stats.healthy,
                                 breaker: e.stats.breaker.state.into(),
+                                breaker_trips: e.stats.breaker.trips,
+                                breaker_open_for: e.breaker_open_for.as_secs_f64(),
                                 in_flight: e.stats.outstanding,
                                 latency: e.stats.ewma_nanos as f64 / 1e9,
                                 last_probe: e.probe.last_probe,
@@ -254,10 +262,19 @@ impl DataPlane {
                     queued: a.queued.to_vec(),
                     health_checked: a.health_checked,
                     retry_budget: a.retry_budget,
+                    requests: a.requests,
                     endpoints,
                 })
             })
             .collect()
+    }
+
+    /// Agents with no endpoint that requests wait for (scale from zero); waits up to
+    /// `timeout` seconds for one (the GIL is released meanwhile).
+    #[pyo3(signature = (timeout = 1.0))]
+    fn activations(&self, py: Python<'_>, timeout: f64) -> Vec<String> {
+        let t = Duration::from_secs_f64(timeout.clamp(0.0, 60.0));
+        py.detach(|| self.inner.activations(t))
     }
 
     /// Probes an agent's endpoints now (up to `attempts` tries each); KeyError if unknown.

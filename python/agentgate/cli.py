@@ -7,13 +7,13 @@ import argparse
 import logging
 import sys
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 log = logging.getLogger("agentgate")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run the command."""
+def build_parser() -> argparse.ArgumentParser:
+    """The `agentgate` argument parser with every sub-command."""
     parser = argparse.ArgumentParser(prog="agentgate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the gateway")
@@ -42,7 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     from agentgate import cli_alerts  # alerts, metrics
 
     cli_alerts.add_commands(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the command."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "serve":
         from agentgate.serve import serve
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(
             args.config, args.workers, args.listen, args.admin_listen, args.quiet, args.ports_file
         )
+    from agentgate import cli_alerts, cli_control, cli_runtime, cli_security, cli_state
+
     code = cli_control.run(args)
     if code is None:
         code = cli_security.run(args)

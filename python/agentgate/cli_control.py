@@ -1,9 +1,11 @@
-"""Control-plane CLI commands (`agentgate admin|keys|template|agent|policy|audit …`).
+"""Control-plane CLI commands (`agentgate admin|tenant|keys|template|agent|policy|audit …`).
 
-Everything but `admin bootstrap` and `keys gen` talks to the REST API with an API key from
-`AGENTGATE_API_KEY` / `AGENTGATE_URL`, or from the profile file
-`~/.config/agentgate/profile.toml` (`url = "…"`, `api_key = "…"`; `--profile NAME` picks a
-`[NAME]` table instead of the top level).
+Everything but `admin bootstrap`, `keys gen` (without `--register`), `template sign` and
+`audit verify --file` talks to the REST API on the admin listener, with an API key from
+`AGENTGATE_API_KEY` or the profile file `~/.config/agentgate/profile.toml` (`url = "…"`,
+`api_key = "…"`; `--profile NAME` picks a `[NAME]` table instead of the top level). Which URL
+a command uses is decided in `agentgate.cli_client`: `--config FILE` (its `admin_listen`),
+`AGENTGATE_URL`, the profile's `url`, `AGENTGATE_CONFIG`, else `http://127.0.0.1:8001`.
 """
 
 from __future__ import annotations
@@ -13,19 +15,17 @@ import asyncio
 import os
 import sys
 import time
-import tomllib
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from agentgate.cli_client import CliError, api_for
 from agentgate.store import ApiKey, Store, Tenant, open_store
 from agentgate.tenancy import create_key, create_tenant
 
-__all__ = ["add_commands", "bootstrap", "run"]
-
-DEFAULT_URL = "http://127.0.0.1:9001"
-PROFILE = Path("~/.config/agentgate/profile.toml")
+__all__ = ["CliError", "add_commands", "bootstrap", "run"]
 
 
 async def bootstrap(
@@ -37,51 +37,15 @@ async def bootstrap(
     return t, key, secret
 
 
-class CliError(Exception):
-    """A failure to report on stderr with exit code 1."""
-
-
-def _profile(name: str | None) -> dict[str, Any]:
-    path = Path(os.environ.get("AGENTGATE_PROFILE_FILE", str(PROFILE))).expanduser()
-    if not path.exists():
-        return {}
-    data = tomllib.loads(path.read_text())
-    if name:
-        section = data.get(name)
-        if not isinstance(section, dict):
-            raise CliError(f"profile {name!r} not found in {path}")
-        return section
-    return data
-
-
-def _client(args: argparse.Namespace) -> Any:
-    import httpx
-
-    prof = _profile(getattr(args, "profile", None))
-    url = os.environ.get("AGENTGATE_URL") or prof.get("url") or DEFAULT_URL
-    key = os.environ.get("AGENTGATE_API_KEY") or prof.get("api_key")
-    if not key:
-        raise CliError("no API key: set AGENTGATE_API_KEY or api_key in the profile file")
-    return httpx.Client(
-        base_url=str(url).rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=30
-    )
-
-
 def _call(args: argparse.Namespace, method: str, path: str, **kw: Any) -> Any:
-    with _client(args) as c:
-        r = c.request(method, path, **kw)
-    if r.status_code >= 400:
-        try:
-            p = r.json()
-            msg = f"{p.get('status')} {p.get('title')}: {p.get('detail')}"
-            if p.get("path"):
-                msg += f" (at {p['path']})"
-        except ValueError:
-            msg = f"HTTP {r.status_code}: {r.text[:200]}"
-        raise CliError(msg)
-    if r.headers.get("content-type", "").startswith("application/json"):
-        return r.json()
-    return r.text
+    # `gateway_config`, not `config`: some commands take a `--config` of their own
+    api = api_for(getattr(args, "gateway_config", None), getattr(args, "profile", None))
+    return api.call(method, path, **kw)
+
+
+def _seg(text: str) -> str:
+    """`text` as one URL path segment (a `/` or `?` in a name must not change the path)."""
+    return urllib.parse.quote(text, safe="")
 
 
 def _out(data: Any) -> None:
@@ -109,7 +73,29 @@ def add_commands(sub: Any) -> None:
     def group(name: str, help_: str) -> Any:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--profile", help="a [section] of the profile file")
+        p.add_argument(
+            "--config",
+            dest="gateway_config",
+            metavar="FILE",
+            help="talk to the admin listener of this gateway config file (its admin_listen); "
+            "without it: AGENTGATE_URL, the profile's url, AGENTGATE_CONFIG, "
+            "else http://127.0.0.1:8001",
+        )
         return p.add_subparsers(dest="sub", required=True)
+
+    tn = group("tenant", "tenants of the installation (system admin key)")
+    tc = tn.add_parser("create", help="create a tenant; with --admin-key also its first admin key")
+    tc.add_argument("name", help="lower-case letters, digits and '-'")
+    tc.add_argument("--display-name", default="")
+    tc.add_argument(
+        "--admin-key", action="store_true", help="also issue an admin API key (shown once)"
+    )
+    tk = tn.add_parser("key", help="issue an API key in a tenant (prints the secret once)")
+    tk.add_argument("tenant_id")
+    tk.add_argument("--name", default="admin")
+    tk.add_argument("--role", action="append", dest="roles", help="repeatable; default: admin")
+    tk.add_argument("--expires-in", type=float)
+    tn.add_parser("list", help="list tenants")
 
     k = group("keys", "publisher key pairs and API keys")
     g = k.add_parser("gen", help="generate an Ed25519 publisher key pair (PREFIX.key, PREFIX.pub)")
@@ -175,6 +161,7 @@ def run(args: argparse.Namespace) -> int | None:
     """Run a control-plane command; None when `args.command` is not one of them."""
     handlers = {
         "admin": lambda: asyncio.run(_bootstrap(args)),
+        "tenant": lambda: _tenant(args),
         "keys": lambda: _keys(args),
         "template": lambda: _template(args),
         "agent": lambda: _agent(args),
@@ -202,6 +189,39 @@ async def _bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tenant(args: argparse.Namespace) -> int:
+    if args.sub == "list":
+        _out(_call(args, "GET", "/api/tenants"))
+        return 0
+    if args.sub == "key":
+        _out(_tenant_key(args, args.tenant_id, args.name, args.roles or ["admin"], args.expires_in))
+        return 0
+    t = _call(
+        args, "POST", "/api/tenants", json={"name": args.name, "display_name": args.display_name}
+    )
+    if not args.admin_key:
+        _out(t)
+        return 0
+    try:
+        issued = _tenant_key(args, t["id"], f"{args.name}-admin", ["admin"], None)
+    except CliError as e:
+        raise CliError(
+            f"tenant {args.name} ({t['id']}) was created, but its admin key was not: {e}\n"
+            f"Issue it with: agentgate tenant key {t['id']}"
+        ) from None
+    _out({"tenant": t, **issued})
+    return 0
+
+
+def _tenant_key(
+    args: argparse.Namespace, tenant_id: str, name: str, roles: list[str], expires_in: float | None
+) -> Any:
+    body: dict[str, Any] = {"name": name, "roles": roles}
+    if expires_in is not None:
+        body["expires_in"] = expires_in
+    return _call(args, "POST", f"/api/tenants/{_seg(tenant_id)}/keys", json=body)
+
+
 def _keys(args: argparse.Namespace) -> int:
     if args.sub == "gen":
         from agentgate import crypto
@@ -222,7 +242,14 @@ def _keys(args: argparse.Namespace) -> int:
             body["expires_in"] = args.expires_in
         _out(_call(args, "POST", "/api/keys", json=body))
     elif args.sub == "rotate":
-        _out(_call(args, "POST", f"/api/keys/{args.key_id}/rotate", json={"overlap": args.overlap}))
+        _out(
+            _call(
+                args,
+                "POST",
+                f"/api/keys/{_seg(args.key_id)}/rotate",
+                json={"overlap": args.overlap},
+            )
+        )
     else:
         _out(_call(args, "GET", "/api/keys"))
     return 0
@@ -264,19 +291,26 @@ def _template(args: argparse.Namespace) -> int:
         _out(_call(args, "GET", "/api/templates", params=params))
     elif args.sub == "show":
         name, _, ref = args.ref.partition("@")
-        _out(_call(args, "GET", f"/api/templates/{name}/resolve", params={"ref": ref or "*"}))
+        _out(_call(args, "GET", f"/api/templates/{_seg(name)}/resolve", params={"ref": ref or "*"}))
     elif args.sub == "tag":
         _out(
             _call(
                 args,
                 "PUT",
-                f"/api/templates/{args.name}/tags/{args.tag}",
+                f"/api/templates/{_seg(args.name)}/tags/{_seg(args.tag)}",
                 json={"target": args.target},
             )
         )
     else:
         body = {} if args.to is None else {"to": args.to}
-        _out(_call(args, "POST", f"/api/templates/{args.name}/tags/{args.tag}/rollback", json=body))
+        _out(
+            _call(
+                args,
+                "POST",
+                f"/api/templates/{_seg(args.name)}/tags/{_seg(args.tag)}/rollback",
+                json=body,
+            )
+        )
     return 0
 
 
@@ -303,7 +337,7 @@ def _agent(args: argparse.Namespace) -> int:
     elif args.sub == "list":
         _out(_call(args, "GET", "/api/agents"))
     else:
-        _out(_call(args, "DELETE", f"/api/agents/{args.name}"))
+        _out(_call(args, "DELETE", f"/api/agents/{_seg(args.name)}"))
     return 0
 
 

@@ -28,7 +28,7 @@ from agentgate.observe.settings import (
     SloConfig,
     TracingConfig,
 )
-from agentgate.secret_refs import check_template
+from agentgate.secret_refs import check_template, references
 
 __all__ = [
     "PRIORITIES",
@@ -251,10 +251,17 @@ class Tls(_Model):
         return v
 
 
+class Activation(_Model):
+    """Scale from zero: with no endpoint, a request waits up to `timeout` for one while the
+    runtime starts a replica, instead of failing."""
+
+    timeout: Duration = 30.0
+
+
 class Agent(_Model):
     """A pool of endpoints serving one agent."""
 
-    endpoints: tuple[Endpoint, ...] = Field(min_length=1)
+    endpoints: tuple[Endpoint, ...] = ()
     timeouts: Timeouts = Timeouts()
     retries: Retries = Retries()
     circuit_breaker: CircuitBreaker = CircuitBreaker()
@@ -267,6 +274,7 @@ class Agent(_Model):
     # added to every upstream request; values may use ${secret:NAME} (resolved by the control
     # plane's secret store, never written to the config)
     headers: dict[str, str] = {}
+    activation: Activation | None = None
 
     @field_validator("headers")
     @classmethod
@@ -276,6 +284,12 @@ class Agent(_Model):
                 raise ValueError(f"not an HTTP header name: {name!r}")
             check_template(value)
         return v
+
+    @model_validator(mode="after")
+    def _some_endpoint(self) -> Agent:
+        if not self.endpoints and self.activation is None:
+            raise ValueError("at least one endpoint (or activation, to scale from zero)")
+        return self
 
 
 class Match(_Model):
@@ -505,6 +519,9 @@ class GatewayConfig(_Model):
     signatures: SignatureConfig = SignatureConfig()
     http: Http = Http()
     demo_echo: HostPort | None = None  # start the bundled demo echo agent on this address
+    # `required`: the admin listener's /metrics, /api/config and /api/health/agents need an API
+    # key with a control-plane role (see `agentgate.api.auth.admin_guard`); `none`: open
+    admin_auth: Literal["none", "required"] = "none"
     # control-plane state: PostgreSQL when set (postgresql://…), else SQLite in `data_dir`
     database_url: str | None = None
     data_dir: str = ".agentgate"
@@ -534,13 +551,38 @@ class GatewayConfig(_Model):
         return orjson.dumps(self.model_dump(mode="json"))
 
     def redacted(self) -> dict[str, Any]:
-        """The config as plain data with secrets (key hashes) replaced."""
+        """The config as plain data with secrets replaced: key hashes, passwords in URLs, and
+        header values written inline (a value that uses `${secret:NAME}` shows as written)."""
         data = self.model_dump(mode="json")
         for k in data["auth"]["api_keys"]:
             k["hash"] = "<redacted>"
+        if data["database_url"]:
+            data["database_url"] = _redact_url(data["database_url"])
+        for agent in data["agents"].values():
+            agent["headers"] = _redact_headers(agent["headers"])
+        data["tracing"]["headers"] = _redact_headers(data["tracing"]["headers"])
         if data.get("redis") and urlsplit(data["redis"]["url"]).password:
             data["redis"]["url"] = "<redacted>"
         return data
+
+
+def _redact_headers(headers: dict[str, str]) -> dict[str, str]:
+    # Upstream and OTLP headers often carry tokens. One that goes through the secret store is a
+    # reference (its text around it is a template such as `Bearer `); one written inline may be
+    # the token itself.
+    return {k: v if references(v) else "<redacted>" for k, v in headers.items()}
+
+
+def _redact_url(url: str) -> str:
+    out = url
+    netloc = urlsplit(url).netloc
+    if "@" in netloc:
+        userinfo = netloc.rpartition("@")[0]
+        user, sep, _ = userinfo.partition(":")
+        if sep:
+            out = out.replace(f"//{userinfo}@", f"//{user}:<redacted>@", 1)
+    # libpq also takes the password as a query parameter
+    return re.sub(r"(?i)([?&])((?:ssl)?password)=[^&#]*", r"\1\2=<redacted>", out)
 
 
 class _Loader(yaml.SafeLoader):

@@ -15,9 +15,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,13 @@ import orjson
 
 from agentgate.api.admin import create_app
 from agentgate.api.app import control_app, control_plane
+from agentgate.api.auth import admin_exposure_warning
+from agentgate.bus.http import bus_app
 from agentgate.cli_runtime import runtime_env
-from agentgate.config import ConfigError, GatewayConfig
+from agentgate.config import Agent, ConfigError, Endpoint, GatewayConfig, Match, Route, Timeouts
+from agentgate.errors import Forbidden
 from agentgate.gateway.dataplane import Gateway
-from agentgate.gateway.sources import ConfigFile
+from agentgate.gateway.sources import ConfigFile, FixedSource
 from agentgate.observe.dataplane_feed import DataPlaneFeed
 from agentgate.runtime.manager import DataPlaneLoad
 from agentgate.runtime.store_source import StoreSource
@@ -68,9 +73,10 @@ async def _listening_port(host: str, taken: set[int], seconds: float = 10.0) -> 
 
 
 class _Admin:
-    """The admin app on granian, embedded in this event loop."""
+    """An ASGI app on granian, embedded in this event loop: on `address`, or on a Unix socket
+    (`uds`) only this process's data plane talks to."""
 
-    def __init__(self, app: Any, address: str) -> None:
+    def __init__(self, app: Any, address: str = "127.0.0.1:0", uds: Path | None = None) -> None:
         from granian.constants import Interfaces
         from granian.server.embed import Server
 
@@ -80,6 +86,7 @@ class _Admin:
             app,
             address=host,
             port=port,
+            uds=uds,
             interface=Interfaces.ASGI,
             websockets=False,
             log_level=_granian_level(),
@@ -116,6 +123,52 @@ def _write_atomically(path: str, data: bytes) -> None:
     tmp = f"{path}.tmp"
     Path(tmp).write_bytes(data)
     os.replace(tmp, path)
+
+
+BUS_AGENT = "agentgate-bus"
+"""The internal agent behind `/bus`: the message bus app on a private Unix socket."""
+
+
+def _bus_source(sock: Path) -> FixedSource:
+    """`/bus/…` through the gateway (its auth, limits and priorities) to the bus app; the
+    config file may declare its own route to agent `agentgate-bus` (e.g. with a rate limit)."""
+    agent = Agent(
+        endpoints=(Endpoint(url=f"unix:{sock}"),),
+        # long polls and event streams wait as long as the caller asked
+        timeouts=Timeouts(first_byte=0, idle=0),
+    )
+    route = Route(
+        id=BUS_AGENT,
+        agent=BUS_AGENT,
+        match=Match(path_prefix="/bus"),
+        auth="required",
+    )
+    return FixedSource({BUS_AGENT: agent}, [route])
+
+
+async def _gateway_tenant(request: Any) -> str:
+    """The caller's tenant as the gateway authenticated it (the socket is private to it)."""
+    tenant = request.headers.get("x-agentgate-tenant")
+    if not tenant:
+        raise Forbidden("the API key has no tenant: the bus is per tenant")
+    return str(tenant)
+
+
+def _activator(runtime: Any, source: StoreSource) -> Any:
+    """Scale from zero: a request waits for `tenant/agent`; the runtime starts a replica and
+    the store source is told at once instead of at its next poll."""
+
+    async def activate(pool: str) -> None:
+        tenant, sep, agent = pool.partition("/")
+        if not sep:
+            return  # a config-file agent: nothing to start
+        try:
+            if await runtime.activate(tenant, agent):
+                source.poke()
+        except Exception as e:  # one agent's failure must not stop the others' activations
+            log.error("activation of %s failed: %s", pool, e)
+
+    return activate
 
 
 def _data_dir(cfg: GatewayConfig, settings: Settings) -> Path:
@@ -185,6 +238,8 @@ async def _run(
     env["AGENTGATE_DATA_DIR"] = str(_data_dir(cfg, settings).resolve())
     env.update(runtime_env(cfg, env))
     admin: _Admin | None = None
+    bus_server: _Admin | None = None
+    run_dir = Path(tempfile.mkdtemp(prefix="agentgate-"))
     stack = contextlib.AsyncExitStack()
     try:
         api = await stack.enter_async_context(
@@ -195,21 +250,31 @@ async def _run(
                 data_dir=_data_dir(cfg, settings),
                 feed=feed,
                 load=DataPlaneLoad(agents),
+                inflight=lambda url: None if gateway is None else gateway.endpoint_in_flight(url),
             )
         )
         await source.load()
+        sources: list[Any] = [source]
+        if api.state.bus is not None:
+            sock = run_dir / "bus.sock"
+            bus_server = _Admin(bus_app(api.state.bus, _gateway_tenant), uds=sock)
+            await bus_server.start()
+            sources.append(_bus_source(sock))
         gateway = await Gateway.create(
             cfg,
             workers=workers,
-            sources=[source],
+            sources=sources,
             resolve=_secret_resolver(api.state.security, "system", store),
         )
         gw = gateway
         gw.sinks.append(feed.push)
+        runtime = api.state.runtime
+        if runtime is not None:
+            gw.on_activate = _activator(runtime, source)
         port = gw.listen(listen)
         host, _ = _split(listen)
         control = control_app(api, lambda: api)
-        admin = _Admin(create_app(gw, control), admin_listen)
+        admin = _Admin(create_app(gw, control, keys=api.state.context), admin_listen)
         await admin.start()
         a_host, a_port = _split(admin_listen)
         if a_port == 0:
@@ -252,7 +317,10 @@ async def _run(
             t.cancel()
         if admin is not None:
             await admin.stop()
+        if bus_server is not None:
+            await bus_server.stop()
         await stack.aclose()
+        shutil.rmtree(run_dir, ignore_errors=True)
         await store.close()
 
 
@@ -271,6 +339,9 @@ def serve(
         print(f"agentgate: invalid config: {e}", file=sys.stderr)
         return 2
     cfg = file.config
+    exposed = admin_exposure_warning(admin_listen or cfg.admin_listen, cfg.admin_auth)
+    if exposed:
+        print(f"agentgate: warning: {exposed}", file=sys.stderr, flush=True)
     # modules that read the config file by itself (observability, security) read this one
     os.environ[ENV_CONFIG] = file.path
     settings = Settings.from_env()

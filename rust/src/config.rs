@@ -35,6 +35,9 @@ pub struct GatewayConfig {
     /// How the listener reads requests.
     #[serde(default)]
     pub http: Http,
+    /// Span export.
+    #[serde(default)]
+    pub tracing: Tracing,
 }
 
 impl GatewayConfig {
@@ -96,6 +99,18 @@ pub struct Agent {
     /// Headers set on every upstream request (secret references already resolved).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Scale from zero: with no endpoint, requests wait (holding their slot) while the runtime
+    /// is asked to start one.
+    #[serde(default)]
+    pub activation: Option<Activation>,
+}
+
+/// How long a request waits for an agent with no endpoint to get one.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Activation {
+    /// Seconds.
+    pub timeout: f64,
 }
 
 fn default_concurrency() -> u32 {
@@ -482,6 +497,31 @@ impl Default for Http {
             max_headers: 96,
             merge_slashes: true,
             encoded_slash: "decode".into(),
+        }
+    }
+}
+
+/// OTLP/HTTP export of the data plane's spans.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tracing {
+    /// Collector base URL (`…/v1/traces` is appended); none: no spans are recorded.
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces sampled (a sampled parent is always followed).
+    pub sampling_ratio: f64,
+    /// `service.name` of the resource.
+    pub service_name: String,
+    /// Headers of every export request (e.g. an API key of the collector).
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for Tracing {
+    fn default() -> Self {
+        Tracing {
+            otlp_endpoint: None,
+            sampling_ratio: 1.0,
+            service_name: "agentgate".into(),
+            headers: BTreeMap::new(),
         }
     }
 }

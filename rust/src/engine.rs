@@ -34,7 +34,7 @@ use crate::breaker::BreakerConfig;
 use crate::clock::AnyClock;
 use crate::config::{self, ConfigError, GatewayConfig};
 use crate::httpsig::{HttpSigError, RequestView, UnixClock, Verifier, VerifyPolicy};
-use crate::lifecycle::{InFlight, Queued, Waiters};
+use crate::lifecycle::{Activating, InFlight, Queued, Waiters};
 use crate::limiter::{Quota, RateLimiter};
 use crate::normalize::{EncodedSlash, Options as PathOptions};
 use crate::proxy::upstream::Endpoint;
@@ -42,6 +42,7 @@ use crate::retry::{RetryBudget, RetryPolicy};
 use crate::router::{PathMatch, RouteSpec, RouteTable};
 use crate::signature::{parse_public_key, VerifyingKey};
 use crate::stats::{AgentDelta, AgentStats, GatewayStats, RouteDelta, RouteStats};
+use crate::trace::Tracer;
 
 const MS: u64 = 1_000_000;
 /// Keys kept per rate limiter before idle ones are evicted.
@@ -203,6 +204,8 @@ pub struct Snapshot {
     signing_body: u64,
     /// Head limits and path normalisation.
     pub http: HttpRules,
+    /// Trace context and span export.
+    pub tracer: Arc<Tracer>,
 }
 
 /// The decision of [`Engine::admit`].
@@ -211,6 +214,8 @@ pub enum Decision {
     Go(InFlight),
     /// Wait for a slot with [`Queued::wait`].
     Wait(Queued),
+    /// The agent has no endpoint yet: wait for one with [`Activating::wait`] (the slot is held).
+    Activate(Activating),
     /// Refuse it.
     Reject(Rejection),
 }
@@ -519,6 +524,18 @@ impl Snapshot {
                 encoded_slash,
             },
         };
+        // the exporter (and its queue) carries over while its settings stay
+        let tracer = match previous {
+            Some(p) if p.tracer.settings() == &cfg.tracing => p.tracer.clone(),
+            _ => {
+                if !(0.0..=1.0).contains(&cfg.tracing.sampling_ratio) {
+                    return Err(ConfigError(
+                        "tracing.sampling_ratio: must be between 0 and 1".into(),
+                    ));
+                }
+                Arc::new(Tracer::new(&cfg.tracing).map_err(ConfigError)?)
+            }
+        };
         Ok(Snapshot {
             table,
             any_method,
@@ -529,6 +546,7 @@ impl Snapshot {
             signing,
             signing_body: sig.max_body,
             http,
+            tracer,
         })
     }
 
@@ -539,8 +557,10 @@ impl Snapshot {
         clock: &AnyClock,
     ) -> Result<Arc<Pool>, ConfigError> {
         let err = |field: &str| at(format!("agents.{name}.{field}"));
-        if a.endpoints.is_empty() {
-            return Err(err("endpoints")("at least one endpoint".into()));
+        if a.endpoints.is_empty() && a.activation.is_none() {
+            return Err(err("endpoints")(
+                "at least one endpoint (or activation, to scale from zero)".into(),
+            ));
         }
         if a.max_concurrency == 0 {
             return Err(err("max_concurrency")("must be at least 1".into()));
@@ -722,8 +742,10 @@ fn sig_rejection(e: &HttpSigError) -> Rejection {
 
 /// The decision engine over an atomically swappable snapshot.
 pub struct Engine {
-    current: ArcSwap<Snapshot>,
+    current: Arc<ArcSwap<Snapshot>>,
     clock: AnyClock,
+    /// Agents with no endpoint that a request waits for, and the signal of new snapshots.
+    pub activations: Arc<crate::lifecycle::Activations>,
     /// Answers of the gateway's own, by status.
     pub gateway_stats: GatewayStats,
     // Counters of routes and agents a reload removed, until their last counts are taken.
@@ -751,8 +773,9 @@ impl Engine {
     pub fn new(cfg: &GatewayConfig, clock: AnyClock) -> Result<Engine, ConfigError> {
         let snap = Snapshot::compile(cfg, None, &clock)?;
         Ok(Engine {
-            current: ArcSwap::from_pointee(snap),
+            current: Arc::new(ArcSwap::from_pointee(snap)),
             clock,
+            activations: Arc::default(),
             gateway_stats: GatewayStats::default(),
             retired: parking_lot::Mutex::new(Vec::new()),
         })
@@ -788,6 +811,7 @@ impl Engine {
         }
         self.current.store(Arc::new(snap));
         self.retired.lock().extend(retired);
+        self.activations.changed.notify_waiters();
         Ok(())
     }
 
@@ -957,6 +981,7 @@ impl Engine {
         };
         let pool = route.pool.clone();
         pool.budget.deposit();
+        pool.stats.admitted();
         // 6. admission
         let outcome = pool.admission.acquire(priority);
         for t in outcome.shed {
@@ -968,6 +993,15 @@ impl Engine {
                 // 7. endpoint
                 match pool.pick() {
                     Ok(e) => Decision::Go(InFlight::new(snap, admitted, pool, e)),
+                    Err(_) if pool.endpoints.is_empty() && pool.config.activation.is_some() => {
+                        Decision::Activate(Activating::new(
+                            snap,
+                            admitted,
+                            pool,
+                            self.current.clone(),
+                            self.activations.clone(),
+                        ))
+                    }
                     Err(r) => {
                         // The slot we cannot use passes to the next waiter; its own pick fails
                         // just as fast if nothing changed meanwhile.
@@ -977,9 +1011,13 @@ impl Engine {
                     }
                 }
             }
-            AcquireDecision::Queued(ticket) => {
-                Decision::Wait(Queued::new(snap, admitted, pool, ticket))
-            }
+            AcquireDecision::Queued(ticket) => Decision::Wait(Queued::new(
+                snap,
+                admitted,
+                pool,
+                ticket,
+                (self.current.clone(), self.activations.clone()),
+            )),
             AcquireDecision::Reject(reason) => {
                 pool.stats.shed();
                 let (why, detail) = match reason {

@@ -21,3 +21,4 @@ pub mod sandbox;
 pub mod signature;
 pub mod sketch;
 pub mod stats;
+pub mod trace;

@@ -12,8 +12,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::oneshot;
+use arc_swap::ArcSwap;
+use tokio::sync::{oneshot, Notify};
 
 use crate::admission::Admission;
 use crate::balancer::Outcome;
@@ -178,6 +180,16 @@ impl InFlight {
         }
     }
 
+    /// A request decided under `snap` that goes to `pool` of a later config (activation).
+    pub(crate) fn with_pool(
+        snap: Arc<Snapshot>,
+        admitted: Admitted,
+        pool: Arc<Pool>,
+        e: usize,
+    ) -> Self {
+        Self::new(snap, admitted, pool, e)
+    }
+
     /// The matched route.
     pub fn route(&self) -> &RouteRules {
         // the snapshot is the one the decision used, so the index is valid
@@ -243,12 +255,161 @@ impl Drop for InFlight {
     }
 }
 
+/// Where a request that found no endpoint looks for the next config, and whom it tells.
+pub type Board = (Arc<ArcSwap<Snapshot>>, Arc<Activations>);
+
+/// Scale from zero: the agents requests wait for, and the signal that a new config is in.
+#[derive(Default)]
+pub struct Activations {
+    wanted: parking_lot::Mutex<Vec<Arc<str>>>,
+    asked: parking_lot::Condvar,
+    /// Notified on every config swap.
+    pub changed: Notify,
+}
+
+impl Activations {
+    /// Asks for an endpoint of `agent` (the runtime starts a replica).
+    pub fn ask(&self, agent: &Arc<str>) {
+        let mut w = self.wanted.lock();
+        if !w.iter().any(|a| a == agent) {
+            w.push(agent.clone());
+        }
+        self.asked.notify_all();
+    }
+
+    /// The agents asked for since the last call, waiting up to `timeout` for one (a blocking
+    /// call for a thread of its own).
+    pub fn take(&self, timeout: Duration) -> Vec<Arc<str>> {
+        let mut w = self.wanted.lock();
+        if w.is_empty() {
+            let _ = self.asked.wait_for(&mut w, timeout);
+        }
+        std::mem::take(&mut *w)
+    }
+}
+
+/// A request holding a slot of an agent with no endpoint, waiting for the runtime to start one.
+pub struct Activating {
+    snap: Arc<Snapshot>,
+    admitted: Option<Admitted>,
+    pool: Arc<Pool>,
+    board: Board,
+}
+
+impl Activating {
+    pub(crate) fn new(
+        snap: Arc<Snapshot>,
+        admitted: Admitted,
+        pool: Arc<Pool>,
+        current: Arc<ArcSwap<Snapshot>>,
+        activations: Arc<Activations>,
+    ) -> Self {
+        Activating {
+            snap,
+            admitted: Some(admitted),
+            pool,
+            board: (current, activations),
+        }
+    }
+
+    /// Waits (at most the agent's `activation.timeout`) for a config in which the agent has an
+    /// endpoint, then picks one. Dropping the future releases the slot.
+    pub async fn wait(mut self) -> Result<InFlight, Rejection> {
+        let limit = self
+            .pool
+            .config
+            .activation
+            .as_ref()
+            .map_or(0.0, |a| a.timeout);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(limit.max(0.0));
+        let (current, activations) = self.board.clone();
+        activations.ask(&self.pool.name);
+        loop {
+            // interest first, then the look: a swap in between still wakes us
+            let notified = activations.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let snap = current.load_full();
+            match snap.pool_named(&self.pool.name).cloned() {
+                None => return Err(reject(503, "no_endpoint", "agent no longer configured")),
+                Some(p) if !p.endpoints.is_empty() => {
+                    if !Arc::ptr_eq(&p.admission, &self.pool.admission) {
+                        // its limits changed meanwhile: the slot held is in the old queue
+                        let acquired = p.admission.acquire(self.admitted_priority());
+                        if acquired.decision != crate::admission::Decision::Admit {
+                            for t in acquired.shed {
+                                p.waiters.shed(t);
+                            }
+                            if let crate::admission::Decision::Queued(t) = acquired.decision {
+                                if !p.admission.cancel(t) {
+                                    // granted just now: hand it on
+                                    p.waiters.grant(&p.admission, p.admission.release());
+                                }
+                            }
+                            return Err(reject(
+                                503,
+                                "queue_full",
+                                "the agent was reconfigured while it started",
+                            ));
+                        }
+                        self.release();
+                        self.pool = p.clone();
+                    }
+                    let admitted = self.admitted.take();
+                    let pool = p;
+                    return match (pool.pick(), admitted) {
+                        (Ok(e), Some(a)) => Ok(InFlight::with_pool(self.snap.clone(), a, pool, e)),
+                        (Err(r), a) => {
+                            self.admitted = a;
+                            Err(r)
+                        }
+                        (Ok(_), None) => Err(reject(503, "no_endpoint", "activation ended")),
+                    };
+                }
+                Some(_) => {}
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(reject(
+                    503,
+                    "activation_timeout",
+                    format!(
+                        "agent {:?}: no replica became ready within {limit}s",
+                        self.pool.name.as_ref()
+                    ),
+                ));
+            }
+        }
+    }
+
+    fn admitted_priority(&self) -> crate::admission::Priority {
+        self.admitted
+            .as_ref()
+            .map_or(crate::admission::Priority::Normal, |a| a.priority)
+    }
+
+    fn release(&mut self) {
+        let pool = &self.pool;
+        pool.waiters
+            .grant(&pool.admission, pool.admission.release());
+    }
+}
+
+impl Drop for Activating {
+    fn drop(&mut self) {
+        // still holding the slot unless it became an InFlight
+        if self.admitted.is_some() {
+            self.release();
+        }
+    }
+}
+
 /// A request waiting in its pool's priority queue.
 pub struct Queued {
     snap: Arc<Snapshot>,
     admitted: Option<Admitted>,
     pool: Arc<Pool>,
     ticket: u64,
+    board: Board,
 }
 
 /// Gives up on a ticket when the wait ends without a slot (timeout, or the future dropped).
@@ -289,12 +450,19 @@ fn shed(pool: &Pool) -> Rejection {
 }
 
 impl Queued {
-    pub(crate) fn new(snap: Arc<Snapshot>, admitted: Admitted, pool: Arc<Pool>, t: u64) -> Self {
+    pub(crate) fn new(
+        snap: Arc<Snapshot>,
+        admitted: Admitted,
+        pool: Arc<Pool>,
+        t: u64,
+        board: Board,
+    ) -> Self {
         Queued {
             snap,
             admitted: Some(admitted),
             pool,
             ticket: t,
+            board,
         }
     }
 
@@ -348,6 +516,12 @@ impl Queued {
         };
         match pool.pick() {
             Ok(e) => Ok(InFlight::new(self.snap.clone(), admitted, pool.clone(), e)),
+            Err(_) if pool.endpoints.is_empty() && pool.config.activation.is_some() => {
+                let (current, activations) = self.board.clone();
+                Activating::new(self.snap.clone(), admitted, pool, current, activations)
+                    .wait()
+                    .await
+            }
             Err(r) => {
                 pool.waiters
                     .grant(&pool.admission, pool.admission.release());

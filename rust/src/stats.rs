@@ -116,6 +116,8 @@ pub struct AgentStats {
     pub upstream: Latency,
     retries: AtomicU64,
     shed: AtomicU64,
+    // never reset: the autoscaler derives the request rate from it
+    requests: AtomicU64,
 }
 
 /// What an [`AgentStats::take`] returns.
@@ -140,6 +142,16 @@ impl AgentStats {
     /// Counts one retry.
     pub fn retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one admitted request (monotonic, never taken).
+    pub fn admitted(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests admitted since the agent first appeared.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     /// Counts one request refused by the admission queue.

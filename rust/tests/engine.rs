@@ -110,6 +110,7 @@ fn status(d: &Decision) -> u16 {
     match d {
         Decision::Go(_) => 200,
         Decision::Wait(_) => 0,
+        Decision::Activate(_) => 1,
         Decision::Reject(r) => r.status,
     }
 }
@@ -370,6 +371,7 @@ async fn concurrent_admits_and_finishes_leave_no_slot_behind() {
             let f = match e.admit(&head("GET", "/open", &[])) {
                 Decision::Go(f) => f,
                 Decision::Wait(q) => q.wait().await.expect("slot"),
+                Decision::Activate(a) => a.wait().await.expect("endpoint"),
                 Decision::Reject(r) => panic!("{}", r.detail),
             };
             if i % 3 == 0 {
@@ -387,4 +389,67 @@ async fn concurrent_admits_and_finishes_leave_no_slot_behind() {
     let pool = snap.pool_named("a").expect("pool").clone();
     assert_eq!(pool.admission.in_flight(), 0);
     assert!(pool.waiters.is_empty());
+}
+
+fn zero(endpoints: serde_json::Value) -> GatewayConfig {
+    serde_json::from_value(serde_json::json!({
+        "agents": {"z": {"endpoints": endpoints, "activation": {"timeout": 5.0},
+                         "max_concurrency": 2}},
+        "routes": [{"id": "z", "agent": "z", "match": {"path_prefix": "/z"}}],
+    }))
+    .expect("config")
+}
+
+#[tokio::test]
+async fn a_request_to_an_agent_scaled_to_zero_waits_for_its_first_endpoint() {
+    let clock = ManualClock::new();
+    let e = Engine::new(
+        &zero(serde_json::json!([])),
+        AnyClock::Manual(clock.clone()),
+    )
+    .expect("an agent with activation may have no endpoint");
+    let Decision::Activate(a) = e.admit(&head("GET", "/z", &[])) else {
+        panic!("activation")
+    };
+    let waiting = tokio::spawn(a.wait());
+    // the runtime is asked for the agent
+    let asked = tokio::task::spawn_blocking({
+        let acts = e.activations.clone();
+        move || acts.take(Duration::from_secs(5))
+    })
+    .await
+    .expect("join");
+    assert_eq!(asked.iter().map(|a| a.as_ref()).collect::<Vec<_>>(), ["z"]);
+    // its replica is published: the waiting request proceeds to it
+    e.replace(&zero(serde_json::json!([{"url": "unix:/run/z.sock"}])))
+        .expect("reload");
+    let f = waiting.await.expect("join").expect("an endpoint");
+    assert_eq!(
+        f.endpoint().expect("picked").url.as_ref(),
+        "unix:/run/z.sock"
+    );
+    let snap = e.snapshot();
+    let pool = snap.pool_named("z").expect("pool").clone();
+    assert_eq!(pool.admission.in_flight(), 1);
+    drop(f);
+    assert_eq!(pool.admission.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn activation_gives_up_after_its_timeout_and_frees_the_slot() {
+    let clock = ManualClock::new();
+    let e = Engine::new(
+        &zero(serde_json::json!([])),
+        AnyClock::Manual(clock.clone()),
+    )
+    .expect("engine");
+    let Decision::Activate(a) = e.admit(&head("GET", "/z", &[])) else {
+        panic!("activation")
+    };
+    match a.wait().await {
+        Err(r) => assert_eq!((r.status, r.reason), (503, "activation_timeout")),
+        Ok(_) => panic!("nothing was started"),
+    }
+    let snap = e.snapshot();
+    assert_eq!(snap.pool_named("z").expect("pool").admission.in_flight(), 0);
 }

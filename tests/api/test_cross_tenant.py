@@ -269,6 +269,9 @@ OBJECT: dict[Op, Callable[[World], list[Call]]] = {
         Call({"tenant_id": w.a.id}, body={"disabled": True}),
     ],
     ("delete", "/api/tenants/{tenant_id}"): lambda w: [Call({"tenant_id": w.a.id})],
+    ("post", "/api/tenants/{tenant_id}/keys"): lambda w: [
+        Call({"tenant_id": w.a.id}, body={"name": "evil", "roles": ["admin"]})
+    ],
     ("get", "/api/keys/{key_id}"): lambda w: [Call({"key_id": k}) for k in w.a.key_ids],
     ("delete", "/api/keys/{key_id}"): lambda w: [Call({"key_id": k}) for k in w.a.key_ids],
     ("post", "/api/keys/{key_id}/rotate"): lambda w: [
@@ -650,6 +653,8 @@ async def _own_tenant(w: World) -> None:
     # B's own tenant is still system-administered: no self-service change or delete
     _is_problem(await w.call(w.b, "patch", f"/api/tenants/{w.b.id}", body={"disabled": True}), 403)
     _is_problem(await w.call(w.b, "delete", f"/api/tenants/{w.b.id}"), 403)
+    key = {"name": "self-issued", "roles": ["admin"]}
+    _is_problem(await w.call(w.b, "post", f"/api/tenants/{w.b.id}/keys", body=key), 403)
 
 
 OWN: dict[Op, Callable[[World], Awaitable[None]]] = {("get", "/api/tenant"): _own_tenant}

@@ -8,8 +8,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +138,110 @@ def test_profile_file(server: dict[str, str], tmp_path: Path) -> None:
     assert _ag(env, "keys", "--profile", "prod", "list").returncode == 0
     missing = _ag(env, "keys", "list", ok=False)
     assert missing.returncode == 1 and "no API key" in missing.stderr
+
+
+def _without_url(server: dict[str, str]) -> dict[str, str]:
+    env = dict(server)
+    env.pop("AGENTGATE_URL")
+    env.pop("AGENTGATE_CONFIG", None)
+    env["AGENTGATE_PROFILE_FILE"] = "/nonexistent/profile.toml"
+    return env
+
+
+def test_url_defaults_to_the_configs_admin_listener(server: dict[str, str], tmp_path: Path) -> None:
+    port = server["AGENTGATE_URL"].rpartition(":")[2]
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text(f"listen: 127.0.0.1:1\nadmin_listen: 0.0.0.0:{port}\n")
+    env = _without_url(server)
+    # --config FILE: its admin_listen (a wildcard bind is reached on loopback)
+    keys = _json(_ag(env, "keys", "--config", str(cfg), "list"))
+    assert "bootstrap-admin" in [k["name"] for k in keys]
+    # AGENTGATE_CONFIG, as `agentgate serve` sets it for its children
+    env["AGENTGATE_CONFIG"] = str(cfg)
+    assert "bootstrap-admin" in [k["name"] for k in _json(_ag(env, "keys", "list"))]
+
+
+def test_default_url_is_the_default_admin_listener(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentgate.cli_client import admin_url, resolve_url
+
+    monkeypatch.delenv("AGENTGATE_URL", raising=False)
+    monkeypatch.delenv("AGENTGATE_CONFIG", raising=False)
+    url, source = resolve_url(None, {})
+    assert url == "http://127.0.0.1:8001" and "default" in source
+    assert admin_url("[::]:8001") == "http://[::1]:8001"
+    assert admin_url("10.0.0.5:8001") == "http://10.0.0.5:8001"
+
+
+def test_connection_failure_names_the_url_and_how_to_change_it(
+    server: dict[str, str], tmp_path: Path
+) -> None:
+    env = _without_url(server)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # bound but never listening: every connect is refused
+        port = s.getsockname()[1]
+        cfg = tmp_path / "gw.yaml"
+        cfg.write_text(f"admin_listen: 127.0.0.1:{port}\n")
+        p = _ag(env, "keys", "--config", str(cfg), "list", ok=False)
+        assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+        assert f"http://127.0.0.1:{port}" in p.stderr and str(cfg) in p.stderr
+        assert "AGENTGATE_URL" in p.stderr and "--profile" in p.stderr
+        env["AGENTGATE_URL"] = f"http://127.0.0.1:{port}"
+        p = _ag(env, "agent", "list", ok=False)
+        assert p.returncode == 1 and f"http://127.0.0.1:{port}" in p.stderr
+        assert "That URL is AGENTGATE_URL" in p.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("admin_listen: nope\n")
+    p = _ag(_without_url(server), "keys", "--config", str(bad), "list", ok=False)
+    assert p.returncode == 1 and "admin_listen" in p.stderr and str(bad) in p.stderr
+
+
+def test_redirect_is_not_followed_with_the_key(server: dict[str, str]) -> None:
+    seen: list[str | None] = []
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+
+    class Redirect(Sink):
+        def do_GET(self) -> None:
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{sink.server_port}/api/keys")
+            self.end_headers()
+
+    hop = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (sink, hop)]
+    for t in threads:
+        t.start()
+    try:
+        env = dict(server, AGENTGATE_URL=f"http://127.0.0.1:{hop.server_port}")
+        p = _ag(env, "keys", "list", ok=False)
+        assert p.returncode == 1 and "307" in p.stderr and "not followed" in p.stderr
+        assert seen == []
+    finally:
+        for s in (sink, hop):
+            s.shutdown()
+            s.server_close()
+
+
+def test_tenant_create_with_admin_key(server: dict[str, str]) -> None:
+    out = _json(_ag(server, "tenant", "create", "acme", "--admin-key"))
+    assert out["tenant"]["name"] == "acme" and out["secret"].startswith("ag_")
+    assert out["key"]["tenant_id"] == out["tenant"]["id"] and out["key"]["roles"] == ["admin"]
+    as_acme = dict(server, AGENTGATE_API_KEY=out["secret"])
+    assert [k["name"] for k in _json(_ag(as_acme, "keys", "list"))] == ["acme-admin"]
+    # more keys for that tenant, and the refusal for a tenant admin, from the CLI too
+    more = _json(_ag(server, "tenant", "key", out["tenant"]["id"], "--role", "viewer"))
+    assert more["key"]["roles"] == ["viewer"]
+    denied = _ag(as_acme, "tenant", "key", out["tenant"]["id"], ok=False)
+    assert denied.returncode == 1 and "403" in denied.stderr
+    names = [t["name"] for t in _json(_ag(server, "tenant", "list"))]
+    assert "acme" in names and "system" in names
+    dup = _ag(server, "tenant", "create", "acme", ok=False)
+    assert dup.returncode == 1 and "409" in dup.stderr

@@ -1,9 +1,11 @@
-"""Fixtures: real upstream servers (the gateway process helpers live in gateway_process.py)."""
+"""Fixtures: real upstream servers and a client session (the gateway process helpers live in
+gateway_process.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import pytest
 from upstreams import Upstream
 
@@ -22,3 +24,10 @@ def upstream2() -> Iterator[Upstream]:
     up = Upstream("second").start()
     yield up
     up.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for the test."""
+    async with aiohttp.ClientSession() as s:
+        yield s

@@ -7,7 +7,6 @@ within a second; delete the agent → 404 once drained (and the row is gone).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,21 +15,15 @@ from typing import Any
 import aiohttp
 import pytest
 from gateway_process import start_gateway, stop_gateway
+from store_agents import OPERATOR, prepare
 from upstreams import Upstream
 
-from agentgate import crypto
 from agentgate.config import parse_config
 from agentgate.errors import NotFound
-from agentgate.policy import PolicyService
-from agentgate.registry.service import RegistryService
-from agentgate.registry.signing import key_id, sign_template
-from agentgate.registry.template import parse_template
-from agentgate.runtime import AgentFactory, ScopeAudit
 from agentgate.runtime.store_source import StoreSource, StoreState, merge_config
-from agentgate.store import AuditEntry, Store, TenantScope, open_store
-from agentgate.tenancy import Principal, create_key, revoke_key
+from agentgate.store import Store, open_store
+from agentgate.tenancy import create_key, revoke_key
 
-OPERATOR = Principal(tenant_id="", key_id="op", roles=frozenset({"operator"}))
 BASE = """
 agents:
   file:
@@ -38,33 +31,6 @@ agents:
 routes:
   - {id: file, match: {path_prefix: /file}, agent: file}
 """
-
-
-def seal(e: AuditEntry) -> str:
-    return hashlib.sha256(f"{e.seq}|{e.prev_hash}|{e.action}".encode()).hexdigest()
-
-
-def template(url: str) -> dict[str, Any]:
-    return {
-        "name": "echo",
-        "version": "1.0.0",
-        "spec": {"kind": "http", "endpoints": [{"url": url}]},
-        "routes": [{"match": {"path_prefix": "/"}, "strip_prefix": True, "auth": "required"}],
-    }
-
-
-async def prepare(store: Store, url: str) -> tuple[AgentFactory, TenantScope, str]:
-    t = await store.system.tenants.create("acme")
-    scope = store.scoped(t.id)
-    kp = crypto.generate_keypair()
-    await scope.publisher_keys.add(key_id(kp.public_key), kp.public_b64(), valid_from=0.0)
-    d = template(url)
-    tpl = parse_template(d)
-    env = sign_template(tpl.ref, tpl.digest, kp.private_key, signed_at=time.time())
-    await RegistryService(scope).publish(d, env)
-    factory = AgentFactory(store, RegistryService, PolicyService(), ScopeAudit(seal))
-    _, secret = await create_key(scope, "client", ["viewer"])
-    return factory, scope, secret
 
 
 @pytest.fixture(scope="module")

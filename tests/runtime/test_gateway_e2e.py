@@ -83,3 +83,55 @@ async def test_create_route_delete_through_the_gateway(rt_root: Path) -> None:
                 assert (await c.get("/t/system/agents/echo/hello")).status_code == 404
     finally:
         assert stop_gateway(gw) == 0, gw.output()[-3000:]
+
+
+@pytest.mark.timeout(180)
+async def test_a_request_to_an_agent_scaled_to_zero_waits_for_its_replica(rt_root: Path) -> None:
+    """Activator behaviour: with no replica, the first request waits (it is not a 503) while the
+    runtime starts one, then reaches it."""
+    root = rt_root / "zero"
+    root.mkdir()
+    gw = start_gateway("data_dir: .agentgate\n", root, timeout=60)
+    try:
+        secret = await _admin_key(root / ".agentgate")
+        h = {"Authorization": f"Bearer {secret}"}
+        async with httpx.AsyncClient(base_url=gw.admin, headers=h, timeout=60) as api:
+            kp = crypto.generate_keypair()
+            r = await api.post(
+                "/api/publisher-keys", json={"public_key": kp.public_b64(), "valid_from": 0}
+            )
+            assert r.status_code == 201, r.text
+            doc = {
+                "name": "sleepy",
+                "version": "1.0.0",
+                "spec": {
+                    "kind": "process",
+                    "app": "app:app",
+                    "python_path": [str(EXAMPLES / "echo_app")],
+                    "env": {"GREETING": "woken up"},
+                },
+                "scaling": {"min_replicas": 0, "max_replicas": 1, "warm_pool": 0},
+            }
+            env = sign_template(
+                "sleepy@1.0.0", template_digest(doc), kp.private_key, signed_at=time.time()
+            )
+            r = await api.post("/api/templates", json={"template": doc, "envelope": env})
+            assert r.status_code == 201, r.text
+            r = await api.post("/api/agents", json={"template": "sleepy@1"})
+            assert r.status_code == 201, r.text
+            r = await api.post("/api/agents/sleepy/scale", json={"replicas": 0})
+            assert r.status_code == 200, r.text
+            for _ in range(600):
+                if not (await api.get("/api/agents/sleepy/replicas")).json()["replicas"]:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail("the agent did not scale to zero")
+            # the route stays (activation): the request waits for a replica instead of failing
+            async with httpx.AsyncClient(base_url=gw.url, timeout=60) as c:
+                r = await c.post("/t/system/agents/sleepy/hi", content=b"zz")
+            assert r.status_code == 200, (r.status_code, r.text, gw.output()[-3000:])
+            assert r.json()["greeting"] == "woken up"
+            assert r.json()["replica"]  # a replica the runtime started for this request
+    finally:
+        assert stop_gateway(gw) == 0, gw.output()[-3000:]

@@ -1,1 +1,3 @@
-"""HTTP APIs served with Starlette: for now the gateway's admin listener."""
+"""HTTP APIs served with Starlette: the control-plane REST API (`app`, `routes/`) and the admin
+listener (`admin`) that serves it next to the gateway's probes, metrics, config and health views.
+"""

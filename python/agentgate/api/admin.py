@@ -3,11 +3,17 @@ control-plane REST API under /api.
 
 It runs in the gateway's own process, so what it reports about agents is what the data plane
 sees: breaker and health-check state, last probe and requests in flight per endpoint.
+
+/healthz and /readyz are always open (probes). /metrics, /api/config and /api/health/agents
+(with the probe) are open too unless the config file says `admin_auth: required`; then
+`agentgate.api.auth.admin_access` wants a viewer-or-above key. The REST API authenticates every
+call itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -16,7 +22,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from agentgate._core import AgentState, BreakerState, ProbeResult
-from agentgate.api.problems import problem_response
+from agentgate.api.auth import PrincipalSource, admin_access
+from agentgate.api.problems import exception_handlers, problem_response
 from agentgate.config import GatewayConfig
 from agentgate.observe.metrics import render_latest
 
@@ -55,6 +62,8 @@ def agent_report(gw: GatewayView) -> dict[str, Any]:
                 "weight": ep.weight,
                 "healthy": ep.healthy,
                 "breaker": _BREAKER[ep.breaker],
+                "breaker_trips": ep.breaker_trips,
+                "breaker_open_for": ep.breaker_open_for,
                 "in_flight": ep.in_flight,
                 "latency_ms": round(ep.latency * 1000, 3),
                 "last_probe": ep.last_probe or None,
@@ -62,6 +71,8 @@ def agent_report(gw: GatewayView) -> dict[str, Any]:
                 "last_error": ep.last_error,
                 "probe_successes": ep.probe_successes,
                 "probe_failures": ep.probe_failures,
+                "connections_opened": ep.connections_opened,
+                "idle_connections": ep.idle_connections,
             }
             for ep in a.endpoints
         ]
@@ -88,8 +99,25 @@ def _probe_json(r: ProbeResult) -> dict[str, Any]:
     }
 
 
-def create_app(gw: GatewayView, api: Starlette | None = None) -> Starlette:
-    """The admin app over a running gateway; `api` (the control-plane app) is mounted at /."""
+View = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(
+    gw: GatewayView, api: Starlette | None = None, keys: PrincipalSource | None = None
+) -> Starlette:
+    """The admin app over a running gateway; `api` (the control-plane app) is mounted at /.
+
+    `keys` authenticates store API keys for `admin_auth: required` (the API's `Context`);
+    without it only the config file's keys are accepted there.
+    """
+
+    def guarded(view: View) -> View:
+        async def run(request: Request) -> Response:
+            # the file's config (`base`): the merged one also carries every tenant's store keys
+            await admin_access(request, gw.base, keys)
+            return await view(request)
+
+        return run
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
@@ -134,14 +162,14 @@ def create_app(gw: GatewayView, api: Starlette | None = None) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/metrics", metrics),
-        Route("/api/health/agents", agents, methods=["GET"]),
-        Route("/api/health/agents/{agent:path}", probe, methods=["POST"]),
-        Route("/api/config", config_view),
+        Route("/metrics", guarded(metrics)),
+        Route("/api/health/agents", guarded(agents), methods=["GET"]),
+        Route("/api/health/agents/{agent:path}", guarded(probe), methods=["POST"]),
+        Route("/api/config", guarded(config_view)),
     ]
     if api is not None:
         routes.append(Mount("/", app=api))
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers=exception_handlers())
     if api is not None:
         app.router.lifespan_context = api.router.lifespan_context
     return app

@@ -3,10 +3,11 @@
     api = create_api(store, factory=factory)           # policy/search/audit seal defaulted
     admin = Starlette(routes=[Mount("/api", app=api), ...])
 
-Every endpoint authenticates (`Authorization: Bearer <key>` or `X-API-Key`), enforces the
-permission matrix of `agentgate.tenancy.roles`, works in the caller's tenant (other tenants'
-objects are 404), and writes an audit entry for every mutation. Errors are RFC 9457
-problem+json; the OpenAPI 3.1 document is at `/api/openapi.json`.
+Every endpoint but the OpenAPI document authenticates (`Authorization: Bearer <key>` or
+`X-API-Key`), enforces the permission matrix of `agentgate.tenancy.roles`, works in the caller's
+tenant (other tenants' objects are 404; a system admin administers tenants), and writes an audit
+entry for every mutation. Errors are RFC 9457 problem+json; the OpenAPI 3.1 document is at
+`/api/openapi.json`.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def create_api(
     app.state.context = ctx
     app.state.security = sec
     app.state.observe = observe
+    app.state.runtime = runtime
     return app
 
 
@@ -143,12 +145,14 @@ async def control_plane(
     data_dir: Path,
     feed: Any = None,
     load: Any = None,
+    inflight: Any = None,
 ) -> AsyncIterator[Starlette]:
     """The API app with every control-plane service started, stopped on exit.
 
-    `feed` (the metrics collector's `StatsFeed`) and `load` (the autoscaler's `LoadSource`)
-    come from a data plane in this process; without one (a standalone API server) history
-    collection and load-driven scaling are off. Services read the config file named by
+    `feed` (the metrics collector's `StatsFeed`), `load` (the autoscaler's `LoadSource`) and
+    `inflight` (requests in flight per endpoint URL, which drains wait for) come from a data
+    plane in this process; without one (a standalone API server) history collection and
+    load-driven scaling are off. Services read the config file named by
     `AGENTGATE_CONFIG` in `env`.
     """
     cfg = _config(env)
@@ -163,7 +167,7 @@ async def control_plane(
     observe = await open_for_admin(store, database_url, data_dir, feed=feed)
     from agentgate.runtime.service import open_runtime
 
-    runtime = await open_runtime(store, env, load=load)
+    runtime = await open_runtime(store, env, load=load, inflight=inflight)
     api = create_api(
         store,
         security=Security.from_env(store, env),
@@ -177,6 +181,7 @@ async def control_plane(
     )
     jobs = Scheduler(api.state.security)  # rotation checks, retention, backup schedule
     jobs.start()
+    api.state.bus = bus
     try:
         yield api
     finally:

@@ -37,6 +37,7 @@ _OPS: list[tuple[str, str, str, str, Any, int, Any, list[tuple[str, str]]]] = [
     ("get", "/api/tenants/{tenant_id}", "getTenant", "One tenant", None, 200, m.TenantOut, []),
     ("patch", "/api/tenants/{tenant_id}", "updateTenant", "Change a tenant (system)", m.TenantUpdate, 200, m.TenantOut, []),
     ("delete", "/api/tenants/{tenant_id}", "deleteTenant", "Delete a tenant (system)", None, 204, None, []),
+    ("post", "/api/tenants/{tenant_id}/keys", "createTenantKey", "Issue an API key in a tenant (system; secret shown once)", m.KeyCreate, 201, m.KeyCreated, []),
     ("get", "/api/keys", "listKeys", "API keys of the tenant", None, 200, [m.KeyOut], []),
     ("post", "/api/keys", "createKey", "Create an API key (secret shown once)", m.KeyCreate, 201, m.KeyCreated, []),
     ("get", "/api/keys/{key_id}", "getKey", "One API key", None, 200, m.KeyOut, []),

@@ -51,6 +51,8 @@ class Gateway:
         self.metrics = metrics if metrics is not None else Metrics()
         # other readers of the core's counters (the metrics history): each take goes to all
         self.sinks: list[Callable[[StatsDelta], None]] = []
+        # scale from zero: called with the agent a waiting request needs a replica of
+        self.on_activate: Callable[[str], Awaitable[object]] | None = None
         self.metrics.publish(self.core.agents())
         self._lock = asyncio.Lock()
 
@@ -107,6 +109,15 @@ class Gateway:
         """Requests in flight per agent."""
         return {a.name: a.in_flight for a in self.core.agents()}
 
+    def endpoint_in_flight(self, url: str) -> int | None:
+        """Requests in flight on one endpoint (by URL), None if no agent has it."""
+        found = None
+        for a in self.core.agents():
+            for ep in a.endpoints:
+                if ep.url == url:
+                    found = (found or 0) + ep.in_flight
+        return found
+
     async def probe(self, agent: str, attempts: int = 3) -> list[ProbeResult]:
         """Probe an agent's endpoints now (KeyError if unknown)."""
         return await asyncio.to_thread(self.core.probe, agent, attempts)
@@ -120,10 +131,28 @@ class Gateway:
         self.metrics.publish(self.core.agents())
 
     async def run(self) -> None:
-        """Flush metrics every `FLUSH_EVERY` seconds until cancelled."""
+        """Flush metrics every `FLUSH_EVERY` seconds, and pass activations on, until
+        cancelled."""
+        activations = asyncio.get_running_loop().create_task(self._activations())
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_EVERY)
+                self.flush()
+        finally:
+            activations.cancel()
+
+    async def _activations(self) -> None:
+        # the core blocks a thread until a request waits for an agent with no endpoint
+        pending: set[asyncio.Task[object]] = set()
         while True:
-            await asyncio.sleep(FLUSH_EVERY)
-            self.flush()
+            names = await asyncio.to_thread(self.core.activations, 1.0)
+            hook = self.on_activate
+            if hook is None:
+                continue
+            for name in names:
+                t = asyncio.ensure_future(hook(name))
+                pending.add(t)
+                t.add_done_callback(pending.discard)
 
     async def shutdown(self, grace: float = 30.0) -> bool:
         """Stop accepting, drain open requests (at most `grace` s); True if all finished."""

@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
-from agentgate.config import ConfigError, GatewayConfig, load_config
+from agentgate.config import Agent, ConfigError, GatewayConfig, Route, load_config
 
-__all__ = ["ConfigFile", "ConfigSource"]
+__all__ = ["ConfigFile", "ConfigSource", "FixedSource"]
 
 log = logging.getLogger("agentgate.gateway")
 
@@ -65,3 +65,26 @@ class ConfigFile:
             await asyncio.sleep(self.interval)
             if self._mtime() != self._stamp and self.reload():
                 await changed()
+
+
+class FixedSource:
+    """Agents and routes the process itself serves (e.g. the message bus behind `/bus`),
+    added unless the config file defines an agent or route of the same name, which wins."""
+
+    def __init__(self, agents: dict[str, Agent], routes: list[Route]) -> None:
+        self.agents = agents
+        self.routes = routes
+
+    def contribute(self, base: GatewayConfig) -> GatewayConfig:
+        """`base` plus these agents and routes where it has none of the same name."""
+        agents = dict(base.agents)
+        for name, a in self.agents.items():
+            agents.setdefault(name, a)
+        ids = set(base.route_ids())
+        routes = list(base.routes)
+        routes.extend(r for r in self.routes if r.id not in ids and r.agent not in base.agents)
+        return base.model_copy(update={"agents": agents, "routes": tuple(routes)})
+
+    async def run(self, changed: Callable[[], Awaitable[None]]) -> None:
+        """Never changes."""
+        await asyncio.Event().wait()

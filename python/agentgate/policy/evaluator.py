@@ -5,11 +5,17 @@ package under `agentgate.rules.<name>` whose `deny` set contributes reasons name
 bundle (defaults + one tenant's active modules) is compiled once and cached; evaluation is a
 few tens of microseconds and releases the GIL, so it is called inline from async code.
 
-Input document (what callers pass; every key optional, missing quotas mean unlimited):
+Input document (what the rules read; every key optional, missing quotas mean unlimited):
 `stage`, `template` {name, version, digest, capabilities, resources {cpu, memory_mb}},
-`signature` {verified, key_id}, `tenant` {id, trusted_keys, allowed_capabilities,
+`signature` {verified, key_id}, `tenant` {id, name, trusted_keys, allowed_capabilities,
 allow_unsigned}, `caller` {id, roles}, `quotas` and `usage` {agents, replicas, cpu, memory_mb},
 `request` {replicas, previous_replicas}.
+
+Who fills it in: the publish handler (`api/routes/templates.py`) gives template, signature,
+tenant {id, name} and caller; the agent factory adds quotas (the tenant's), usage and request
+for `create` / `deploy`. Nothing stores a tenant's `trusted_keys`, `allowed_capabilities` or
+`allow_unsigned` yet, so the shipped rules that read them only act on inputs that carry them
+(dry runs, tenant policies with their own data).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The registry of one tenant on top of `store/`: publish, resolve, tag, rollback, yank, search.
 
     reg = RegistryService(store.scoped(tenant_id))
-    pub = await reg.publish(document, envelope, publisher="alice")
+    pub = await reg.publish(document, envelope, publisher="alice", check=policy_check)
     hit = await reg.resolve("summarizer", "^1.2")       # or "stable", "1.2.3", "sha256:…"
     await reg.verify(hit.template)                      # again on every deploy
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from agentgate.errors import Conflict, Invalid, NotFound
@@ -36,9 +37,12 @@ from agentgate.registry.trust import SignedRoot, TrustHistory, TrustRoot
 from agentgate.store import NewTemplate, TagMove, TemplateTag, TenantScope
 from agentgate.store import Template as TemplateRecord
 
-__all__ = ["Published", "RegistryService", "Resolved"]
+__all__ = ["PublishCheck", "Published", "RegistryService", "Resolved"]
 
 _TAG = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+
+PublishCheck = Callable[[ParsedTemplate, "VerifiedStatement | None"], Awaitable[None]]
+"""Called by `publish` with the parsed template and its verified signature before storing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +100,10 @@ class RegistryService:
         *,
         publisher: str | None = None,
         require_signature: bool = True,
+        check: PublishCheck | None = None,
     ) -> Published:
-        """Validates, verifies the signature (unless allowed unsigned) and stores a version."""
+        """Validates, verifies the signature (unless allowed unsigned), runs `check` (the
+        publish policy: it raises to refuse) and stores a version."""
         tpl = parse_template(document)
         now = self.scope.clock()
         verified: VerifiedStatement | None = None
@@ -112,6 +118,8 @@ class RegistryService:
             )
         elif require_signature:
             raise UntrustedKey(f"template {tpl.ref} is unsigned", "$.signature")
+        if check is not None:
+            await check(tpl, verified)  # before anything is stored: a refusal leaves no trace
         parent = verified.parent if verified is not None else None
         if parent is None:
             parent = await self._previous_digest(tpl)

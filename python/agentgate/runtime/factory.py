@@ -254,6 +254,10 @@ _RUNTIME_ONLY = (
 )
 
 
+_ACTIVATION_TIMEOUT = 30.0
+"""Seconds a request waits for a process agent's first replica (scale from zero)."""
+
+
 def _pool(
     model: TemplateModel,
     body: Mapping[str, Any],
@@ -268,9 +272,10 @@ def _pool(
         # the pool's endpoints are the runtime's ready replicas (`unix:/…` sockets)
         for k in _RUNTIME_ONLY:
             rendered.pop(k, None)
-        if not endpoints:
-            raise Invalid("$.endpoints: the agent has no ready replica yet", "$.endpoints")
-        rendered["endpoints"] = [{"url": e} for e in endpoints]
+        rendered["endpoints"] = [{"url": e} for e in endpoints or ()]
+        # with no ready replica (starting, or scaled to zero) requests wait for one while the
+        # runtime starts it, instead of failing
+        rendered.setdefault("activation", {"timeout": _ACTIVATION_TIMEOUT})
     try:
         return PoolConfig.model_validate(rendered)
     except ValidationError as e:

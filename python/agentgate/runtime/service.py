@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from agentgate.runtime.autoscaler import LoadSource
@@ -29,10 +29,15 @@ log = logging.getLogger("agentgate.runtime")
 
 
 async def open_runtime(
-    store: Store, env: Mapping[str, str], *, load: LoadSource | None = None
+    store: Store,
+    env: Mapping[str, str],
+    *,
+    load: LoadSource | None = None,
+    inflight: Callable[[str], int | None] | None = None,
 ) -> Runtime | None:
     """Start the configured runtime backend (None when `AGENTGATE_RUNTIME=off`); `load` is the
-    data plane's per-agent load, for autoscaling."""
+    data plane's per-agent load, for autoscaling, and `inflight` its requests in flight per
+    endpoint URL, which a drain waits for."""
     from agentgate.runtime.factory import ScopeAudit
     from agentgate.security.audit import seal
 
@@ -50,7 +55,11 @@ async def open_runtime(
         backend = RayBackend(address=env.get("AGENTGATE_RAY_ADDRESS"), repo=repo, caps=caps)
     elif mode == "local":
         backend = Supervisor(
-            Settings(root=root), repo=repo, checkpoints=StoreCheckpoints(repo), capabilities=caps
+            Settings(root=root),
+            repo=repo,
+            checkpoints=StoreCheckpoints(repo),
+            capabilities=caps,
+            inflight=inflight,
         )
     else:
         raise ValueError(f"AGENTGATE_RUNTIME must be local, ray or off, got {mode!r}")

@@ -16,6 +16,7 @@ store, which is what lets the factory delete them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -99,6 +100,7 @@ class StoreSource:
         self._next_change: float | None = None
         self._parts: dict[tuple[Any, ...], Parts] = {}
         self._reported = 0.0
+        self._poked = asyncio.Event()
 
     def contribute(self, base: GatewayConfig) -> GatewayConfig:
         """`base` (the file's config) merged with the store's agents, routes and keys."""
@@ -109,8 +111,8 @@ class StoreSource:
         key = _key(r)
         hit = self._parts.get(key)
         if hit is None:
-            if is_process(r.template_body) and not r.endpoints:
-                return None  # no ready replica (starting, failed, scaled to zero): no route yet
+            if is_process(r.template_body) and not r.endpoints and r.agent.state == "failed":
+                return None  # a failed agent has no route; one starting or at zero activates
             try:
                 hit = gateway_parts(
                     r.tenant_name,
@@ -183,11 +185,17 @@ class StoreSource:
         await self.store.system.agents.report_inflight(self.gateway_id, counts, t)
         self._reported = t
 
+    def poke(self) -> None:
+        """Poll now (e.g. the runtime just published a replica) instead of at the next tick."""
+        self._poked.set()
+
     async def run(self, changed: Callable[[], Awaitable[None]]) -> None:
         """Poll until cancelled, awaiting `changed()` after each change; errors are logged and
         the running config stays."""
         while True:
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), self.interval)
+            self._poked.clear()
             try:
                 if await self.poll_once():
                     await changed()

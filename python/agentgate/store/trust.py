@@ -1,6 +1,6 @@
 """Template signatures, publisher keys and trust roots (tenant-scoped, storage only).
 
-Verification, thresholds and key rotation rules live in registry/ and security/.
+Verification, thresholds and key rotation rules live in registry/ (`signing.py`, `trust.py`).
 """
 
 from __future__ import annotations

@@ -26,8 +26,9 @@
 | privacy:read       |   ✓   |           |          |        |
 | privacy:write      |   ✓   |           |          |        |
 
-Tenant creation/listing across tenants is not a tenant role: it needs the system principal
-(`Principal.system`), used by the bootstrap CLI and operators of the whole installation.
+Administration across tenants (list, create, change and delete tenants, issue a tenant's API
+keys) is not a tenant role: it needs the system principal (`Principal.system`), which an admin key
+of the system tenant acts as (the tenant and key `agentgate admin bootstrap` creates).
 """
 
 from __future__ import annotations

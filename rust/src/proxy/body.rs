@@ -14,6 +14,7 @@ use tokio::time::Sleep;
 
 use crate::balancer::Outcome;
 use crate::lifecycle::InFlight;
+use crate::trace::ServerSpan;
 
 /// A request body that cannot be forwarded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,16 +110,24 @@ pub struct Completion {
     status: u16,
     started: Instant,
     upstream_nanos: u64,
+    span: Option<ServerSpan>,
 }
 
 impl Completion {
     /// For a response of `status` whose head came `upstream_nanos` after the attempt started.
-    pub fn new(flight: InFlight, status: u16, started: Instant, upstream_nanos: u64) -> Self {
+    pub fn new(
+        flight: InFlight,
+        status: u16,
+        started: Instant,
+        upstream_nanos: u64,
+        span: Option<ServerSpan>,
+    ) -> Self {
         Completion {
             flight: Some(flight),
             status,
             started,
             upstream_nanos,
+            span,
         }
     }
 
@@ -128,6 +137,14 @@ impl Completion {
                 .stats
                 .record(status, self.started.elapsed().as_secs_f64());
             f.finish(self.upstream_nanos, outcome);
+        }
+        if let Some(span) = self.span.take() {
+            let error = match (status, outcome) {
+                (499, _) => Some("client went away".to_string()),
+                (_, Outcome::Failure) if status < 500 => Some("upstream stream broke".to_string()),
+                _ => None,
+            };
+            span.end(status, error);
         }
     }
 

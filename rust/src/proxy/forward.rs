@@ -27,6 +27,10 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 /// `X-Request-Id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+/// The caller's tenant, as the gateway authenticated it (a client's own value is dropped).
+pub static X_AGENTGATE_TENANT: HeaderName = HeaderName::from_static("x-agentgate-tenant");
+/// The caller's API key id, as the gateway authenticated it.
+pub static X_AGENTGATE_KEY_ID: HeaderName = HeaderName::from_static("x-agentgate-key-id");
 
 /// Removes the fields named in `Connection` (they are hop-by-hop for this connection).
 fn drop_connection_tokens(headers: &mut HeaderMap) {
@@ -58,6 +62,8 @@ pub struct Upstream<'a> {
     pub upgrade: bool,
     /// The method carries a body by definition but has none: send `Content-Length: 0`.
     pub empty_body_length: bool,
+    /// The authenticated caller: tenant (if any) and key id.
+    pub identity: Option<(Option<&'a str>, &'a str)>,
 }
 
 /// Rewrites the client's request headers in place into the upstream's, except `Host` (set per
@@ -78,6 +84,17 @@ pub fn request_headers(h: &mut HeaderMap, f: &Upstream<'_>) -> Option<HeaderValu
     if f.hide_auth {
         h.remove(header::AUTHORIZATION);
         h.remove(&X_API_KEY);
+    }
+    // only the gateway says who the caller is
+    h.remove(&X_AGENTGATE_TENANT);
+    h.remove(&X_AGENTGATE_KEY_ID);
+    if let Some((tenant, key_id)) = f.identity {
+        if let Some(v) = tenant.and_then(|t| HeaderValue::from_str(t).ok()) {
+            h.insert(X_AGENTGATE_TENANT.clone(), v);
+        }
+        if let Ok(v) = HeaderValue::from_str(key_id) {
+            h.insert(X_AGENTGATE_KEY_ID.clone(), v);
+        }
     }
     let host = h.remove(header::HOST);
     // X-Forwarded-For: the previous hops, then this client
@@ -199,7 +216,24 @@ mod tests {
             forward_proxy_auth: false,
             upgrade: false,
             empty_body_length: false,
+            identity: None,
         }
+    }
+
+    #[test]
+    fn identity_comes_from_the_gateway_only() {
+        let mut h = map(&[
+            ("x-agentgate-tenant", "spoofed"),
+            ("x-agentgate-key-id", "k0"),
+        ]);
+        request_headers(&mut h, &up(None));
+        assert!(!h.contains_key("x-agentgate-tenant") && !h.contains_key("x-agentgate-key-id"));
+        let mut h = map(&[("x-agentgate-tenant", "spoofed")]);
+        let mut f = up(None);
+        f.identity = Some((Some("acme"), "k1"));
+        request_headers(&mut h, &f);
+        assert_eq!(h["x-agentgate-tenant"], "acme");
+        assert_eq!(h["x-agentgate-key-id"], "k1");
     }
 
     #[test]

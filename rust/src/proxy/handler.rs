@@ -32,6 +32,7 @@ use crate::proxy::forward::{self, X_REQUEST_ID};
 use crate::proxy::problem::problem;
 use crate::proxy::upstream::{ErrorKind, UpstreamError};
 use crate::retry::{idempotent, AttemptOutcome};
+use crate::trace::{set_traceparent, unix_nanos, RequestTrace, ServerSpan, TraceContext};
 
 /// Known-length bodies up to this size are read whole, so a retry can send them again.
 const BUFFER_REQUEST: u64 = 64 * 1024;
@@ -171,6 +172,16 @@ pub async fn handle(
     let rid = given.clone().unwrap_or_else(|| shared.request_id());
     let snap = shared.engine.snapshot();
     let rules = snap.http;
+    let tracer = snap.tracer.clone();
+    drop(snap);
+    let trace = tracer.begin(parts.headers.get("traceparent"));
+    let mut span = ServerSpan::start(&tracer, &trace, parts.method.as_str(), parts.uri.path());
+    let refuse = |r: &Rejection, span: Option<ServerSpan>| {
+        if let Some(s) = span {
+            s.end(r.status, None);
+        }
+        shared.refuse(r, &rid)
+    };
     if parts.headers.len() > rules.max_headers || head_size(&parts) > rules.max_header_bytes {
         let r = reject(
             431,
@@ -180,13 +191,12 @@ pub async fn handle(
                 rules.max_header_bytes, rules.max_headers
             ),
         );
-        return shared.refuse(&r, &rid);
+        return refuse(&r, span);
     }
     let path = match normalize_path(parts.uri.path(), &rules.path) {
         Ok(p) => p.into_owned(),
-        Err(e) => return shared.refuse(&reject(400, "bad_path", e.to_string()), &rid),
+        Err(e) => return refuse(&reject(400, "bad_path", e.to_string()), span),
     };
-    drop(snap);
     let client_ip = peer.ip().to_string();
     let authority = parts
         .uri
@@ -210,11 +220,23 @@ pub async fn handle(
         Decision::Go(f) => f,
         Decision::Wait(q) => match q.wait().await {
             Ok(f) => f,
-            Err(r) => return shared.refuse(&r, &rid),
+            Err(r) => return refuse(&r, span),
         },
-        Decision::Reject(r) => return shared.refuse(&r, &rid),
+        Decision::Activate(a) => match a.wait().await {
+            Ok(f) => f,
+            Err(r) => return refuse(&r, span),
+        },
+        Decision::Reject(r) => return refuse(&r, span),
     };
     let route = flight.route();
+    if let Some(s) = span.as_mut() {
+        let tenant = flight
+            .admitted
+            .identity
+            .as_ref()
+            .and_then(|i| i.tenant.clone());
+        s.route = Some((route.id.clone(), flight.pool().name.clone(), tenant));
+    }
     let upgrade = is_upgrade(&parts);
     let empty_body_length = !has_body(&parts.headers)
         && matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
@@ -228,9 +250,13 @@ pub async fn handle(
                 .stats
                 .record(status, started.elapsed().as_secs_f64());
             flight.finish(0, Outcome::Cancelled);
+            if let Some(s) = span {
+                s.end(status, None);
+            }
             return problem(&r, &rid);
         }
     };
+    let identity = flight.admitted.identity.clone();
     let fwd = forward::Upstream {
         client_ip: &client_ip,
         scheme: "http",
@@ -239,6 +265,9 @@ pub async fn handle(
         forward_proxy_auth: route.forward_proxy_auth,
         upgrade,
         empty_body_length,
+        identity: identity
+            .as_ref()
+            .map(|i| (i.tenant.as_deref(), i.key_id.as_ref())),
     };
     let client_host = forward::request_headers(&mut parts.headers, &fwd);
     let query = parts.uri.query().map(str::to_string);
@@ -251,6 +280,8 @@ pub async fn handle(
         rid,
         started,
         upgrade: upgrade.then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>()),
+        trace,
+        span,
     };
     exchange.run(flight, req_body, replayable).await
 }
@@ -330,6 +361,8 @@ struct Exchange {
     rid: HeaderValue,
     started: Instant,
     upgrade: Option<Option<hyper::upgrade::OnUpgrade>>,
+    trace: RequestTrace,
+    span: Option<ServerSpan>,
 }
 
 fn outcome_of(kind: ErrorKind) -> AttemptOutcome {
@@ -364,7 +397,13 @@ fn failure(e: &UpstreamError) -> Rejection {
 }
 
 impl Exchange {
-    fn request(&self, flight: &InFlight, body: ReqBody, headers: HeaderMap) -> Request<ReqBody> {
+    fn request(
+        &self,
+        flight: &InFlight,
+        body: ReqBody,
+        headers: HeaderMap,
+        attempt: &TraceContext,
+    ) -> Request<ReqBody> {
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
         let ep = flight.endpoint();
@@ -388,6 +427,8 @@ impl Exchange {
         for (k, v) in &flight.pool().headers {
             req.headers_mut().insert(k.clone(), v.clone());
         }
+        // always forwarded, sampled or not, so the agent continues the same trace
+        set_traceparent(req.headers_mut(), attempt);
         req
     }
 
@@ -417,7 +458,9 @@ impl Exchange {
                     std::mem::take(&mut self.headers),
                 ),
             };
-            let req = self.request(&flight, this_body, headers);
+            let attempt_ctx = self.trace.server.child();
+            let attempt_start = self.span.as_ref().map(|_| unix_nanos());
+            let req = self.request(&flight, this_body, headers, &attempt_ctx);
             let t0 = Instant::now();
             let sent = ep.send(req, connect, first_byte);
             let res = match deadline {
@@ -433,6 +476,13 @@ impl Exchange {
             let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
             let time_left =
                 deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
+            if let (Some(s), Some(t)) = (&self.span, attempt_start) {
+                let (status, error) = match &res {
+                    Ok(r) => (Some(r.status().as_u16()), None),
+                    Err(e) => (None, Some(e.kind.as_str().to_string())),
+                };
+                s.attempt(&attempt_ctx, t, &ep.url, flight.attempt(), status, error);
+            }
             match res {
                 Ok(resp) => {
                     pool.stats.upstream.observe(latency.as_secs_f64());
@@ -477,6 +527,7 @@ impl Exchange {
                             .stats
                             .record(r.status, self.started.elapsed().as_secs_f64());
                         flight.finish(nanos, Outcome::Cancelled);
+                        self.end_span(r.status, Some(e.kind.as_str().to_string()));
                         return problem(&r, &self.rid);
                     }
                     let next = pool.retry.next(
@@ -503,6 +554,7 @@ impl Exchange {
                                 .stats
                                 .record(r.status, self.started.elapsed().as_secs_f64());
                             flight.finish(nanos, Outcome::Failure);
+                            self.end_span(r.status, Some(e.kind.as_str().to_string()));
                             return problem(&r, &self.rid);
                         }
                     }
@@ -512,13 +564,20 @@ impl Exchange {
     }
 
     /// No endpoint for a retry: the request ends with the gateway's refusal.
-    fn give_up(&self, flight: InFlight, r: &Rejection) -> Response<ResBody> {
+    fn give_up(&mut self, flight: InFlight, r: &Rejection) -> Response<ResBody> {
         flight
             .route()
             .stats
             .record(r.status, self.started.elapsed().as_secs_f64());
         flight.finish(0, Outcome::Cancelled);
+        self.end_span(r.status, None);
         problem(r, &self.rid)
+    }
+
+    fn end_span(&mut self, status: u16, error: Option<String>) {
+        if let Some(s) = self.span.take() {
+            s.end(status, error);
+        }
     }
 
     fn respond(
@@ -548,11 +607,12 @@ impl Exchange {
         if switching {
             let upstream = head.extensions.remove::<hyper::upgrade::OnUpgrade>();
             if let (Some(Some(client)), Some(upstream)) = (self.upgrade.take(), upstream) {
+                self.end_span(101, None);
                 tunnel(client, upstream, flight, self.started);
                 return Response::from_parts(head, ResBody::empty());
             }
         }
-        let completion = Completion::new(flight, status, self.started, nanos);
+        let completion = Completion::new(flight, status, self.started, nanos, self.span.take());
         let body = UpstreamBody::new(body, idle, deadline, completion);
         Response::from_parts(head, ResBody::Upstream(Box::new(body)))
     }

@@ -36,6 +36,9 @@ pub enum StartError {
 pub struct EndpointStatus {
     /// Balancer view: weight, outstanding requests, latency estimate, health, breaker.
     pub stats: EndpointStats,
+    /// Cool-down of the breaker's latest trip (it grows with `stats.breaker.trips` up to
+    /// `open_for_max`); zero before the first trip.
+    pub breaker_open_for: Duration,
     /// Last health probes.
     pub probe: ProbeState,
     /// Connections opened so far.
@@ -57,6 +60,8 @@ pub struct AgentStatus {
     pub health_checked: bool,
     /// Retries left in the budget.
     pub retry_budget: f64,
+    /// Requests admitted since the agent appeared (monotonic).
+    pub requests: u64,
     /// Endpoints in balancer order.
     pub endpoints: Vec<EndpointStatus>,
 }
@@ -78,7 +83,11 @@ impl DataPlane {
             .thread_name("agentgate-dp")
             .enable_all()
             .build()?;
-        let engine = Arc::new(Engine::new(cfg, clock)?);
+        // the tracer's exporter starts on this runtime
+        let engine = {
+            let _rt = runtime.enter();
+            Arc::new(Engine::new(cfg, clock)?)
+        };
         let shared = Arc::new(handler::Shared::new(engine.clone()));
         let checkers = health::start(&engine.snapshot(), runtime.handle());
         Ok(DataPlane {
@@ -105,7 +114,10 @@ impl DataPlane {
     /// Swaps a new config in; the old one stays on error. Health checks restart on the new
     /// pools (their counters live on the endpoints and carry over).
     pub fn replace(&self, cfg: &GatewayConfig) -> Result<(), ConfigError> {
-        self.engine.replace(cfg)?;
+        {
+            let _rt = self.runtime.enter();
+            self.engine.replace(cfg)?;
+        }
         let checkers = health::start(&self.engine.snapshot(), self.runtime.handle());
         *self.checkers.lock() = Some(checkers);
         Ok(())
@@ -132,13 +144,23 @@ impl DataPlane {
                 queued: p.admission.depths(),
                 health_checked: p.config.health_check.is_some(),
                 retry_budget: p.budget.available(),
+                requests: p.stats.requests(),
                 endpoints: p
                     .endpoints
                     .iter()
                     .enumerate()
                     .filter_map(|(i, ep)| {
+                        let stats = p.balancer.endpoint_stats(i).ok()?;
+                        let trips = stats.breaker.trips;
+                        let breaker_open_for = if trips == 0 {
+                            Duration::ZERO
+                        } else {
+                            let cfg = p.balancer.breaker(i).ok()?.config();
+                            Duration::from_nanos(cfg.cooldown_nanos(trips))
+                        };
                         Some(EndpointStatus {
-                            stats: p.balancer.endpoint_stats(i).ok()?,
+                            stats,
+                            breaker_open_for,
                             probe: ep.health.lock().clone(),
                             connections_opened: ep.connections_opened(),
                             idle_connections: ep.idle_connections(),
@@ -146,6 +168,17 @@ impl DataPlane {
                     })
                     .collect(),
             })
+            .collect()
+    }
+
+    /// Agents with no endpoint that requests wait for (scale from zero), waiting up to
+    /// `timeout` for one; a blocking call for a thread of its own.
+    pub fn activations(&self, timeout: Duration) -> Vec<String> {
+        self.engine
+            .activations
+            .take(timeout)
+            .iter()
+            .map(|a| a.to_string())
             .collect()
     }
 

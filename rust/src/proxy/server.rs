@@ -89,6 +89,13 @@ pub fn serve(
     Ok(Listener { addr, stop, done })
 }
 
+/// Whether a connection ended on a request head over hyper's limits (more fields than
+/// `max_headers`, or larger than its read buffer), which hyper answers with a bare 431.
+fn head_too_large(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_parse_too_large)
+}
+
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -102,6 +109,7 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    let engine = shared.engine.clone();
                     let shared = shared.clone();
                     let svc = service_fn(move |req| {
                         let shared = shared.clone();
@@ -112,7 +120,13 @@ async fn accept_loop(
                         .into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
-                        let _ = conn.await;
+                        if let Err(e) = conn.await {
+                            if head_too_large(&*e) {
+                                // hyper answered 431 itself (past its parser's limits): count it
+                                // with the gateway's own 431s
+                                engine.gateway_stats.rejected(431);
+                            }
+                        }
                     });
                 }
                 // out of file descriptors or similar: back off instead of spinning

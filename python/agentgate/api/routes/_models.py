@@ -42,7 +42,7 @@ class TenantUpdate(_In):
 
 
 class KeyCreate(_In):
-    """Create an API key in the caller's tenant."""
+    """Create an API key: in the caller's tenant, or in the path's tenant (system admin)."""
 
     name: str = Field(min_length=1, max_length=200)
     roles: list[Role] = Field(min_length=1)

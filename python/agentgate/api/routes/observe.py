@@ -217,11 +217,7 @@ def routes(ctx: Context, svc: ObserveService) -> list[Route]:
         name = q.get("name")
         if not name:
             return json({"metrics": await svc.custom.names(p.tenant_id)})
-        start, end = time_range(request)
-        agg = q.get("agg", "avg")
-        if agg not in AGGREGATIONS:
-            raise Invalid(f"agg must be one of {', '.join(AGGREGATIONS)}", "$.query.agg")
-        by = [b for b in (q.get("by") or "").split(",") if b]
+        start, end, agg, by = _custom_query(request)
         step = query_int(request, "step", 0, 0, 86400 * 7) if "step" in q else None
         res = await svc.custom.query(
             p.tenant_id,
@@ -245,11 +241,7 @@ def routes(ctx: Context, svc: ObserveService) -> list[Route]:
         name = q.get("name")
         if not name:
             raise Invalid("name is required", "$.query.name")
-        start, end = time_range(request)
-        agg = q.get("agg", "avg")
-        if agg not in AGGREGATIONS:
-            raise Invalid(f"agg must be one of {', '.join(AGGREGATIONS)}", "$.query.agg")
-        by = [b for b in (q.get("by") or "").split(",") if b]
+        start, end, agg, by = _custom_query(request)
         step = query_int(request, "step", 60, 1, 86400 * 7)
         res = await svc.custom.query(
             p.tenant_id,
@@ -331,6 +323,16 @@ def routes(ctx: Context, svc: ObserveService) -> list[Route]:
         Route("/health/score", health_score, methods=["GET"]),
         Route("/system/monitoring", system, methods=["GET"]),
     ]
+
+
+def _custom_query(request: Request) -> tuple[float, float, str, list[str]]:
+    """Range, aggregation and group-by labels of a custom-metric query."""
+    start, end = time_range(request)
+    agg = request.query_params.get("agg", "avg")
+    if agg not in AGGREGATIONS:
+        raise Invalid(f"agg must be one of {', '.join(AGGREGATIONS)}", "$.query.agg")
+    by = [b for b in (request.query_params.get("by") or "").split(",") if b]
+    return start, end, agg, by
 
 
 def _empty(start: float, end: float) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""`/api/templates`: publish (DSSE-signed), list/search, show, resolve, tag, rollback, yank,
-deprecate."""
+"""`/api/templates`: publish (DSSE-signed, then the `publish` policy stage), list/search, show,
+resolve, tag, rollback, yank, deprecate."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from agentgate.api.routes._models import (
     TemplatePublish,
     Yank,
 )
-from agentgate.errors import Invalid, NotFound
-from agentgate.registry.service import Published, RegistryService
+from agentgate.errors import Invalid, NotFound, PolicyDenied
+from agentgate.registry.service import PublishCheck, Published, RegistryService
+from agentgate.registry.signing import VerifiedStatement
+from agentgate.registry.template import Template
 from agentgate.tenancy import Principal
 
 __all__ = ["routes"]
@@ -37,6 +39,49 @@ def _verified(pub: Published) -> dict[str, Any] | None:
         "signed_at": v.signed_at,
         "parent": v.parent,
     }
+
+
+def _denied(ref: str, decision: dict[str, Any]) -> str:
+    reasons = decision.get("reasons") or []
+    named = "; ".join(f"rule {r['rule']}: {r['message']}" for r in reasons)
+    return f"publish of {ref} denied by policy: {named or 'no rule allowed it'}"
+
+
+def publish_policy(ctx: Context, p: Principal, decided: list[dict[str, Any]]) -> PublishCheck:
+    """The `publish` policy stage as a registry check: appends the decision to `decided` and
+    raises `PolicyDenied` (naming the rules) when the tenant's policies deny."""
+
+    async def check(tpl: Template, verified: VerifiedStatement | None) -> None:
+        if ctx.policy is None:
+            return
+        scope = ctx.scope(p)
+        tenant = await ctx.store.system.tenants.get(p.tenant_id)
+        model = tpl.model
+        doc = {
+            "template": {
+                "name": tpl.name,
+                "version": model.version,
+                "digest": tpl.digest,
+                "capabilities": list(model.capabilities),
+                "resources": {
+                    "cpu": model.resources.cpu,
+                    "memory_mb": model.resources.memory / 2**20,
+                },
+            },
+            "signature": {
+                "verified": verified is not None,
+                "key_id": verified.keyids[0] if verified is not None and verified.keyids else None,
+            },
+            "tenant": {"id": tenant.id, "name": tenant.name},
+            "caller": {"id": f"key:{p.key_id}", "roles": sorted(p.roles)},
+        }
+        await ctx.policy.ensure_tenant(scope.tenant_id, scope.policies)
+        decision = ctx.policy.evaluate("publish", doc, tenant_id=scope.tenant_id).as_dict()
+        decided.append(decision)
+        if not decision["allow"]:
+            raise PolicyDenied(_denied(tpl.ref, decision), decision)
+
+    return check
 
 
 def routes(ctx: Context) -> list[Route]:
@@ -57,12 +102,19 @@ def routes(ctx: Context) -> list[Route]:
         name = str(b.template.get("name", "?"))
         version = str(b.template.get("version", "?"))
         r = await reg(p)
+        decided: list[dict[str, Any]] = []
         pub = await audited(
             ctx,
             p,
             "template.publish",
             f"template:{name}@{version}",
-            lambda: r.publish(b.template, b.envelope, publisher=f"key:{p.key_id}"),
+            lambda: r.publish(
+                b.template,
+                b.envelope,
+                publisher=f"key:{p.key_id}",
+                check=publish_policy(ctx, p, decided),
+            ),
+            decision_of=lambda _: decided[-1] if decided else None,
         )
         return json({"template": dump(TemplateOut, pub.template), "verified": _verified(pub)}, 201)
 

@@ -1,4 +1,5 @@
-"""`/api/tenants`: tenant administration (system principal) and the caller's own tenant."""
+"""`/api/tenants`: tenant administration (system principal), including a tenant's API keys,
+and the caller's own tenant."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from agentgate.api.routes._common import Context, audited, body, dump, dump_list, json, query_int
-from agentgate.api.routes._models import TenantCreate, TenantOut, TenantUpdate
+from agentgate.api.routes._models import KeyCreate, KeyOut, TenantCreate, TenantOut, TenantUpdate
 from agentgate.errors import Forbidden, NotFound
 from agentgate.tenancy import (
+    Principal,
+    create_key,
     create_tenant,
     delete_tenant,
     get_tenant,
@@ -28,6 +31,17 @@ def _system_only(p: object) -> None:
 
 def routes(ctx: Context) -> list[Route]:
     """The tenant routes."""
+
+    async def administered(request: Request, action: str) -> tuple[Principal, str]:
+        # The caller and the path's tenant, for acts only a system admin may do there: another
+        # tenant's id is 404 to everyone else (never confirm it exists), its own is 403.
+        p = await ctx.principal(request, action)
+        tid: str = request.path_params["tenant_id"]
+        if not p.system:
+            if tid != p.tenant_id:
+                raise NotFound(f"tenant {tid} not found")
+            _system_only(p)
+        return p, tid
 
     async def list_(request: Request) -> Response:
         p = await ctx.principal(request, "tenant:read")
@@ -61,12 +75,7 @@ def routes(ctx: Context) -> list[Route]:
         return json(dump(TenantOut, await get_tenant(ctx.store, tid)))
 
     async def update(request: Request) -> Response:
-        p = await ctx.principal(request, "tenant:write")
-        tid = request.path_params["tenant_id"]
-        if not p.system:
-            if tid != p.tenant_id:
-                raise NotFound(f"tenant {tid} not found")
-            _system_only(p)
+        p, tid = await administered(request, "tenant:write")
         b = await body(request, TenantUpdate)
         t = await audited(
             ctx,
@@ -85,12 +94,7 @@ def routes(ctx: Context) -> list[Route]:
         return json(dump(TenantOut, t))
 
     async def delete(request: Request) -> Response:
-        p = await ctx.principal(request, "tenant:write")
-        tid = request.path_params["tenant_id"]
-        if not p.system:
-            if tid != p.tenant_id:
-                raise NotFound(f"tenant {tid} not found")
-            _system_only(p)
+        p, tid = await administered(request, "tenant:write")
         require(p, "tenant:write")
         if tid == p.tenant_id:
             raise Forbidden("a key cannot delete its own tenant")
@@ -99,6 +103,23 @@ def routes(ctx: Context) -> list[Route]:
         )
         return Response(status_code=204)
 
+    async def create_key_(request: Request) -> Response:
+        # A new tenant's first admin key (and any later one) without database access: the
+        # system admin issues it here; the secret is in this response only.
+        p, tid = await administered(request, "key:manage")
+        b = await body(request, KeyCreate)
+        t = await get_tenant(ctx.store, tid)
+        rec, secret = await audited(
+            ctx,
+            p,
+            "key.create",
+            f"key:{b.name}",
+            lambda: create_key(ctx.store.scoped(t.id), b.name, b.roles, b.expires_in),
+            details={"roles": list(b.roles), "issued_by_tenant": p.tenant_id},
+            tenant_id=t.id,  # in the trail of the tenant that owns the key
+        )
+        return json({"key": dump(KeyOut, rec), "secret": secret}, 201)
+
     return [
         Route("/tenants", list_, methods=["GET"]),
         Route("/tenants", create, methods=["POST"]),
@@ -106,4 +127,5 @@ def routes(ctx: Context) -> list[Route]:
         Route("/tenants/{tenant_id}", get, methods=["GET"]),
         Route("/tenants/{tenant_id}", update, methods=["PATCH"]),
         Route("/tenants/{tenant_id}", delete, methods=["DELETE"]),
+        Route("/tenants/{tenant_id}/keys", create_key_, methods=["POST"]),
     ]
