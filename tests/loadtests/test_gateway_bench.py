@@ -98,7 +98,8 @@ def test_cpu_time_and_memory_of_a_process_tree() -> None:
 
 
 def _run(server: str, rps: float, p99: float, cpu: float, pss: float) -> dict[str, object]:
-    run: dict[str, object] = {"server": server, "round": 0, "rss_mib": pss * 1.5, "pss_mib": pss}
+    run: dict[str, object] = {"server": server, "round": 0, "rss_mib": pss * 1.5, "pss_mib": pss,
+                              "pss_start_mib": pss * 0.9}  # fmt: skip
     for sc in SCENARIOS:
         run[f"wrk_{sc.key}"] = {"rps": rps, "cpu_us_per_request": cpu, "non_2xx_3xx": 0}
     for key, rate in Settings().latency:
@@ -132,16 +133,25 @@ def test_summary_ratios_targets_and_tables() -> None:
     summary = summarize(runs, pycounts, settings)
     ag = summary["agentgate"]
     assert ag["x_nginx_get_1k"] == 0.95
+    assert ag["x_prev_post"] == 19000 / 8000
+    assert ag["cpu_x_prev_get_1k"] == 52 / 125
     assert round(ag["lat_get_1k_1000"]["added_p99_ms"], 6) == 0.3
     assert summary["litellm"] == {"error": "not ready after 120s"}
     checks = {t["target"]: t["met"] for t in targets(summary, settings)}
     assert all(checks.values()), checks
-    assert len(checks) == 9
+    assert len(checks) == 10
     meta = {"command": "make bench-gateway", "rounds": 1, "machine": "x86_64, 2 CPUs",
             "date": "2026-12-02", "cpu_layout": "pinned", "load_before": "1.0, 1.0, 1.0",
             "load_after": "1.0, 1.0, 1.0", "targets": targets(summary, settings)}  # fmt: skip
     table = markdown(summary, meta, settings)
-    assert "| agentgate | 19000 (0.95×) | 19000 (0.95×) | 19000 (0.95×) |" in table
+    assert (
+        "| agentgate | 19000 (0.95×, 2.38×) | 19000 (0.95×, 2.38×) | 19000 (0.95×, 2.38×) |"
+        in table
+    )
+    assert (
+        "| agentgate | 52.0 / 52.0 / 52.0 (0.42 / 0.42 / 0.42) | – | 72.0 | 120.0 / 80.0 (1) |"
+        in table
+    )
     assert "| litellm | failed: not ready after 120s |" in table
     assert (
         "| agentgate-prev | 180 | 14.20 (14.30) | 19.50 (–) | `?` (– s CPU): – / – | 3.00 / 4.00 |"
@@ -161,6 +171,7 @@ def test_a_slower_agentgate_misses_its_targets() -> None:
     checks = {t["target"]: t["met"] for t in targets(summarize(runs, [], settings), settings)}
     assert checks["throughput GET 1 KiB vs nginx"] is False
     assert checks["PSS of the process tree, 1 worker (MiB)"] is False
+    assert checks["PSS of the process tree before any load, 1 worker (MiB)"] is False
     assert checks["added p99 GET 1 KiB @ 1000 req/s (ms)"] is False
     # not measured: neither met nor missed
     assert checks["Python interpreter entries per request on the serving thread, GET 1 KiB"] is None
