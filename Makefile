@@ -51,7 +51,7 @@ test-rust:
 	cargo test --workspace --release
 
 test-py: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check python tests loadtests
