@@ -295,6 +295,9 @@ impl Exporter {
     }
 }
 
+/// Route id, agent and tenant of a request, as its span names them.
+pub type SpanRoute = (Arc<str>, Arc<str>, Option<Arc<str>>);
+
 /// The gateway's span of one sampled request, ended with the request.
 pub struct ServerSpan {
     tracer: Arc<Tracer>,
@@ -302,7 +305,7 @@ pub struct ServerSpan {
     method: String,
     path: String,
     /// Route id, agent and tenant, once known.
-    pub route: Option<(Arc<str>, Arc<str>, Option<Arc<str>>)>,
+    pub route: Option<SpanRoute>,
 }
 
 impl ServerSpan {
