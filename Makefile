@@ -51,7 +51,7 @@ test-rust:
 	cargo test --workspace --release
 
 test-py: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 # stubtest imports the built extension, so lint builds it first
 lint: dev
