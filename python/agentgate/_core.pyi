@@ -419,12 +419,15 @@ class BreakerState(enum.Enum):
 LATENCY_BOUNDS: tuple[float, ...]
 
 class LatencyCounts:
-    """Latency observations: counts per `LATENCY_BOUNDS` bucket (+Inf last), and their sum."""
+    """Latency observations: counts per `LATENCY_BOUNDS` bucket (+Inf last), their sum, and the
+    same observations as a sketch (1 % relative error)."""
 
     @property
     def buckets(self) -> list[int]: ...
     @property
     def sum(self) -> float: ...
+    @property
+    def sketch(self) -> Sketch: ...
 
 class RouteCounts:
     """Requests of one route since the last take, by status class (index 1..5 = Nxx)."""
@@ -438,6 +441,20 @@ class RouteCounts:
     @property
     def latency(self) -> LatencyCounts: ...
 
+class UsageCount:
+    """Tokens one tenant used with one model since the last take (from upstream responses)."""
+
+    @property
+    def tenant(self) -> str | None: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def requests(self) -> int: ...
+
 class AgentCounts:
     """One agent's counts since the last take."""
 
@@ -449,6 +466,8 @@ class AgentCounts:
     def retries(self) -> int: ...
     @property
     def shed(self) -> int: ...
+    @property
+    def usage(self) -> list[UsageCount]: ...
 
 class RejectedCount:
     """Answers of the gateway's own with one status (0 = other)."""
@@ -549,6 +568,8 @@ class DataPlane:
         """Swap a new config in; on ConfigRejected the running one stays."""
     def take_stats(self) -> StatsDelta: ...
     def agents(self) -> list[AgentState]: ...
+    def set_limited_tenants(self, tenants: list[str]) -> None:
+        """Tenants over their spending budget: their requests get 429 `budget-exceeded`."""
     def activations(self, timeout: float = 1.0) -> list[str]:
         """Agents requests wait for (scale from zero); blocks up to `timeout` for one."""
     def probe(self, agent: str, attempts: int = 3) -> list[ProbeResult]: ...
