@@ -53,10 +53,12 @@ test-rust:
 test-py: $(STAMP)
 	$(BIN)/pytest -q
 
-lint: $(STAMP)
+# stubtest imports the built extension, so lint builds it first
+lint: dev
 	$(BIN)/ruff check python tests loadtests
 	$(BIN)/ruff format --check python tests loadtests
 	$(BIN)/mypy
+	$(BIN)/python -m mypy.stubtest agentgate._core
 	$(BIN)/lint-imports
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --release -- -D warnings

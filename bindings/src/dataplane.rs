@@ -3,48 +3,20 @@
 
 use std::time::Duration;
 
-use agentgate_core::breaker::BreakerState as CoreBreakerState;
 use agentgate_core::config::GatewayConfig;
 use agentgate_core::proxy::{DataPlane as Core, StartError};
 use agentgate_core::stats::LatencyDelta;
-use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyOSError};
 use pyo3::prelude::*;
 
+use crate::breaker::BreakerState;
 use crate::clock::{any_clock, ManualClock};
+use crate::errors::config_rejected;
 use crate::sketch::Sketch;
 use agentgate_core::sketch::Sketch as CoreSketch;
 
-pyo3::create_exception!(
-    _core,
-    ConfigRejected,
-    PyValueError,
-    "The core refused a config: the message names the field (mirrors core ConfigError)."
-);
-
-/// A breaker's state.
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BreakerState {
-    /// Traffic flows.
-    Closed,
-    /// Refusing until the cool-down ends.
-    Open,
-    /// Letting probes through.
-    HalfOpen,
-}
-
-impl From<CoreBreakerState> for BreakerState {
-    fn from(s: CoreBreakerState) -> Self {
-        match s {
-            CoreBreakerState::Closed => BreakerState::Closed,
-            CoreBreakerState::Open => BreakerState::Open,
-            CoreBreakerState::HalfOpen => BreakerState::HalfOpen,
-        }
-    }
-}
-
 fn parse(config: &[u8]) -> PyResult<GatewayConfig> {
-    GatewayConfig::from_json(config).map_err(|e| ConfigRejected::new_err(e.0))
+    GatewayConfig::from_json(config).map_err(config_rejected)
 }
 
 /// Latency observations: counts per `LATENCY_BOUNDS` bucket (+Inf last, not cumulative), and
@@ -176,7 +148,7 @@ impl DataPlane {
     fn new(config: &[u8], workers: usize, clock: Option<PyRef<'_, ManualClock>>) -> PyResult<Self> {
         let cfg = parse(config)?;
         let inner = Core::new(&cfg, workers, any_clock(clock.as_deref())).map_err(|e| match e {
-            StartError::Config(c) => ConfigRejected::new_err(c.0),
+            StartError::Config(c) => config_rejected(c),
             StartError::Io(io) => PyOSError::new_err(io.to_string()),
         })?;
         Ok(DataPlane { inner })
@@ -193,7 +165,7 @@ impl DataPlane {
     fn replace(&self, py: Python<'_>, config: &[u8]) -> PyResult<()> {
         let cfg = parse(config)?;
         py.detach(|| self.inner.replace(&cfg))
-            .map_err(|e| ConfigRejected::new_err(e.0))
+            .map_err(config_rejected)
     }
 
     /// Counts since the last take (routes, agents, the gateway's own answers).
@@ -343,7 +315,6 @@ impl DataPlane {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DataPlane>()?;
-    m.add_class::<BreakerState>()?;
     m.add_class::<StatsDelta>()?;
     m.add_class::<RouteCounts>()?;
     m.add_class::<AgentCounts>()?;
@@ -353,10 +324,10 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AgentState>()?;
     m.add_class::<EndpointState>()?;
     m.add_class::<ProbeResult>()?;
-    m.add("ConfigRejected", m.py().get_type::<ConfigRejected>())?;
+    // a tuple: a module constant callers must not change
     m.add(
         "LATENCY_BOUNDS",
-        agentgate_core::stats::LATENCY_BOUNDS.to_vec(),
+        pyo3::types::PyTuple::new(m.py(), agentgate_core::stats::LATENCY_BOUNDS)?,
     )?;
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! agentgate._core: thin PyO3 bindings over agentgate-core. Conversion and GIL handling only.
+//! agentgate._core: thin PyO3 bindings over agentgate-core. Conversion and GIL handling only:
+//! every check and decision is the core's; enums and exceptions mirror the core's types.
 
 use pyo3::prelude::*;
 
@@ -7,6 +8,8 @@ mod balancer;
 mod breaker;
 mod clock;
 mod dataplane;
+mod enums;
+mod errors;
 mod histogram;
 mod httpsig;
 mod limiter;
@@ -19,6 +22,7 @@ mod sketch;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
     clock::register(m)?;
     router::register(m)?;
     limiter::register(m)?;

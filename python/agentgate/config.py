@@ -19,6 +19,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agentgate.config_security import BackupConfig, PrivacyConfig, SecretsConfig
 from agentgate.observe.settings import (
@@ -288,7 +289,12 @@ class Agent(_Model):
     @model_validator(mode="after")
     def _some_endpoint(self) -> Agent:
         if not self.endpoints and self.activation is None:
-            raise ValueError("at least one endpoint (or activation, to scale from zero)")
+            # raised at `endpoints` (a plain ValueError here would name the whole agent)
+            msg = "at least one endpoint (or activation, to scale from zero)"
+            err = InitErrorDetails(
+                type=PydanticCustomError("value_error", msg), loc=("endpoints",), input=()
+            )
+            raise ValidationError.from_exception_data(type(self).__name__, [err])
         return self
 
 

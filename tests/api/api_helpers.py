@@ -28,6 +28,18 @@ class Api:
     store: Store
     secret: str
     clock: Any
+    observe: Any = None  # agentgate.observe.service.ObserveService, when made with one
+    feed: Any = None  # its traffic: the test appends deltas, `observe.collector.flush()` reads
+    runtime: Any = None  # agentgate.runtime.manager.Runtime on a real supervisor, if any
+
+    async def aclose(self) -> None:
+        """Close the client, the services and the store."""
+        await self.client.aclose()
+        if self.runtime is not None:
+            await self.runtime.close()
+        if self.observe is not None:
+            await self.observe.close()
+        await self.store.close()
 
     def as_(self, secret: str) -> dict[str, str]:
         """Headers presenting `secret`."""
@@ -75,8 +87,54 @@ def signed(doc: dict[str, Any], key: crypto.KeyPair, at: float) -> dict[str, Any
     return {"template": doc, "envelope": env}
 
 
-async def make_api(url: str | None, data_dir: Path) -> tuple[Api, Any]:
-    """Open a store, bootstrap the system tenant and build the app + client."""
+class Feed:
+    """The data plane's side of the metrics collector, fed by the test (`Deltas`)."""
+
+    def __init__(self) -> None:
+        from agentgate.observe.feed import Deltas
+
+        self.next = Deltas()
+
+    def take(self) -> Any:
+        """The deltas handed in since the last take."""
+        from agentgate.observe.feed import Deltas
+
+        out, self.next = self.next, Deltas()
+        return out
+
+
+async def _runtime(store: Store, root: Path) -> Any:
+    """A real agent runtime: a supervisor with this host's capabilities under `root`."""
+    from agentgate.runtime.capabilities import probe_subprocess
+    from agentgate.runtime.factory import ScopeAudit
+    from agentgate.runtime.manager import Runtime
+    from agentgate.runtime.state_api import StoreCheckpoints
+    from agentgate.runtime.supervisor import Settings, Supervisor
+    from agentgate.security.audit import seal
+    from agentgate.store.runtime import RuntimeRepo
+
+    repo = RuntimeRepo(store.db, store.clock)
+    sup = Supervisor(
+        Settings(root=root, grace=2.0, backoff_base=0.05, unpublish_wait=0.02),
+        repo=repo,
+        checkpoints=StoreCheckpoints(repo),
+        capabilities=probe_subprocess(),
+    )
+    rt = Runtime(store, sup, audit=ScopeAudit(seal))
+    await rt.start()
+    return rt
+
+
+async def make_api(
+    url: str | None,
+    data_dir: Path,
+    *,
+    observe: bool = False,
+    runtime_root: Path | None = None,
+) -> tuple[Api, Any]:
+    """Open a store, bootstrap the system tenant and build the app + client; with `observe`
+    the observability service too (on the store's clock, traffic from `Api.feed`, loops not
+    started: the test flushes and evaluates), with `runtime_root` a real agent runtime."""
     from agentgate.cli_control import bootstrap
 
     clock = Clock()
@@ -84,10 +142,20 @@ async def make_api(url: str | None, data_dir: Path) -> tuple[Api, Any]:
     _, _, secret = await bootstrap(store)
     # the secret routes need a key ring: a random master key per API under test
     sec = Security(store, env={"AGENTGATE_MASTER_KEY": os.urandom(32).hex()})
-    app = standalone(create_api(store, security=sec))
+    feed = svc = rt = None
+    if observe:
+        from agentgate.observe.service import ObserveService, ObserveSettings
+
+        feed = Feed()
+        svc = await ObserveService.open(
+            store, url, data_dir, ObserveSettings(), feed=feed, clock=clock
+        )
+    if runtime_root is not None:
+        rt = await _runtime(store, runtime_root)
+    app = standalone(create_api(store, security=sec, observe=svc, runtime=rt))
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
         base_url="http://api",
         headers={"Authorization": f"Bearer {secret}"},
     )
-    return Api(app, client, store, secret, clock), store
+    return Api(app, client, store, secret, clock, svc, feed, rt), store

@@ -11,8 +11,15 @@ permission check can hide a leak) then goes through the operations the document 
   has objects of its own with the same names);
 - create operations: B's object lands in B (same names as A's objects do not collide), A sees
   none of it and A's state is unchanged;
-- system-only operations (tenant administration, whole-chain audit): B gets 403;
+- upserts (PUT by name, create or replace in the caller's tenant): B's PUT with A's names makes
+  B's own object, and A's is unchanged;
+- system-only operations (tenant administration, whole-chain audit, budgets): B gets 403;
+- installation-wide facts that belong to no tenant (the host's isolation mechanisms): B reads
+  them, and they name nothing of A's;
 - the caller's own tenant: B sees B.
+
+A also has traffic, an alert firing, alert channels, silences, SLOs, custom metrics, token
+usage with a budget, and a process agent with a replica on a real agent runtime.
 
 `test_every_operation_is_classified` fails when the document gains an operation this file does
 not classify (or loses one it does), so a new endpoint cannot skip the check.
@@ -20,13 +27,17 @@ not classify (or loses one it does), so a new endpoint cannot skip the check.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 import orjson
-from api_helpers import Api, signed, template_doc
+import pytest
+import pytest_asyncio
+from api_helpers import Api, make_api, signed, template_doc
 
 from agentgate import crypto
 from agentgate.api.openapi import openapi_document
@@ -46,6 +57,35 @@ SUBJECT = "erin@example.com"
 BACKUP = "20260101T000000Z-0badc0de"  # backups are the system's: B never sees one
 A_VERSIONS = ("1.2.3", "1.3.0")
 B_VERSION = "9.0.0"
+WORKER = "worker"  # A's process agent: one replica on the real runtime
+A_AGENT = f"alphaco/{AGENT}"  # A's agent as the gateway, metrics, alerts and cost name it
+B_AGENT = f"betaco/{AGENT}"
+RULE = "alpha-errors"
+CHANNEL = "alpha-hook"
+SLO = "alpha-availability"
+METRIC = "alpha_queue"
+A_VALUE = 7777.25  # A's custom metric value: no aggregate B reads may show it
+B_VALUE = 3.0
+MODEL = f"model-{A_MARK}"  # A's usage is of this model (cost per model must not show it)
+ECHO_APP = Path(__file__).resolve().parents[2] / "examples" / "agents" / "echo_app"
+
+
+@pytest_asyncio.fixture
+async def api(database_url: str | None, tmp_path: Path) -> AsyncIterator[Api]:
+    """The API of each backend with the observability service (traffic fed by the test) and a
+    real agent runtime (replicas under a root every uid may traverse, for its isolation)."""
+    import os
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="agentgate-rt-"))
+    os.chmod(root, 0o755)
+    a, _ = await make_api(database_url, tmp_path, observe=True, runtime_root=root)
+    try:
+        yield a
+    finally:
+        await a.aclose()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _rego(mark: str) -> str:
@@ -70,6 +110,8 @@ class Tenant:
     digests: list[str] = field(default_factory=list)
     agent_id: str = ""
     privacy_request_id: str = ""
+    alert_id: str = ""
+    silence_id: str = ""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -102,6 +144,9 @@ class World:
             self.publisher_keyid,
             self.a.agent_id,
             self.a.privacy_request_id,
+            self.a.alert_id,
+            self.a.silence_id,
+            str(A_VALUE),
             *self.a.key_ids,
             *self.a.digests,
         ]
@@ -211,6 +256,71 @@ async def _populate_a(w: World) -> None:
     a.privacy_request_id = (
         await _ok(await call(a, "post", "/api/privacy/requests", body=body), 201)
     )["id"]
+    await _populate_a_runtime(w)
+    await _populate_a_observe(w)
+
+
+async def _populate_a_runtime(w: World) -> None:
+    """A process agent of A's with one ready replica on the runtime."""
+    a = w.a
+    doc = template_doc(WORKER, "1.0.0", description=f"worker {A_MARK}")
+    doc["spec"] = {"kind": "process", "app": "app:app", "python_path": [str(ECHO_APP)]}
+    doc["scaling"] = {"min_replicas": 1, "max_replicas": 2}
+    body = signed(doc, a.keypair, w.api.clock.t)
+    await _ok(await w.call(a, "post", "/api/templates", body=body), 201)
+    body = {"template": f"{WORKER}@1.0.0", "params": {"model": A_MARK}}
+    await _ok(await w.call(a, "post", "/api/agents", body=body), 201)
+    reps = (await _ok(await w.call(a, "get", f"/api/agents/{WORKER}/replicas")))["replicas"]
+    assert [r["state"] for r in reps] == ["ready"], reps
+
+
+def _range(w: World, **extra: str) -> dict[str, str]:
+    """A fixed query range around the (fixed) clock, so A's reads compare equal later."""
+    return {"start": str(w.api.clock.t - 3600), "end": str(w.api.clock.t + 60), **extra}
+
+
+def _with(path: str, query: dict[str, str]) -> str:
+    return f"{path}?{urlencode(query)}"
+
+
+async def _populate_a_observe(w: World) -> None:
+    """A's traffic (10 % errors), an alert firing on it, a channel, a silence, an SLO, a custom
+    metric with a threshold, token usage, and a budget the system set for A."""
+    from agentgate._core import Sketch
+    from agentgate.observe.feed import AgentState, RouteDelta
+
+    a, call, api = w.a, w.call, w.api
+    sketch = Sketch()
+    sketch.add(0.05, 100)
+    api.feed.next.routes.append(RouteDelta(A_AGENT, "r", [0, 0, 90, 0, 0, 10], sketch))
+    api.feed.next.agents[A_AGENT] = AgentState(A_AGENT, 1, 1, 0, 0, 0)
+    await api.observe.collector.flush()
+    cond = {"metric": "error_rate", "op": ">", "threshold": 0.05, "window": 300}
+    rule = {"name": RULE, "conditions": [cond], "annotations": {"summary": f"{A_MARK} {{agent}}"}}
+    await _ok(await call(a, "post", "/api/alerts/rules", body=rule), 201)
+    body = {"kind": "webhook", "config": {"url": f"http://127.0.0.1:9/{A_MARK}"}}
+    await _ok(await call(a, "put", f"/api/alerts/channels/{CHANNEL}", body=body))
+    body = {"matchers": [{"name": "severity", "value": "info"}], "duration": 3600}
+    body["comment"] = A_MARK
+    a.silence_id = (await _ok(await call(a, "post", "/api/alerts/silences", body=body), 201))["id"]
+    body = {"agent": A_AGENT, "objective": 0.99}
+    await _ok(await call(a, "put", f"/api/slos/{SLO}", body=body))
+    point = {"name": METRIC, "value": A_VALUE, "agent": A_AGENT, "labels": {"mark": A_MARK}}
+    point["at"] = w.api.clock.t - 30  # inside the rules' windows, which end now
+    await _ok(await call(a, "post", "/api/metrics/advanced", body={"points": [point]}), 202)
+    body = {"value": 5, "agent": A_AGENT}
+    await _ok(await call(a, "put", f"/api/metrics/advanced/thresholds/{METRIC}", body=body))
+    usage = {"tenant": a.name, "agent": A_AGENT, "model": MODEL, "input_tokens": 1000}
+    usage["output_tokens"] = 500
+    await _ok(await call(a, "post", "/api/cost/usage", body={"usage": [usage]}), 202)
+    await _ok(await api.client.put(f"/api/cost/budgets/{a.name}", json={"amount": 100}))
+    # A's rule, its SLO's burn rate and its threshold fire on A's own data
+    await api.observe.alerts.evaluate()
+    active = await _ok(await call(a, "get", "/api/alerts/active"))
+    assert {x["labels"]["agent"] for x in active} == {A_AGENT}
+    assert {x["state"] for x in active} == {"firing"}
+    assert {x["rule"] for x in active} == {RULE, f"SLOBurn:{SLO}", f"threshold:{METRIC}"}
+    a.alert_id = next(x["id"] for x in active if x["rule"] == RULE)
 
 
 async def _snapshot_a(w: World) -> dict[str, Any]:
@@ -239,6 +349,27 @@ async def _snapshot_a(w: World) -> dict[str, Any]:
         "/api/privacy/requests",
         f"/api/privacy/consents?subject={SUBJECT}",
     ]
+    reads += [
+        "/api/alerts/rules",
+        f"/api/alerts/rules/{RULE}",
+        f"/api/alerts/rules/{quote('threshold:' + METRIC)}",
+        "/api/alerts/active",
+        f"/api/alerts/{a.alert_id}",
+        "/api/alerts/history?since=0",
+        "/api/alerts/stats?since=0",
+        "/api/alerts/silences",
+        "/api/alerts/channels",
+        f"/api/alerts/channels/{CHANNEL}",
+        "/api/slos",
+        f"/api/slos/{SLO}",
+        "/api/metrics/advanced",
+        _with("/api/metrics/advanced", _range(w, name=METRIC, by="mark")),
+        "/api/metrics/advanced/thresholds",
+        _with("/api/metrics/summary", _range(w, agent=A_AGENT)),
+        _with("/api/metrics/agents", _range(w)),
+        _with("/api/cost", _range(w, by="model")),
+        "/api/cost/budgets",
+    ]
     snap: dict[str, Any] = {}
     for url in reads:
         snap[url] = await _ok(await w.call(a, "get", url))
@@ -246,6 +377,9 @@ async def _snapshot_a(w: World) -> dict[str, Any]:
     snap["system:tenant"] = await _ok(r)
     r = await w.call(a, "get", f"/api/templates/{TEMPLATE}/resolve", query={"ref": TAG})
     snap["resolve:stable"] = await _ok(r)
+    # A's replicas: which processes run (their uptime and CPU figures move on by themselves)
+    r = await w.call(a, "get", f"/api/agents/{WORKER}/replicas")
+    snap["replicas"] = sorted((x["id"], x["pid"], x["state"]) for x in (await _ok(r))["replicas"])
     return snap
 
 
@@ -345,6 +479,29 @@ OBJECT: dict[Op, Callable[[World], list[Call]]] = {
         Call({"name": SECRET}, body={"value": "stolen"}),
         Call({"name": SECRET}, body={}),
     ],
+    ("get", "/api/agents/{name}/replicas"): lambda w: [Call({"name": n}) for n in (AGENT, WORKER)],
+    ("post", "/api/agents/{name}/scale"): lambda w: [
+        Call({"name": n}, body={"replicas": r}) for n in (AGENT, WORKER) for r in (0, 2)
+    ],
+    ("get", "/api/alerts/rules/{name}"): lambda w: [
+        Call({"name": n}) for n in (RULE, f"threshold:{METRIC}")
+    ],
+    ("delete", "/api/alerts/rules/{name}"): lambda w: [
+        Call({"name": n}) for n in (RULE, f"threshold:{METRIC}")
+    ],
+    ("get", "/api/alerts/channels/{name}"): lambda w: [Call({"name": CHANNEL})],
+    ("delete", "/api/alerts/channels/{name}"): lambda w: [Call({"name": CHANNEL})],
+    ("post", "/api/alerts/channels/{name}/test"): lambda w: [Call({"name": CHANNEL})],
+    ("delete", "/api/alerts/silences/{silence_id}"): lambda w: [
+        Call({"silence_id": w.a.silence_id})
+    ],
+    ("get", "/api/alerts/{alert_id}"): lambda w: [Call({"alert_id": w.a.alert_id})],
+    ("post", "/api/alerts/{alert_id}/ack"): lambda w: [
+        Call({"alert_id": w.a.alert_id}),
+        Call({"alert_id": w.a.alert_id}, body={"comment": "mine now"}),
+    ],
+    ("get", "/api/slos/{name}"): lambda w: [Call({"name": SLO})],
+    ("delete", "/api/slos/{name}"): lambda w: [Call({"name": SLO})],
 }
 
 
@@ -373,6 +530,72 @@ async def _lists_plain(w: World, op: Op, queries: list[dict[str, str]]) -> None:
     method, path = op
     for q in queries:
         _no_leak(w, await w.call(w.b, method, path, query=q))
+
+
+async def _list_custom(w: World) -> None:
+    # B's own points of the same metric (once B has some) are B_VALUE; A's never show
+    queries = [{}] + [
+        _range(w, name=METRIC, **q)
+        for q in (
+            {},
+            {"agg": "max"},
+            {"agg": "last", "by": "agent"},
+            {"agg": "max", "by": "mark"},
+            {"agent": A_AGENT, "agg": "max"},
+            {"label.mark": A_MARK},
+            {"agg": "max", "step": "60"},
+        )
+    ]
+    for q in queries:
+        r = await w.call(w.b, "get", "/api/metrics/advanced", query=q)
+        _no_leak(w, r)
+        for res in r.json().get("results", []):
+            values = [res["value"]] if "value" in res else [v for _, v in res["points"]]
+            assert {v for v in values if v is not None} <= {B_VALUE}, f"{q}: {res}"
+
+
+async def _export_custom(w: World) -> None:
+    for fmt in ("jsonl", "csv"):
+        for q in ({"agg": "max"}, {"agg": "max", "by": "agent,mark"}):
+            query = _range(w, name=METRIC, format=fmt, **q)
+            r = await w.call(w.b, "get", "/api/metrics/advanced/export", query=query)
+            _no_leak(w, r)
+            if fmt == "jsonl":
+                assert {orjson.loads(x)["value"] for x in r.text.splitlines()} <= {B_VALUE}
+
+
+async def _traffic_summary(w: World) -> None:
+    # B has no traffic: whatever B asks for counts no request (A's 100 stay A's)
+    for q in ({}, {"agent": A_AGENT}, {"agent": A_AGENT, "route": "r"}, {"agent": "fleet"}):
+        r = await w.call(w.b, "get", "/api/metrics/summary", query=_range(w, **q))
+        _no_leak_but_asked(w, r, q)
+        assert r.json()["requests"] == 0, f"{q}: {r.text}"
+
+
+async def _traffic_series(w: World) -> None:
+    for q in ({}, {"agent": A_AGENT}, {"agent": "fleet"}):
+        r = await w.call(w.b, "get", "/api/metrics/series", query=_range(w, **q))
+        _no_leak_but_asked(w, r, q)
+        assert all(p["requests"] == 0 for p in r.json()["points"]), f"{q}: {r.text}"
+
+
+def _no_leak_but_asked(w: World, r: httpx.Response, q: dict[str, str]) -> None:
+    """`_no_leak`, except for the agent name B itself put in the query (answers echo it)."""
+    asked = q.get("agent")
+    if asked is None:
+        _no_leak(w, r)
+        return
+    doc = r.json()
+    assert doc.pop("agent") == asked
+    _no_leak(w, httpx.Response(r.status_code, json=doc, request=r.request))
+
+
+async def _system_monitoring(w: World) -> None:
+    # the host and its processes are the installation's: a tenant key sees neither
+    r = await w.call(w.b, "get", "/api/system/monitoring")
+    _no_leak(w, r)
+    doc = r.json()
+    assert doc["host"] is None and doc["processes"] == [], r.text
 
 
 async def _list_templates(w: World) -> None:
@@ -477,6 +700,43 @@ LISTS: dict[Op, Callable[[World], Awaitable[None]]] = {
     ("get", "/api/secrets/-/rotation"): lambda w: _lists_plain(
         w, ("get", "/api/secrets/-/rotation"), [{}]
     ),
+    ("get", "/api/alerts/rules"): lambda w: _lists_plain(w, ("get", "/api/alerts/rules"), [{}]),
+    ("get", "/api/alerts/active"): lambda w: _lists_plain(w, ("get", "/api/alerts/active"), [{}]),
+    ("get", "/api/alerts/history"): lambda w: _lists_plain(
+        w, ("get", "/api/alerts/history"), [{}, {"since": "0", "limit": "5000"}]
+    ),
+    ("get", "/api/alerts/stats"): lambda w: _lists_plain(
+        w, ("get", "/api/alerts/stats"), [{}, {"since": "0"}]
+    ),
+    ("get", "/api/alerts/silences"): lambda w: _lists_plain(
+        w, ("get", "/api/alerts/silences"), [{}, {"expired": "1"}]
+    ),
+    ("get", "/api/alerts/channels"): lambda w: _lists_plain(
+        w, ("get", "/api/alerts/channels"), [{}]
+    ),
+    ("get", "/api/slos"): lambda w: _lists_plain(w, ("get", "/api/slos"), [{}]),
+    ("get", "/api/cost"): lambda w: _lists_plain(
+        w,
+        ("get", "/api/cost"),
+        [
+            _range(w, by=by, tenant=t)
+            for by in ("agent", "tenant", "model")
+            for t in ("alphaco", "")
+        ],
+    ),
+    ("get", "/api/cost/budgets"): lambda w: _lists_plain(w, ("get", "/api/cost/budgets"), [{}]),
+    ("get", "/api/metrics/advanced"): _list_custom,
+    ("get", "/api/metrics/advanced/export"): _export_custom,
+    ("get", "/api/metrics/advanced/thresholds"): lambda w: _lists_plain(
+        w, ("get", "/api/metrics/advanced/thresholds"), [{}]
+    ),
+    ("get", "/api/metrics/summary"): _traffic_summary,
+    ("get", "/api/metrics/series"): _traffic_series,
+    ("get", "/api/metrics/agents"): lambda w: _lists_plain(
+        w, ("get", "/api/metrics/agents"), [_range(w)]
+    ),
+    ("get", "/api/health/score"): lambda w: _lists_plain(w, ("get", "/api/health/score"), [{}]),
+    ("get", "/api/system/monitoring"): _system_monitoring,
 }
 
 
@@ -599,6 +859,67 @@ async def _create_consent(w: World) -> None:
     assert [c["source"] for c in mine] == [B_MARK]
 
 
+async def _create_rules(w: World) -> None:
+    b = w.b
+    cond = {"metric": "error_rate", "op": ">", "threshold": 0.05, "window": 300}
+    # a rule on A's agent is refused (by POST and PUT, and as a threshold)
+    aimed = {"name": "aimed-at-a", "conditions": [cond], "agent": A_AGENT}
+    _is_problem(await w.call(b, "post", "/api/alerts/rules", body=aimed), 422)
+    _is_problem(await w.call(b, "put", "/api/alerts/rules/aimed-at-a", body=aimed), 422)
+    path = f"/api/metrics/advanced/thresholds/{METRIC}"
+    _is_problem(await w.call(b, "put", path, body={"value": 1, "agent": A_AGENT}), 422)
+    # the same name as A's rule, on every agent of B's; one on B's fleet
+    rules: list[dict[str, Any]] = [
+        {"name": RULE, "conditions": [cond], "annotations": {"summary": B_MARK}},
+        {
+            "name": "fleet-peek",
+            "conditions": [{"metric": "requests", "op": ">", "threshold": 0, "window": 300}],
+            "agent": "fleet",
+        },
+    ]
+    for rule in rules:
+        out = await _ok(await w.call(b, "post", "/api/alerts/rules", body=rule), 201)
+        assert out["name"] == rule["name"]
+    # evaluated over everybody's traffic: none of B's rules sees A's agent or the fleet's
+    await w.api.observe.alerts.evaluate()
+    assert await _ok(await w.call(b, "get", "/api/alerts/active")) == []
+    got = await _ok(await w.call(b, "get", f"/api/alerts/rules/{RULE}"))
+    assert got["annotations"] == {"summary": B_MARK}
+
+
+async def _create_silence(w: World) -> None:
+    # B silences every agent: B's own silence, A's alerts go on firing unsilenced
+    body = {"matchers": [{"name": "agent", "value": ".*", "regex": True}], "duration": 3600}
+    out = await _ok(await w.call(w.b, "post", "/api/alerts/silences", body=body), 201)
+    assert out["id"] != w.a.silence_id
+    mine = await _ok(await w.call(w.b, "get", "/api/alerts/silences"))
+    assert [x["id"] for x in mine] == [out["id"]]
+
+
+async def _create_points(w: World) -> None:
+    b = w.b
+    point = {"name": METRIC, "value": B_VALUE, "agent": A_AGENT}
+    r = await w.call(b, "post", "/api/metrics/advanced", body={"points": [point]})
+    _is_problem(r, 422)
+    point = {"name": METRIC, "value": B_VALUE, "agent": B_AGENT, "labels": {"mark": B_MARK}}
+    point["at"] = w.api.clock.t - 30
+    await _ok(await w.call(b, "post", "/api/metrics/advanced", body={"points": [point]}), 202)
+    r = await w.call(b, "get", "/api/metrics/advanced", query=_range(w, name=METRIC, agg="max"))
+    assert [x["value"] for x in (await _ok(r))["results"]] == [B_VALUE]
+
+
+async def _create_usage(w: World) -> None:
+    b = w.b
+    usage = {"agent": B_AGENT, "model": "m", "input_tokens": 1, "output_tokens": 1}
+    for tenant in (w.a.name, ""):
+        body = {"usage": [{**usage, "tenant": tenant}]}
+        _is_problem(await w.call(b, "post", "/api/cost/usage", body=body), 422)
+    body = {"usage": [{**usage, "tenant": b.name}]}
+    await _ok(await w.call(b, "post", "/api/cost/usage", body=body), 202)
+    r = await w.call(b, "get", "/api/cost", query=_range(w, by="model"))
+    assert [x["model"] for x in (await _ok(r))["items"]] == ["m"]
+
+
 # in order: a template needs B's publisher key, the agent B's template
 CREATE: dict[Op, Callable[[World], Awaitable[None]]] = {
     ("post", "/api/keys"): _create_key,
@@ -610,6 +931,10 @@ CREATE: dict[Op, Callable[[World], Awaitable[None]]] = {
     ("post", "/api/secrets"): _create_secret,
     ("post", "/api/privacy/requests"): _create_privacy,
     ("post", "/api/privacy/consents"): _create_consent,
+    ("post", "/api/alerts/rules"): _create_rules,
+    ("post", "/api/alerts/silences"): _create_silence,
+    ("post", "/api/metrics/advanced"): _create_points,
+    ("post", "/api/cost/usage"): _create_usage,
 }
 
 
@@ -617,6 +942,73 @@ async def _probe_creates(w: World) -> None:
     for (method, path), create in CREATE.items():
         await create(w)
         await _assert_a_unchanged(w, f"{method.upper()} {path} as B")
+        w.covered.add((method, path))
+
+
+# --- system-only and own-tenant operations ----------------------------------------------------
+
+# --- upserts: PUT by name creates or replaces in the caller's tenant -------------------------
+
+
+async def _upsert_rule(w: World) -> None:
+    cond = {"metric": "requests", "op": ">", "threshold": 1e9, "window": 300}
+    body = {"conditions": [cond], "annotations": {"summary": B_MARK + "-put"}}
+    out = await _ok(await w.call(w.b, "put", f"/api/alerts/rules/{RULE}", body=body))
+    assert out["annotations"] == {"summary": B_MARK + "-put"}
+
+
+async def _upsert_channel(w: World) -> None:
+    body = {"kind": "webhook", "config": {"url": f"http://127.0.0.1:9/{B_MARK}"}}
+    await _ok(await w.call(w.b, "put", f"/api/alerts/channels/{CHANNEL}", body=body))
+    got = await _ok(await w.call(w.b, "get", "/api/alerts/channels"))
+    assert [c["name"] for c in got] == [CHANNEL]
+
+
+async def _upsert_slo(w: World) -> None:
+    # an SLO over A's agent is refused; over B's own it is B's
+    body = {"agent": A_AGENT, "objective": 0.5}
+    _is_problem(await w.call(w.b, "put", f"/api/slos/{SLO}", body=body), 422)
+    body = {"agent": B_AGENT, "objective": 0.5}
+    await _ok(await w.call(w.b, "put", f"/api/slos/{SLO}", body=body))
+    got = await _ok(await w.call(w.b, "get", "/api/slos"))
+    assert len(got) == 1 and A_AGENT not in str(got)
+
+
+async def _upsert_threshold(w: World) -> None:
+    body = {"value": 1, "agg": "max", "agent": B_AGENT}
+    path = f"/api/metrics/advanced/thresholds/{METRIC}"
+    out = await _ok(await w.call(w.b, "put", path, body=body))
+    assert out["name"] == f"threshold:{METRIC}"
+    # B's threshold reads B's metric only: A's 7777.25 does not make it fire, B's 3.0 does
+    await w.api.observe.alerts.evaluate()
+    active = await _ok(await w.call(w.b, "get", "/api/alerts/active"))
+    _no_leak(w, await w.call(w.b, "get", "/api/alerts/active"))
+    assert [a["rule"] for a in active] == [f"threshold:{METRIC}"], active
+
+
+UPSERT: dict[Op, Callable[[World], Awaitable[None]]] = {
+    ("put", "/api/alerts/rules/{name}"): _upsert_rule,
+    ("put", "/api/alerts/channels/{name}"): _upsert_channel,
+    ("put", "/api/slos/{name}"): _upsert_slo,
+    ("put", "/api/metrics/advanced/thresholds/{name}"): _upsert_threshold,
+}
+
+
+async def _probe_upserts(w: World) -> None:
+    for (method, path), upsert in UPSERT.items():
+        await upsert(w)
+        await _assert_a_unchanged(w, f"{method.upper()} {path} as B")
+        w.covered.add((method, path))
+
+
+# --- installation-wide facts: no tenant's, readable by any viewer -----------------------------
+
+SHARED: dict[Op, Call] = {("get", "/api/runtime/capabilities"): Call({})}
+
+
+async def _probe_shared(w: World) -> None:
+    for (method, path), c in SHARED.items():
+        _no_leak(w, await w.call(w.b, method, _url(path, c.path), query=c.query, body=c.body))
         w.covered.add((method, path))
 
 
@@ -634,13 +1026,17 @@ SYSTEM: dict[Op, Call] = {
     ("post", "/api/backup"): Call({}, body={}),
     ("get", "/api/backup/-/status"): Call({}),
     ("post", "/api/backup/-/prune"): Call({}),
+    ("put", "/api/cost/budgets/{tenant}"): Call({"tenant": "alphaco"}, body={"amount": 1e9}),
+    ("delete", "/api/cost/budgets/{tenant}"): Call({"tenant": "alphaco"}),
 }
 
 
 async def _probe_system(w: World) -> None:
     for (method, path), c in SYSTEM.items():
-        r = await w.call(w.b, method, path, query=c.query, body=c.body)
+        r = await w.call(w.b, method, _url(path, c.path), query=c.query, body=c.body)
         _is_problem(r, 403)
+        if method != "get":
+            await _assert_a_unchanged(w, f"{method.upper()} {r.request.url} as B")
         w.covered.add((method, path))
     names = [t["name"] for t in await _ok(await w.api.client.get("/api/tenants"))]
     assert "evil" not in names
@@ -655,6 +1051,9 @@ async def _own_tenant(w: World) -> None:
     _is_problem(await w.call(w.b, "delete", f"/api/tenants/{w.b.id}"), 403)
     key = {"name": "self-issued", "roles": ["admin"]}
     _is_problem(await w.call(w.b, "post", f"/api/tenants/{w.b.id}/keys", body=key), 403)
+    # nor does a tenant set its own budget
+    budget = {"amount": 1e9}
+    _is_problem(await w.call(w.b, "put", f"/api/cost/budgets/{w.b.name}", body=budget), 403)
 
 
 OWN: dict[Op, Callable[[World], Awaitable[None]]] = {("get", "/api/tenant"): _own_tenant}
@@ -674,7 +1073,15 @@ def _document_ops() -> set[Op]:
 
 def test_every_operation_is_classified() -> None:
     """Each operation of the OpenAPI document has exactly one isolation check here."""
-    tables: list[set[Op]] = [set(OBJECT), set(LISTS), set(CREATE), set(SYSTEM), set(OWN)]
+    tables: list[set[Op]] = [
+        set(OBJECT),
+        set(LISTS),
+        set(CREATE),
+        set(UPSERT),
+        set(SHARED),
+        set(SYSTEM),
+        set(OWN),
+    ]
     classified: set[Op] = set().union(*tables)
     assert sum(len(t) for t in tables) == len(classified), "an operation is classified twice"
     ops = _document_ops()
@@ -682,11 +1089,14 @@ def test_every_operation_is_classified() -> None:
         f"operations without a cross-tenant check: {sorted(ops - classified)}"
     )
     assert not classified - ops, f"classified but not in the document: {sorted(classified - ops)}"
-    # every operation with a path parameter is an object operation (B must get 404 there)
+    # an operation with a path parameter addresses an object (B must get 404 there), names one
+    # to create in the caller's tenant (upsert), or is the system's (B gets 403)
     with_params = {op for op in ops if "{" in op[1]}
-    assert with_params <= set(OBJECT), sorted(with_params - set(OBJECT))
+    addressed = set(OBJECT) | set(UPSERT) | set(SYSTEM)
+    assert with_params <= addressed, sorted(with_params - addressed)
 
 
+@pytest.mark.timeout(300)
 async def test_cross_tenant_every_operation(api: Api) -> None:
     """B (admin of another tenant) can read, list, change or delete nothing of A's."""
     a_id, a_secret = await api.tenant_key("alphaco", ["admin"])
@@ -703,10 +1113,12 @@ async def test_cross_tenant_every_operation(api: Api) -> None:
         await probe(w)
         w.covered.add(op)
     await _probe_system(w)
+    await _probe_shared(w)
     probes = await _probe_objects(w)
     assert probes >= 40
     await _probe_lists(w)  # B has nothing yet
     await _probe_creates(w)
+    await _probe_upserts(w)
     await _probe_lists(w)  # B has objects named like A's now
     await _assert_a_unchanged(w, "all of B's calls")
 

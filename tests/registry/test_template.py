@@ -74,7 +74,7 @@ def test_digest_is_over_the_document_as_published() -> None:
             "http",
         ),
         (lambda d: d["spec"].update(kind="lambda"), "$.spec.kind", "http"),
-        (lambda d: d["spec"].update(endpoints=[]), "$.spec.endpoints", "at least 1"),
+        (lambda d: d["spec"].update(endpoints=[]), "$.spec.endpoints", "at least one"),
         (lambda d: d["spec"]["timeouts"].update(connect="soon"), "$.spec.timeouts.connect", ""),
         (lambda d: d.update(capabilities=["a", "a"]), "$.capabilities", "unique"),
         (lambda d: d.update(capabilities=["Has Space"]), "$.capabilities", "capability"),

@@ -49,10 +49,15 @@ MakeSup = Callable[..., Any]
 async def make_supervisor(
     rt_root: Path, rt_store: Store, caps: dict[str, Capability]
 ) -> AsyncIterator[MakeSup]:
-    """Started supervisors, closed at the end: `await make_supervisor(caps, **settings)`."""
+    """Started supervisors, closed at the end: `await make_supervisor(caps, inflight, **settings)`
+    (`inflight`: the data plane's requests in flight per endpoint, which drains wait for)."""
     made: list[Supervisor] = []
 
-    async def make(caps_override: dict[str, Capability] | None = None, **kw: Any) -> Supervisor:
+    async def make(
+        caps_override: dict[str, Capability] | None = None,
+        inflight: Callable[[str], int | None] | None = None,
+        **kw: Any,
+    ) -> Supervisor:
         settings = Settings(
             root=rt_root / f"rt{len(made)}",
             grace=2.0,
@@ -65,7 +70,13 @@ async def make_supervisor(
         repo = RuntimeRepo(rt_store.db, rt_store.clock)
         c = dict(caps)
         c.update(caps_override or {})
-        sup = Supervisor(settings, repo=repo, checkpoints=StoreCheckpoints(repo), capabilities=c)
+        sup = Supervisor(
+            settings,
+            repo=repo,
+            checkpoints=StoreCheckpoints(repo),
+            capabilities=c,
+            inflight=inflight,
+        )
         await sup.start()
         made.append(sup)
         return sup

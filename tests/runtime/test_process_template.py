@@ -98,8 +98,10 @@ def test_pool_key_follows_what_runs() -> None:
 
 def test_gateway_pool_from_ready_replicas() -> None:
     body = doc({"command": ["srv"], "max_concurrency": 7, "timeouts": {"first_byte": "2s"}})
-    with pytest.raises(Invalid, match="no ready replica"):
-        gateway_parts("acme", "bot", body, {}, [])
+    # no ready replica yet (or scaled to zero): the route stays, requests wait for activation
+    name, pool, routes = gateway_parts("acme", "bot", body, {}, [])
+    assert pool.endpoints == () and pool.activation is not None and pool.activation.timeout > 0
+    assert routes[0].match.path_prefix == "/t/acme/agents/bot"
     name, pool, routes = gateway_parts("acme", "bot", body, {}, [], endpoints=["unix:/x.sock"])
     assert name == "acme/bot" and pool.max_concurrency == 7
     assert [ep.url for ep in pool.endpoints] == ["unix:/x.sock"]

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -98,24 +99,39 @@ async def test_warm_pool_claim_needs_no_fork(make_supervisor: Any) -> None:
 
 
 async def test_scale_up_down_drains_in_flight(make_supervisor: Any, rt_store: Any) -> None:
-    sup = await make_supervisor()
+    # what the data plane reports to drains in `agentgate serve`: here the test's own requests,
+    # counted from before they are sent until their answer is read
+    in_flight: Counter[str] = Counter()
+    sup = await make_supervisor(inflight=lambda endpoint: in_flight[endpoint], grace=30.0)
     s = spec("sc", **ECHO)
     assert (await sup.start_agent(s)).state == "running"
     assert await sup.scale("sc", 3) == 3
     reps = sorted(sup.agents["sc"].replicas.values(), key=lambda r: r.started_at)
     assert len(reps) == 3
-    victim = reps[-1]
-    slow = asyncio.ensure_future(http(victim.socket, "/slow?delay=0.6"))
-    await asyncio.sleep(0.1)  # the request is in flight on the newest replica
+    victim = reps[-1]  # scale-down stops the newest ready replicas first
+
+    async def request() -> tuple[int, Any]:
+        try:
+            return await http(victim.socket, "/slow?delay=0.3")
+        finally:
+            in_flight[victim.endpoint] -= 1
+
+    in_flight[victim.endpoint] += 1
+    slow = asyncio.ensure_future(request())
     assert await sup.scale("sc", 1) == 1
+    assert victim.id not in sup.agents["sc"].replicas  # chosen for the drain
     status, doc = await slow
     assert status == 200 and doc["path"] == "/slow"  # finished despite the drain
+    assert doc["replica"] == victim.id
     await eventually(lambda: not alive(victim.pid), "drained replica exited")
     assert len(sup.agents["sc"].replicas) == 1
     repo = RuntimeRepo(rt_store.db, rt_store.clock)
-    await eventually(lambda: True, "")
-    ready = await repo.ready_endpoints()
-    assert len(ready["sc"]) == 1
+    for _ in range(400):  # the drained replicas leave the published endpoints
+        ready = await repo.ready_endpoints()
+        if len(ready["sc"]) == 1:
+            break
+        await asyncio.sleep(0.025)
+    assert len(ready["sc"]) == 1, ready
     # clamped to the template's bounds
     assert await sup.scale("sc", 100) == 8
 

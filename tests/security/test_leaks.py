@@ -10,8 +10,8 @@ import leakcheck
 from leakcheck import collect, new_secret
 
 from agentgate.config import load_config
-from agentgate.security.keys import LocalKek
-from agentgate.security.secrets import SecretService
+from agentgate.security.keys import ENV_MASTER_KEY
+from agentgate.security.services import Security
 from agentgate.store import Store
 
 
@@ -31,31 +31,73 @@ def test_the_check_catches_a_leak() -> None:
 
 
 async def test_api_config_shows_references_not_values(
-    tmp_path: Path, store: Store, kek: LocalKek
+    tmp_path: Path, store: Store, master_hex: str
 ) -> None:
-    from agentgate.api.admin import create_app
+    """A gateway whose upstream header uses `${secret:openai}` sends the value upstream, while
+    the admin listener's /api/config, its other views and the logs show only the reference."""
+    from aiohttp import web
 
-    t = (await store.system.tenants.create("acme")).id
+    from agentgate.api.admin import create_app
+    from agentgate.gateway.dataplane import Gateway
+    from agentgate.serve import _secret_resolver
+
+    system = await store.system.tenants.create("system")
+    security = Security(store, env={ENV_MASTER_KEY: master_hex})
     v = new_secret("sk")
-    svc = SecretService(store, kek)
-    await svc.put(t, "openai", v)
+    await (await security.secrets()).put(system.id, "openai", v)
+    # a real upstream that records the header it got (its answer does not echo it)
+    seen: list[str | None] = []
+
+    async def upstream(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", upstream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     cfg_file = tmp_path / "gw.yaml"
     cfg_file.write_text(
         "agents:\n"
         "  llm:\n"
-        "    endpoints: [{url: 'http://127.0.0.1:9'}]\n"
+        f"    endpoints: [{{url: 'http://127.0.0.1:{port}'}}]\n"
         "    headers: {Authorization: 'Bearer ${secret:openai}'}\n"
+        "routes:\n"
+        "  - {id: llm, match: {path_prefix: /llm}, agent: llm, strip_prefix: true}\n"
         "backup:\n"
         "  destinations: [{name: s3, type: s3, bucket: b, secret_access_key_env: S3_SECRET}]\n"
     )
     cfg = load_config(cfg_file)
-    resolved = await svc.resolve_headers(t, cfg.agents["llm"].headers)
-    assert resolved == {"Authorization": f"Bearer {v}"}
-    app = create_app(cfg, str(cfg_file))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c:
-        r = await c.get("/api/config")
-    collect("http:/api/config", r.text)
-    assert r.status_code == 200
-    body = r.json()
-    assert body["agents"]["llm"]["headers"] == {"Authorization": "Bearer ${secret:openai}"}
-    assert body["backup"]["destinations"][0]["secret_access_key_env"] == "S3_SECRET"
+    gw = await Gateway.create(cfg, resolve=_secret_resolver(security, "system", store))
+    try:
+        listen = gw.listen("127.0.0.1:0")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{listen}") as c:
+            r = await c.get("/llm/chat")
+        collect("http:GET /llm/chat", r.text)
+        assert r.status_code == 200 and r.text == "ok"
+        assert seen == [f"Bearer {v}"]  # the value went upstream
+        # the admin listener as `agentgate serve` builds it over this gateway
+        admin = create_app(gw)
+        transport = httpx.ASGITransport(app=admin)
+        async with httpx.AsyncClient(transport=transport, base_url="http://a") as c:
+            for path in ("/api/config", "/api/health/agents", "/metrics"):
+                got = await c.get(path)
+                collect(f"http:{path}", got.text)
+                assert got.status_code == 200, path
+            r = await c.get("/api/config")
+        body = r.json()
+        assert body["agents"]["llm"]["headers"] == {"Authorization": "Bearer ${secret:openai}"}
+        assert body["backup"]["destinations"][0]["secret_access_key_env"] == "S3_SECRET"
+        # a reload naming a secret that does not exist is refused (and logged) without the
+        # values of the ones that do
+        bad = cfg_file.read_text().replace("${secret:openai}", "${secret:openai} ${secret:nope}")
+        cfg_file.write_text(bad)
+        assert not await gw.install(load_config(cfg_file))
+        assert gw.config.agents["llm"].headers == {"Authorization": "Bearer ${secret:openai}"}
+    finally:
+        await gw.shutdown(5.0)
+        await runner.cleanup()
+        await security.close()

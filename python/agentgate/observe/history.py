@@ -311,8 +311,8 @@ class TrafficHistory:
         default 1/500 of the range: an hour for 30 days, 10 s for an hour)."""
         res = (end - start) / 500 if resolution is None else resolution
         spans, s0, e0 = cover(self.tiers, start, end, self.clock(), res)
-        if not spans:
-            return {}
+        if not spans or (agents is not None and not agents):
+            return {}  # no agents asked for (`IN ()` is not SQL PostgreSQL takes)
         where, args = self._where(spans, agents)
         # counts summed by the database; only the sketches cross into Python (then the core)
         counts = await self.db.fetch(

@@ -14,10 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-import jsonschema
-from jsonschema.protocols import Validator
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -43,6 +41,9 @@ from agentgate.config import (
 from agentgate.errors import Invalid
 from agentgate.registry.digest import digest
 from agentgate.registry.semver import InvalidVersion, Version
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 __all__ = [
     "HttpSpec",
@@ -267,6 +268,8 @@ class TemplateModel(_Model):
     @field_validator("params_schema")
     @classmethod
     def _check_schema(cls, v: dict[str, Any]) -> dict[str, Any]:
+        import jsonschema  # on first use: with its format extras it takes seconds to import
+
         try:
             _validator_class(v).check_schema(v)
         except jsonschema.SchemaError as e:
@@ -290,6 +293,8 @@ def json_path(loc: Sequence[int | str], root: str = "$") -> str:
 
 
 def _validator_class(schema: Mapping[str, Any]) -> type[Validator]:
+    import jsonschema
+
     # The schema's own $schema wins; templates without one use Draft 2020-12.
     cls: type[Validator] = jsonschema.validators.validator_for(
         schema, default=jsonschema.Draft202012Validator
@@ -341,6 +346,8 @@ class Template:
         errors = sorted(found, key=lambda e: list(e.path))
         if not errors:
             return
+        import jsonschema
+
         best = jsonschema.exceptions.best_match(errors) or errors[0]
         path = json_path(list(best.absolute_path), root)
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -365,6 +372,8 @@ def parse_template(document: object, root: str = "$") -> Template:
         model = TemplateModel.model_validate(doc)
     except ValidationError as e:
         raise _invalid_from_pydantic(e, root) from None
+    import jsonschema
+
     validator = _validator_class(model.params_schema)(
         model.params_schema, format_checker=jsonschema.FormatChecker()
     )

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from agentgate.api.problems import BadRequest
 from agentgate.api.routes._common import Context, body, json, query_float, query_int
+from agentgate.api.routes.observe import check_rule_agent
 from agentgate.errors import AgentgateError, Invalid
 from agentgate.observe.alerts.channels import DeliveryError, payload, redacted, send
 from agentgate.observe.alerts.manager import channel_from
@@ -99,6 +100,7 @@ def routes(ctx: Context, svc: ObserveService) -> list[Route]:
     async def create_rule(request: Request) -> Response:
         p = await ctx.principal(request, "agent:update")
         rule = await _rule_body(request, None)
+        await check_rule_agent(ctx, p, rule.agent)
         try:
             await am.rule(p.tenant_id, rule.name)
         except AgentgateError:
@@ -119,6 +121,7 @@ def routes(ctx: Context, svc: ObserveService) -> list[Route]:
         p = await ctx.principal(request, "agent:update")
         name = request.path_params["name"]
         rule = await _rule_body(request, name)
+        await check_rule_agent(ctx, p, rule.agent)
         await am.put_rule(p.tenant_id, rule)
         await ctx.audit(p, "alerts.rule.put", name, "ok")
         return json(await am.rule(p.tenant_id, name))  # 200 whether created or replaced

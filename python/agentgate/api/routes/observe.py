@@ -27,7 +27,7 @@ from agentgate.observe.history import FLEET
 from agentgate.observe.service import ObserveService
 from agentgate.tenancy import Principal
 
-__all__ = ["AgentScope", "routes", "time_range"]
+__all__ = ["AgentScope", "agent_scope", "check_rule_agent", "routes", "time_range"]
 
 MAX_RANGE = 400 * 86400.0
 
@@ -104,6 +104,15 @@ async def agent_scope(ctx: Context, p: Principal) -> AgentScope:
         return AgentScope(True, "")
     t = await ctx.store.system.tenants.get(p.tenant_id)
     return AgentScope(False, t.name)
+
+
+async def check_rule_agent(ctx: Context, p: Principal, agent: str, path: str = "$.agent") -> None:
+    """A tenant's rule watches every agent of its own (`*`), its fleet, or one agent of its
+    own; naming another tenant's agent is an error (the rule could never fire)."""
+    if agent in ("*", "fleet"):
+        return
+    if not (await agent_scope(ctx, p)).allows(agent):
+        raise Invalid(f"agent {agent!r} is not one of your tenant's", path)
 
 
 def routes(ctx: Context, svc: ObserveService) -> list[Route]:
@@ -280,6 +289,7 @@ def routes(ctx: Context, svc: ObserveService) -> list[Route]:
         p = await ctx.principal(request, "agent:update")
         name = request.path_params["name"]
         t = await body(request, ThresholdIn)
+        await check_rule_agent(ctx, p, t.agent)
         try:
             rule = Rule.model_validate(
                 {
