@@ -219,10 +219,19 @@ mod tests {
     #[test]
     fn compressed_bodies_are_not_scanned() {
         let mut h = HeaderMap::new();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static("gzip"),
+        );
         assert!(UsageScan::for_response(&h).is_none());
-        h.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("identity"));
+        h.insert(
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         assert!(UsageScan::for_response(&h).is_some());
     }
 
