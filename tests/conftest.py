@@ -57,6 +57,22 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
+def redis_volatile() -> Iterator[RedisServer]:
+    """A second redis-server for this session, with the AOF fsynced once a second as state of
+    rate limits is usually kept: lease round trips do not wait for this host's disk."""
+    try:
+        cm = ephemeral_redis(fsync="everysec")
+        server = cm.__enter__()
+    except (RedisUnavailable, OSError) as e:
+        service_unavailable("redis-server", str(e))
+        return
+    try:
+        yield server
+    finally:
+        cm.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """URL of an administrative database on a PostgreSQL server for this session."""
     given = os.environ.get("AGENTGATE_TEST_DATABASE_URL")

@@ -137,7 +137,7 @@ pub struct ProbeResult {
 /// The data plane: the core's own HTTP listener, engine, upstream client and health checks.
 #[pyclass(module = "agentgate._core", frozen)]
 pub struct DataPlane {
-    inner: Core,
+    pub(crate) inner: Core,
 }
 
 #[pymethods]

@@ -29,6 +29,7 @@ import orjson
 from agentgate.api.admin import create_app
 from agentgate.api.app import control_app, control_plane
 from agentgate.api.auth import admin_exposure_warning
+from agentgate.bus.changes import Change, ChangeFeed
 from agentgate.bus.http import bus_app
 from agentgate.cli_runtime import runtime_env
 from agentgate.config import Agent, ConfigError, Endpoint, GatewayConfig, Match, Route, Timeouts
@@ -38,7 +39,7 @@ from agentgate.gateway.sources import ConfigFile, FixedSource
 from agentgate.observe.cost_feed import CostFeed
 from agentgate.observe.dataplane_feed import DataPlaneFeed
 from agentgate.runtime.manager import DataPlaneLoad
-from agentgate.runtime.store_source import StoreSource
+from agentgate.runtime.store_source import FALLBACK_INTERVAL, StoreSource
 from agentgate.security.upstream_secrets import UpstreamSecrets
 from agentgate.settings import ENV_CONFIG, Settings
 from agentgate.store import Store, open_store
@@ -264,15 +265,23 @@ async def _run(
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
 
+        changes = ChangeFeed(api.state.bus) if api.state.bus is not None else None
+
         async def reinstall() -> None:
             await gw.install(file.config)
+
+        async def file_changed() -> None:
+            if await gw.install(file.config) and changes is not None:
+                await changes.publish(
+                    Change.of("config.reload", None, "config", {"file": file.path})
+                )
 
         def spawn(coro: Awaitable[None]) -> None:
             tasks.append(loop.create_task(coro))  # type: ignore[arg-type]
 
         def on_hup() -> None:
             if file.reload():
-                spawn(reinstall())
+                spawn(file_changed())
             else:
                 print("agentgate: reload refused (see the log)", file=sys.stderr, flush=True)
 
@@ -281,7 +290,11 @@ async def _run(
         loop.add_signal_handler(signal.SIGHUP, on_hup)
         spawn(gw.run())
         spawn(costs.run())
-        spawn(file.watch(reinstall))
+        spawn(file.watch(file_changed))
+        if changes is not None:
+            # changes arrive on the bus at once; polling the store stays as the fallback
+            source.interval = FALLBACK_INTERVAL
+            spawn(source.follow(changes))
         spawn(source.run(reinstall))
         spawn(upstream_secrets.watch(reinstall))
         urls = {"listen": f"{host}:{port}", "admin": f"{a_host}:{a_port}"}

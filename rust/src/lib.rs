@@ -6,6 +6,7 @@ pub mod admission;
 pub mod balancer;
 pub mod breaker;
 pub mod clock;
+pub mod cluster_limit;
 pub mod config;
 pub mod engine;
 pub mod histogram;

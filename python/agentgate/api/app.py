@@ -165,13 +165,16 @@ async def control_plane(
     from agentgate.observe.service import open_for_admin
 
     observe = await open_for_admin(store, database_url, data_dir, feed=feed)
+    changes = ChangeFeed(bus) if bus is not None else None
+    if changes is not None:
+        observe.alerts.on_change = changes.alert_hook()
     from agentgate.runtime.service import open_runtime
 
     runtime = await open_runtime(store, env, load=load, inflight=inflight)
     api = create_api(
         store,
         security=Security.from_env(store, env),
-        changes=ChangeFeed(bus) if bus is not None else None,
+        changes=changes,
         history=history,
         observe=observe,
         runtime=runtime,
