@@ -96,6 +96,7 @@ __all__ = [
     "StatsDelta",
     "Unavailable",
     "UnknownEndpoint",
+    "UsageCount",
     "VerifiedSignature",
     "__version__",
     "ed25519_private_pem",
@@ -797,12 +798,15 @@ LATENCY_BOUNDS: tuple[float, ...]
 
 @final
 class LatencyCounts:
-    """Latency observations: counts per `LATENCY_BOUNDS` bucket (+Inf last), and their sum."""
+    """Latency observations: counts per `LATENCY_BOUNDS` bucket (+Inf last), their sum, and the
+    same observations as a sketch (1 % relative error)."""
 
     @property
     def buckets(self) -> list[int]: ...
     @property
     def sum(self) -> float: ...
+    @property
+    def sketch(self) -> Sketch: ...
 
 @final
 class RouteCounts:
@@ -818,6 +822,21 @@ class RouteCounts:
     def latency(self) -> LatencyCounts: ...
 
 @final
+class UsageCount:
+    """Tokens one tenant used with one model since the last take (from upstream responses)."""
+
+    @property
+    def tenant(self) -> str | None: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def requests(self) -> int: ...
+
+@final
 class AgentCounts:
     """One agent's counts since the last take."""
 
@@ -829,6 +848,8 @@ class AgentCounts:
     def retries(self) -> int: ...
     @property
     def shed(self) -> int: ...
+    @property
+    def usage(self) -> list[UsageCount]: ...
 
 @final
 class RejectedCount:
@@ -933,6 +954,8 @@ class DataPlane:
         """Swap a new config in; on ConfigRejected the running one stays."""
     def take_stats(self) -> StatsDelta: ...
     def agents(self) -> list[AgentState]: ...
+    def set_limited_tenants(self, tenants: list[str]) -> None:
+        """Tenants over their spending budget: their requests get 429 `budget-exceeded`."""
     def activations(self, timeout: float = 1.0) -> list[str]:
         """Agents requests wait for (scale from zero); blocks up to `timeout` for one."""
     def probe(self, agent: str, attempts: int = 3) -> list[ProbeResult]: ...

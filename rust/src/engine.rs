@@ -768,6 +768,8 @@ pub struct Engine {
     pub activations: Arc<crate::lifecycle::Activations>,
     /// Answers of the gateway's own, by status.
     pub gateway_stats: GatewayStats,
+    // tenants over a budget whose action is `limit`: refused with 429 (set by the control plane)
+    limited: ArcSwap<std::collections::HashSet<Arc<str>>>,
     // Counters of routes and agents a reload removed, until their last counts are taken.
     retired: parking_lot::Mutex<Vec<Retired>>,
 }
@@ -796,6 +798,7 @@ impl Engine {
             current: Arc::new(ArcSwap::from_pointee(snap)),
             clock,
             activations: Arc::default(),
+            limited: ArcSwap::default(),
             gateway_stats: GatewayStats::default(),
             retired: parking_lot::Mutex::new(Vec::new()),
         })
@@ -833,6 +836,12 @@ impl Engine {
         self.retired.lock().extend(retired);
         self.activations.changed.notify_waiters();
         Ok(())
+    }
+
+    /// Sets the tenants over their spending budget (refused with 429 `budget-exceeded`).
+    pub fn set_limited_tenants(&self, tenants: impl IntoIterator<Item = String>) {
+        let set = tenants.into_iter().map(|t| Arc::from(t.as_str())).collect();
+        self.limited.store(Arc::new(set));
     }
 
     /// The snapshot in force.
@@ -924,6 +933,17 @@ impl Engine {
                     403,
                     "forbidden",
                     "the API key lacks a role this route requires",
+                ));
+            }
+        }
+        // over budget: cheap, and before anything is spent
+        if let Some(t) = identity.and_then(|i| i.tenant.as_deref()) {
+            let limited = self.limited.load();
+            if !limited.is_empty() && limited.contains(t) {
+                return Decision::Reject(reject(
+                    429,
+                    "budget-exceeded",
+                    format!("tenant {t:?} is over its spending budget"),
                 ));
             }
         }

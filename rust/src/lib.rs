@@ -25,3 +25,4 @@ pub mod signature;
 pub mod sketch;
 pub mod stats;
 pub mod trace;
+pub mod usage;
