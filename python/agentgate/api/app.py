@@ -47,6 +47,7 @@ from agentgate.runtime.factory import AgentFactory, ScopeAudit
 from agentgate.security.audit import seal as audit_seal
 from agentgate.security.scheduler import Scheduler
 from agentgate.security.services import Security
+from agentgate.settings import Settings
 from agentgate.state import AgentHistory
 from agentgate.state.agents import retention_loop
 from agentgate.store import Seal, Store, open_store
@@ -203,8 +204,9 @@ def from_env() -> Starlette:
     """A standalone API server app for `granian --factory agentgate.api.app:from_env`: the store
     comes from `AGENTGATE_DATABASE_URL` (default SQLite in `AGENTGATE_DATA_DIR`, else `.`) and is
     opened in the server's event loop."""
-    url = os.environ.get("AGENTGATE_DATABASE_URL") or None
-    data_dir = Path(os.environ.get("AGENTGATE_DATA_DIR", "."))
+    settings = Settings.from_env()
+    url = settings.database_url
+    data_dir = settings.data_dir or Path(".")
     env = dict(os.environ)  # master key and config as when the app was made
     inner: list[Starlette] = []
 
