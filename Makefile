@@ -111,6 +111,8 @@ bench-bus: dev services
 ## per-gateway limit: accuracy over 30 s and the cost per request, ratios in the same run
 .PHONY: bench-cluster
 bench-cluster: dev
+	@test -x loadtests/gateway/.tools/bin/oha || nice -n 10 cargo install oha --version 1.16.0 \
+		--locked --no-default-features --features native-tls --root loadtests/gateway/.tools --quiet
 	$(BIN)/python loadtests/bench_cluster.py $(BENCH_CLUSTER_ARGS)
 
 ## bench-observe: metrics-store ingest, 30-day queries over 1,000 agents, 1,000 alert rules,

@@ -396,6 +396,8 @@ impl ClusterLimit {
     fn spend(&self, b: &Bucket, now: u64, route: &str) -> Result<(String, String), Rejection> {
         b.asked.fetch_add(1, Ordering::Relaxed);
         b.expire(now);
+        // while Redis said its bucket is empty, asking again is pointless: no wake-up then
+        let empty_until = b.empty_until.load(Ordering::Relaxed);
         match b.spend(self.credit) {
             Some(left) => {
                 let c = if left >= 0 {
@@ -404,15 +406,17 @@ impl ClusterLimit {
                     &self.counters.borrowed
                 };
                 c.fetch_add(1, Ordering::Relaxed);
-                if left <= b.refill_at.load(Ordering::Relaxed) {
+                if left <= b.refill_at.load(Ordering::Relaxed) && now >= empty_until {
                     self.board.signal();
                 }
                 Ok(self.headers(left.max(0)))
             }
             None => {
                 self.counters.limited.fetch_add(1, Ordering::Relaxed);
-                self.board.signal();
-                let wait = b.empty_until.load(Ordering::Relaxed).saturating_sub(now);
+                if now >= empty_until {
+                    self.board.signal();
+                }
+                let wait = empty_until.saturating_sub(now);
                 let mut r = reject(
                     429,
                     "rate_limited",
@@ -705,6 +709,26 @@ mod tests {
             c.board.report(RedisState::Down, clock.now_nanos());
             assert_eq!(c.board.state(clock.now_nanos()), RedisState::Down);
         }
+    }
+
+    #[test]
+    fn no_wake_up_while_redis_has_no_room() {
+        let (c, clock) = limit(20.0, 10, OnRedisError::Closed);
+        c.board.report(RedisState::Up, clock.now_nanos());
+        let mut g = grant("k", 1);
+        g.retry_after = Duration::from_millis(100);
+        c.grant(&[g]);
+        c.admit("k", "r").unwrap(); // 0 left, at the mark, but Redis is empty for 100 ms
+        c.admit("k", "r").unwrap(); // credit
+        assert!(c.admit("k", "r").is_err());
+        assert!(!c.board.wait(Duration::ZERO));
+        clock.advance_secs(0.2);
+        c.board.report(RedisState::Up, clock.now_nanos());
+        assert!(c.admit("k", "r").is_err());
+        assert!(
+            c.board.wait(Duration::ZERO),
+            "room again: the refusal wakes the loop"
+        );
     }
 
     #[test]

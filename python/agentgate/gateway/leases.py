@@ -232,7 +232,10 @@ class LeaseLoop:
             granted, wait_us, paid = int(res[0]), int(res[1]), int(res[2])
             retry = 0.0
             if granted < want or paid < owed:
-                retry = min(wait_us / 1_000_000, 3600.0)
+                # the shared bucket is short: come back when it holds half a lease again, not
+                # for every single token (other gateways share it)
+                more = max(0, max(1, target // 2) - 1) / k.rate
+                retry = min(wait_us / 1_000_000 + more, 3600.0)
                 self._keys[(k.route, k.key)].empty_until = now + retry
             grants.append(
                 LeaseGrant(
