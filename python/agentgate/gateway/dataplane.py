@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentgate._core import AgentState, ConfigRejected, DataPlane, ProbeResult, StatsDelta
 from agentgate.config import GatewayConfig
 from agentgate.errors import AgentgateError
-from agentgate.gateway.leases import LeaseLoop
 from agentgate.gateway.sources import ConfigSource
 from agentgate.observe.metrics import Metrics
+
+if TYPE_CHECKING:
+    from agentgate.gateway.leases import LeaseLoop
 
 __all__ = ["Gateway", "Resolve"]
 
@@ -29,6 +31,18 @@ log = logging.getLogger("agentgate.gateway")
 
 FLUSH_EVERY = 0.5
 """Seconds between moves of the core's counters into Prometheus (scrapes lag at most this)."""
+
+
+def _lease_loop(core: DataPlane, url: str, timeout: float) -> LeaseLoop:
+    """The cluster-limit lease loop, imported only with `redis:` configured: the Redis client
+    (and the cluster-limit metric families) come with the optional `redis` extra."""
+    try:
+        from agentgate.gateway.leases import LeaseLoop
+    except ImportError as e:
+        raise RuntimeError(
+            f"redis: is configured but the Redis client is missing ({e}); install agentgate[redis]"
+        ) from None
+    return LeaseLoop(core, url, timeout=timeout)
 
 
 class Gateway:
@@ -60,7 +74,7 @@ class Gateway:
         # cluster rate limits: leases from the Redis the config names (its URL is read once)
         self.leases: LeaseLoop | None = None
         if config.redis is not None:
-            self.leases = LeaseLoop(self.core, config.redis.url, timeout=config.redis.timeout)
+            self.leases = _lease_loop(self.core, config.redis.url, config.redis.timeout)
 
     @classmethod
     async def create(
