@@ -12,25 +12,31 @@ use pyo3::prelude::*;
 use crate::breaker::BreakerState;
 use crate::clock::{any_clock, ManualClock};
 use crate::errors::config_rejected;
+use crate::sketch::Sketch;
+use agentgate_core::sketch::Sketch as CoreSketch;
 
 fn parse(config: &[u8]) -> PyResult<GatewayConfig> {
     GatewayConfig::from_json(config).map_err(config_rejected)
 }
 
-/// Latency observations: counts per `LATENCY_BOUNDS` bucket (+Inf last, not cumulative).
+/// Latency observations: counts per `LATENCY_BOUNDS` bucket (+Inf last, not cumulative), and
+/// the same observations as a sketch (1 % relative error).
 #[pyclass(module = "agentgate._core", frozen, get_all)]
 pub struct LatencyCounts {
     buckets: Vec<u64>,
     sum: f64,
+    sketch: Py<Sketch>,
 }
 
-impl From<&LatencyDelta> for LatencyCounts {
-    fn from(l: &LatencyDelta) -> Self {
+fn latency(py: Python<'_>, l: &LatencyDelta, sketch: &CoreSketch) -> PyResult<Py<LatencyCounts>> {
+    Py::new(
+        py,
         LatencyCounts {
             buckets: l.counts.to_vec(),
             sum: l.sum,
-        }
-    }
+            sketch: Py::new(py, Sketch::from(sketch.clone()))?,
+        },
+    )
 }
 
 /// Requests of one route since the last take.
@@ -43,6 +49,16 @@ pub struct RouteCounts {
     latency: Py<LatencyCounts>,
 }
 
+/// Tokens one tenant used with one model since the last take.
+#[pyclass(module = "agentgate._core", frozen, get_all)]
+pub struct UsageCount {
+    tenant: Option<String>,
+    model: String,
+    input_tokens: u64,
+    output_tokens: u64,
+    requests: u64,
+}
+
 /// One agent's counts since the last take.
 #[pyclass(module = "agentgate._core", frozen, get_all)]
 pub struct AgentCounts {
@@ -50,6 +66,7 @@ pub struct AgentCounts {
     upstream: Py<LatencyCounts>,
     retries: u64,
     shed: u64,
+    usage: Vec<Py<UsageCount>>,
 }
 
 /// Answers of the gateway's own with one status (0 = other) since the last take.
@@ -120,7 +137,7 @@ pub struct ProbeResult {
 /// The data plane: the core's own HTTP listener, engine, upstream client and health checks.
 #[pyclass(module = "agentgate._core", frozen)]
 pub struct DataPlane {
-    inner: Core,
+    pub(crate) inner: Core,
 }
 
 #[pymethods]
@@ -164,7 +181,7 @@ impl DataPlane {
                         agent: agent.to_string(),
                         route: route.to_string(),
                         classes: r.classes.to_vec(),
-                        latency: Py::new(py, LatencyCounts::from(&r.latency))?,
+                        latency: latency(py, &r.latency, &r.sketch)?,
                     },
                 )
             })
@@ -177,9 +194,25 @@ impl DataPlane {
                     py,
                     AgentCounts {
                         agent: agent.to_string(),
-                        upstream: Py::new(py, LatencyCounts::from(&a.upstream))?,
+                        upstream: latency(py, &a.upstream, &a.upstream_sketch)?,
                         retries: a.retries,
                         shed: a.shed,
+                        usage: a
+                            .usage
+                            .iter()
+                            .map(|u| {
+                                Py::new(
+                                    py,
+                                    UsageCount {
+                                        tenant: u.tenant.as_deref().map(str::to_string),
+                                        model: u.model.clone(),
+                                        input_tokens: u.input_tokens,
+                                        output_tokens: u.output_tokens,
+                                        requests: u.requests,
+                                    },
+                                )
+                            })
+                            .collect::<PyResult<_>>()?,
                     },
                 )
             })
@@ -241,6 +274,11 @@ impl DataPlane {
             .collect()
     }
 
+    /// Sets the tenants over their spending budget: their requests get 429 `budget-exceeded`.
+    fn set_limited_tenants(&self, tenants: Vec<String>) {
+        self.inner.set_limited_tenants(tenants);
+    }
+
     /// Agents with no endpoint that requests wait for (scale from zero); waits up to
     /// `timeout` seconds for one (the GIL is released meanwhile).
     #[pyo3(signature = (timeout = 1.0))]
@@ -280,6 +318,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<StatsDelta>()?;
     m.add_class::<RouteCounts>()?;
     m.add_class::<AgentCounts>()?;
+    m.add_class::<UsageCount>()?;
     m.add_class::<RejectedCount>()?;
     m.add_class::<LatencyCounts>()?;
     m.add_class::<AgentState>()?;

@@ -7,6 +7,7 @@ mod admission;
 mod balancer;
 mod breaker;
 mod clock;
+mod cluster;
 mod dataplane;
 mod enums;
 mod errors;
@@ -24,6 +25,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     clock::register(m)?;
+    cluster::register(m)?;
     router::register(m)?;
     limiter::register(m)?;
     breaker::register(m)?;

@@ -37,6 +37,12 @@ pub struct Sketch {
     inner: CoreSketch,
 }
 
+impl From<CoreSketch> for Sketch {
+    fn from(inner: CoreSketch) -> Self {
+        Sketch { inner }
+    }
+}
+
 #[pymethods]
 impl Sketch {
     #[new]

@@ -31,6 +31,7 @@ __all__ = [
     "BreakerState",
     "BreakerStats",
     "CircuitBreaker",
+    "ClusterLeases",
     "ConfigRejected",
     "ContentDigestCheck",
     "ContentDigestHasher",
@@ -52,11 +53,15 @@ __all__ = [
     "HttpSigErrorKind",
     "HttpSigVerifier",
     "HttpSignatureError",
+    "KeyDemand",
     "KeyFormat",
     "KeyKind",
     "KeyProblem",
     "LatencyCounts",
     "LatencyHistogram",
+    "LeaseDemand",
+    "LeaseGrant",
+    "LimitDecisions",
     "LimiterError",
     "LimiterErrorKind",
     "ManualClock",
@@ -72,6 +77,7 @@ __all__ = [
     "ProbeResult",
     "RateLimitDecision",
     "RateLimiter",
+    "RedisState",
     "Refusal",
     "RejectedCount",
     "RouteCounts",
@@ -90,6 +96,7 @@ __all__ = [
     "StatsDelta",
     "Unavailable",
     "UnknownEndpoint",
+    "UsageCount",
     "VerifiedSignature",
     "__version__",
     "ed25519_private_pem",
@@ -791,12 +798,15 @@ LATENCY_BOUNDS: tuple[float, ...]
 
 @final
 class LatencyCounts:
-    """Latency observations: counts per `LATENCY_BOUNDS` bucket (+Inf last), and their sum."""
+    """Latency observations: counts per `LATENCY_BOUNDS` bucket (+Inf last), their sum, and the
+    same observations as a sketch (1 % relative error)."""
 
     @property
     def buckets(self) -> list[int]: ...
     @property
     def sum(self) -> float: ...
+    @property
+    def sketch(self) -> Sketch: ...
 
 @final
 class RouteCounts:
@@ -812,6 +822,21 @@ class RouteCounts:
     def latency(self) -> LatencyCounts: ...
 
 @final
+class UsageCount:
+    """Tokens one tenant used with one model since the last take (from upstream responses)."""
+
+    @property
+    def tenant(self) -> str | None: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def requests(self) -> int: ...
+
+@final
 class AgentCounts:
     """One agent's counts since the last take."""
 
@@ -823,6 +848,8 @@ class AgentCounts:
     def retries(self) -> int: ...
     @property
     def shed(self) -> int: ...
+    @property
+    def usage(self) -> list[UsageCount]: ...
 
 @final
 class RejectedCount:
@@ -927,10 +954,117 @@ class DataPlane:
         """Swap a new config in; on ConfigRejected the running one stays."""
     def take_stats(self) -> StatsDelta: ...
     def agents(self) -> list[AgentState]: ...
+    def set_limited_tenants(self, tenants: list[str]) -> None:
+        """Tenants over their spending budget: their requests get 429 `budget-exceeded`."""
     def activations(self, timeout: float = 1.0) -> list[str]:
         """Agents requests wait for (scale from zero); blocks up to `timeout` for one."""
     def probe(self, agent: str, attempts: int = 3) -> list[ProbeResult]: ...
     def shutdown(self, grace: float) -> bool: ...
+
+# --- cluster rate limits (gateway/leases.py) ---
+
+@final
+class RedisState:
+    """Whether the lease loop reaches Redis; `str()` gives "up" or "down"."""
+
+    Up: ClassVar[RedisState]
+    Down: ClassVar[RedisState]
+    def __new__(cls, name: str) -> Self: ...
+    def __int__(self) -> int: ...
+
+@final
+class KeyDemand:
+    """One key of a cluster route that wants the lease loop's attention."""
+
+    @property
+    def route(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def asked(self) -> int:
+        """Requests since the last take, admitted or not."""
+    @property
+    def tokens(self) -> int:
+        """Leased tokens left; negative: spent ahead of a lease, owed to Redis."""
+    @property
+    def rate(self) -> float: ...
+    @property
+    def burst(self) -> int: ...
+    @property
+    def credit(self) -> int:
+        """Tokens a key may spend ahead of its lease in this gateway."""
+
+@final
+class LimitDecisions:
+    """One cluster route's decisions since the last take."""
+
+    @property
+    def route(self) -> str: ...
+    @property
+    def allowed(self) -> int: ...
+    @property
+    def borrowed(self) -> int: ...
+    @property
+    def limited(self) -> int: ...
+    @property
+    def fail_open(self) -> int: ...
+    @property
+    def fail_closed(self) -> int: ...
+    @property
+    def local(self) -> int: ...
+
+@final
+class LeaseDemand:
+    """What one take found: keys to lease for, and decision counts."""
+
+    @property
+    def keys(self) -> list[KeyDemand]: ...
+    @property
+    def decisions(self) -> list[LimitDecisions]: ...
+
+@final
+class LeaseGrant:
+    """Tokens leased from Redis for one key of one route."""
+
+    def __new__(
+        cls,
+        route: str,
+        key: str,
+        tokens: int,
+        *,
+        refill_at: int = 0,
+        ttl: float = 1.0,
+        retry_after: float = 0.0,
+    ) -> Self: ...
+    @property
+    def route(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def tokens(self) -> int: ...
+    @property
+    def refill_at(self) -> int: ...
+    @property
+    def ttl(self) -> float: ...
+    @property
+    def retry_after(self) -> float: ...
+
+@final
+class ClusterLeases:
+    """The lease side of a data plane's cluster rate limits."""
+
+    def __new__(cls, dataplane: DataPlane) -> Self: ...
+    def wait(self, timeout: float = 0.0) -> bool:
+        """Block up to `timeout` s until a key runs low (0: only look); True if one did."""
+    def take(self) -> LeaseDemand:
+        """Every cluster route's demand per key and decision counts since the last take."""
+    def grant(self, grants: Sequence[LeaseGrant]) -> int:
+        """Add leased tokens; returns how many grants applied."""
+    def report(self, state: RedisState) -> None:
+        """Report Redis reachability (also the loop's heartbeat)."""
+    def state(self) -> RedisState: ...
+    def active(self) -> bool:
+        """Whether any route is cluster-limited."""
 
 # --- policy (policy/) ---
 
