@@ -33,18 +33,6 @@ FLUSH_EVERY = 0.5
 """Seconds between moves of the core's counters into Prometheus (scrapes lag at most this)."""
 
 
-def _lease_loop(core: DataPlane, url: str, timeout: float) -> LeaseLoop:
-    """The cluster-limit lease loop, imported only with `redis:` configured: the Redis client
-    (and the cluster-limit metric families) come with the optional `redis` extra."""
-    try:
-        from agentgate.gateway.leases import LeaseLoop
-    except ImportError as e:
-        raise RuntimeError(
-            f"redis: is configured but the Redis client is missing ({e}); install agentgate[redis]"
-        ) from None
-    return LeaseLoop(core, url, timeout=timeout)
-
-
 class Gateway:
     """Hosts the core's data plane: `install` configs, `listen`, `run` the metrics pump."""
 
@@ -74,7 +62,10 @@ class Gateway:
         # cluster rate limits: leases from the Redis the config names (its URL is read once)
         self.leases: LeaseLoop | None = None
         if config.redis is not None:
-            self.leases = _lease_loop(self.core, config.redis.url, config.redis.timeout)
+            # imported here: redis is the optional `redis` extra, needed only with `redis:`
+            from agentgate.gateway.leases import LeaseLoop
+
+            self.leases = LeaseLoop(self.core, config.redis.url, timeout=config.redis.timeout)
 
     @classmethod
     async def create(
