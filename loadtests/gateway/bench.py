@@ -513,7 +513,8 @@ def servers() -> dict[str, Server]:
             litellm_cmd,
             key=LITELLM_KEY,
             env=litellm_env,
-            ready_timeout=120,
+            # Its start-up (imports) took over 120 s on a core shared with other work.
+            ready_timeout=600,
             exact_post=False,
         ),
         "agentgate-prev": _agentgate("agentgate-prev", 18088, agentgate_prev_cmd),

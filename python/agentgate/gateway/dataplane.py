@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentgate._core import AgentState, ConfigRejected, DataPlane, ProbeResult, StatsDelta
 from agentgate.config import GatewayConfig
 from agentgate.errors import AgentgateError
-from agentgate.gateway.leases import LeaseLoop
 from agentgate.gateway.sources import ConfigSource
 from agentgate.observe.metrics import Metrics
+
+if TYPE_CHECKING:
+    from agentgate.gateway.leases import LeaseLoop
 
 __all__ = ["Gateway", "Resolve"]
 
@@ -60,6 +62,9 @@ class Gateway:
         # cluster rate limits: leases from the Redis the config names (its URL is read once)
         self.leases: LeaseLoop | None = None
         if config.redis is not None:
+            # imported here: redis is the optional `redis` extra, needed only with `redis:`
+            from agentgate.gateway.leases import LeaseLoop
+
             self.leases = LeaseLoop(self.core, config.redis.url, timeout=config.redis.timeout)
 
     @classmethod
