@@ -51,12 +51,14 @@ test-rust:
 	cargo test --workspace --release
 
 test-py: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
-lint: $(STAMP)
+# stubtest imports the built extension, so lint builds it first
+lint: dev
 	$(BIN)/ruff check python tests loadtests
 	$(BIN)/ruff format --check python tests loadtests
 	$(BIN)/mypy
+	$(BIN)/python -m mypy.stubtest agentgate._core
 	$(BIN)/lint-imports
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --release -- -D warnings
@@ -105,13 +107,21 @@ sbom: $(STAMP)
 bench-bus: dev services
 	$(BIN)/python loadtests/bench_bus.py $(BENCH_BUS_ARGS)
 
+## bench-cluster: 4 gateways sharing one rate limit through Redis (scope: cluster) against a
+## per-gateway limit: accuracy over 30 s and the cost per request, ratios in the same run
+.PHONY: bench-cluster
+bench-cluster: dev
+	@test -x loadtests/gateway/.tools/bin/oha || nice -n 10 cargo install oha --version 1.16.0 \
+		--locked --no-default-features --features native-tls --root loadtests/gateway/.tools --quiet
+	$(BIN)/python loadtests/bench_cluster.py $(BENCH_CLUSTER_ARGS)
+
 ## bench-observe: metrics-store ingest, 30-day queries over 1,000 agents, 1,000 alert rules,
 ## dashboard payloads (SQLite and PostgreSQL), DDSketch against the Python ddsketch package
 .PHONY: bench-observe
 bench-observe: dev
 	$(BIN)/python loadtests/bench_observe.py $(BENCH_OBSERVE_ARGS)
 
-bench: bench-core bench-gateway bench-control bench-runtime bench-bus bench-observe
+bench: bench-core bench-gateway bench-control bench-runtime bench-bus bench-cluster bench-observe
 
 wheel: $(STAMP)
 	$(BIN)/maturin build --release --out dist

@@ -41,11 +41,9 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"PostgreSQL unavailable: {reason}")
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A redis-server for this session (Unix socket, AOF with appendfsync always)."""
+def _redis(fsync: str) -> Iterator[RedisServer]:
     try:
-        cm = ephemeral_redis()
+        cm = ephemeral_redis(fsync=fsync)
         server = cm.__enter__()
     except (RedisUnavailable, OSError) as e:
         service_unavailable("redis-server", str(e))
@@ -54,6 +52,19 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         cm.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server for this session (Unix socket, AOF with appendfsync always)."""
+    yield from _redis("always")
+
+
+@pytest.fixture(scope="session")
+def redis_volatile() -> Iterator[RedisServer]:
+    """A second redis-server for this session, with the AOF fsynced once a second as state of
+    rate limits is usually kept: lease round trips do not wait for this host's disk."""
+    yield from _redis("everysec")
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,7 @@ class RedisServer:
                 "--appendonly",
                 "yes",
                 "--appendfsync",
-                "always",
+                self.fsync,
                 "--maxclients",
                 "1000",
             ],

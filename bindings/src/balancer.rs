@@ -1,10 +1,77 @@
 //! Python bindings for agentgate_core::balancer.
 
-use crate::breaker::{secs_to_nanos, PyBreakerConfig, PyBreakerStats};
+use crate::breaker::{Outcome, PyBreakerConfig, PyBreakerStats};
 use crate::clock::{any_clock, ManualClock};
-use agentgate_core::balancer::{Balancer as Core, EndpointSpec, Outcome, Unavailable};
-use pyo3::exceptions::PyValueError;
+use crate::enums::py_enum;
+use crate::errors::{setting_error, NO_ENDPOINT_AVAILABLE, UNKNOWN_ENDPOINT};
+use agentgate_core::balancer::{
+    Balancer as Core, EndpointSpec as CoreSpec, Unavailable as CoreUnavailable, UnknownEndpoint,
+};
+use agentgate_core::breaker::BreakerConfig;
+use agentgate_core::setting::{nanos_to_secs, secs_to_nanos};
 use pyo3::prelude::*;
+
+py_enum! {
+    /// Why no endpoint could be picked.
+    Unavailable mirrors CoreUnavailable {
+        /// The balancer has no endpoints.
+        Empty,
+        /// Every endpoint is marked unhealthy.
+        NoHealthy,
+        /// Healthy endpoints exist, but their breakers all refuse traffic.
+        AllOpen,
+    }
+}
+
+#[pymethods]
+impl Unavailable {
+    /// "empty", "no_healthy" or "all_open".
+    fn __str__(&self) -> &'static str {
+        CoreUnavailable::from(*self).as_str()
+    }
+}
+
+fn unavailable(u: CoreUnavailable) -> PyErr {
+    NO_ENDPOINT_AVAILABLE.err(u.to_string(), move |exc| {
+        exc.setattr("reason", Unavailable::from(u))
+    })
+}
+
+fn unknown(e: UnknownEndpoint) -> PyErr {
+    UNKNOWN_ENDPOINT.err(e.to_string(), move |exc| exc.setattr("index", e.0))
+}
+
+/// One endpoint to balance over: its id, weight and breaker settings.
+#[pyclass(module = "agentgate._core", frozen, get_all)]
+#[derive(Clone)]
+pub struct EndpointSpec {
+    id: String,
+    weight: u32,
+    breaker: PyBreakerConfig,
+}
+
+#[pymethods]
+impl EndpointSpec {
+    #[new]
+    #[pyo3(signature = (id, weight = 1, breaker = None))]
+    fn new(id: String, weight: u32, breaker: Option<PyRef<'_, PyBreakerConfig>>) -> Self {
+        let inner = breaker.map_or_else(BreakerConfig::default, |b| b.inner.clone());
+        EndpointSpec {
+            id,
+            weight,
+            breaker: PyBreakerConfig { inner },
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "EndpointSpec(id={:?}, weight={}, breaker={})",
+            self.id,
+            self.weight,
+            self.breaker.__repr__()
+        )
+    }
+}
 
 /// A point-in-time view of one endpoint.
 #[pyclass(module = "agentgate._core", frozen, get_all, name = "EndpointStats")]
@@ -40,48 +107,28 @@ pub struct PyBalancer {
     inner: Core,
 }
 
-fn outcome(s: &str) -> PyResult<Outcome> {
-    match s {
-        "success" => Ok(Outcome::Success),
-        "failure" => Ok(Outcome::Failure),
-        "cancelled" => Ok(Outcome::Cancelled),
-        _ => Err(PyValueError::new_err(format!(
-            "outcome must be 'success', 'failure' or 'cancelled', got {s:?}"
-        ))),
-    }
-}
-
-impl PyBalancer {
-    fn bad_index(&self, index: usize) -> PyErr {
-        PyValueError::new_err(format!(
-            "index must be in 0..{}, got {index}",
-            self.inner.len()
-        ))
-    }
-}
-
 #[pymethods]
 impl PyBalancer {
-    /// `endpoints`: (id, weight, BreakerConfig) triples; `decay` in seconds.
+    /// `decay` in seconds.
     #[new]
     #[pyo3(signature = (endpoints, decay=10.0, *, clock=None, seed=None))]
     fn new(
-        endpoints: Vec<(String, u32, PyRef<'_, PyBreakerConfig>)>,
+        endpoints: Vec<PyRef<'_, EndpointSpec>>,
         decay: f64,
         clock: Option<PyRef<'_, ManualClock>>,
         seed: Option<u64>,
     ) -> PyResult<Self> {
-        let decay_nanos = secs_to_nanos("decay", decay)?;
+        let decay_nanos = secs_to_nanos("decay", decay).map_err(setting_error)?;
         let specs = endpoints
-            .into_iter()
-            .map(|(id, weight, b)| EndpointSpec {
-                id,
-                weight,
-                breaker: b.inner.clone(),
+            .iter()
+            .map(|e| CoreSpec {
+                id: e.id.clone(),
+                weight: e.weight,
+                breaker: e.breaker.inner.clone(),
             })
             .collect();
         let inner = Core::try_new(specs, decay_nanos, any_clock(clock.as_deref()))
-            .map_err(PyValueError::new_err)?;
+            .map_err(setting_error)?;
         Ok(Self {
             inner: match seed {
                 Some(s) => inner.with_seed(s),
@@ -90,48 +137,34 @@ impl PyBalancer {
         })
     }
 
-    /// Index of the chosen endpoint, or -1 (empty), -2 (no healthy), -3 (all breakers open).
-    fn pick(&self) -> i64 {
-        match self.inner.pick() {
-            Ok(i) => i as i64,
-            Err(Unavailable::Empty) => -1,
-            Err(Unavailable::NoHealthy) => -2,
-            Err(Unavailable::AllOpen) => -3,
-        }
+    /// Index of the chosen endpoint; NoEndpointAvailable (with its `reason`) if none.
+    fn pick(&self) -> PyResult<usize> {
+        self.inner.pick().map_err(unavailable)
     }
 
-    /// Ends a picked request: latency in seconds, outcome "success"/"failure"/"cancelled".
-    #[pyo3(signature = (index, latency, outcome="success"))]
-    fn finish(&self, index: usize, latency: f64, outcome: &str) -> PyResult<()> {
-        let o = self::outcome(outcome)?;
-        let nanos = secs_to_nanos("latency", latency)?;
+    /// Ends a picked request: its latency in seconds and how it ended.
+    #[pyo3(signature = (index, latency, outcome = Outcome::Success))]
+    fn finish(&self, index: usize, latency: f64, outcome: Outcome) -> PyResult<()> {
+        let nanos = secs_to_nanos("latency", latency).map_err(setting_error)?;
         self.inner
-            .finish(index, nanos, o)
-            .map_err(|_| self.bad_index(index))
+            .finish(index, nanos, outcome.into())
+            .map_err(unknown)
     }
 
     /// Sets the health-check verdict of an endpoint.
     fn set_healthy(&self, index: usize, healthy: bool) -> PyResult<()> {
-        self.inner
-            .set_healthy(index, healthy)
-            .map_err(|_| self.bad_index(index))
+        self.inner.set_healthy(index, healthy).map_err(unknown)
     }
 
     /// Opens an endpoint's breaker until `reset(index)`.
     fn force_open(&self, index: usize) -> PyResult<()> {
-        self.inner
-            .breaker(index)
-            .map_err(|_| self.bad_index(index))?
-            .force_open();
+        self.inner.breaker(index).map_err(unknown)?.force_open();
         Ok(())
     }
 
     /// Closes an endpoint's breaker and forgets its history.
     fn reset(&self, index: usize) -> PyResult<()> {
-        self.inner
-            .breaker(index)
-            .map_err(|_| self.bad_index(index))?
-            .reset();
+        self.inner.breaker(index).map_err(unknown)?.reset();
         Ok(())
     }
 
@@ -142,15 +175,12 @@ impl PyBalancer {
 
     /// A point-in-time view of one endpoint.
     fn stats(&self, index: usize) -> PyResult<PyEndpointStats> {
-        let s = self
-            .inner
-            .endpoint_stats(index)
-            .map_err(|_| self.bad_index(index))?;
+        let s = self.inner.endpoint_stats(index).map_err(unknown)?;
         Ok(PyEndpointStats {
             id: s.id,
             weight: s.weight,
             outstanding: s.outstanding,
-            ewma: s.ewma_nanos as f64 / 1e9,
+            ewma: nanos_to_secs(s.ewma_nanos),
             healthy: s.healthy,
             breaker: s.breaker.into(),
         })
@@ -162,6 +192,8 @@ impl PyBalancer {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Unavailable>()?;
+    m.add_class::<EndpointSpec>()?;
     m.add_class::<PyEndpointStats>()?;
     m.add_class::<PyBalancer>()?;
     Ok(())

@@ -1,65 +1,40 @@
-//! Python bindings for agentgate_core::breaker.
+//! Python bindings for agentgate_core::breaker, and the breaker enums every module shares.
 
 use crate::clock::{any_clock, ManualClock};
+use crate::enums::{named_enum, py_enum};
+use crate::errors::setting_error;
 use agentgate_core::breaker::{
-    BreakerConfig as CoreConfig, BreakerStats as CoreStats, CircuitBreaker as Core,
+    BreakerConfig as CoreConfig, BreakerSecs, BreakerState as CoreState, BreakerStats as CoreStats,
+    CircuitBreaker as Core, Outcome as CoreOutcome,
 };
-use pyo3::exceptions::PyValueError;
+use agentgate_core::setting::nanos_to_secs;
 use pyo3::prelude::*;
 
-/// Converts seconds from Python into nanoseconds, naming the field on bad input.
-pub fn secs_to_nanos(field: &str, secs: f64) -> PyResult<u64> {
-    if !(secs.is_finite() && secs >= 0.0) {
-        return Err(PyValueError::new_err(format!(
-            "{field} must be a finite number of seconds >= 0, got {secs}"
-        )));
+py_enum! {
+    /// A breaker's state; `str()` gives its name in APIs ("closed", "open", "half_open").
+    BreakerState mirrors CoreState {
+        /// Traffic flows.
+        Closed,
+        /// Refusing until the cool-down ends.
+        Open,
+        /// Letting probes through.
+        HalfOpen,
     }
-    Ok((secs * 1e9).round().min(u64::MAX as f64) as u64)
 }
+named_enum!(BreakerState, CoreState);
 
-/// Builds and validates a core config from the Python keyword arguments (seconds).
-#[allow(clippy::too_many_arguments)]
-fn config(
-    consecutive_failures: u32,
-    error_rate: f64,
-    min_requests: u32,
-    window: f64,
-    buckets: u32,
-    open_for: f64,
-    max_open_for: f64,
-    backoff: f64,
-    half_open_probes: u32,
-) -> PyResult<CoreConfig> {
-    let c = CoreConfig {
-        consecutive_failures,
-        error_rate,
-        min_requests,
-        window_nanos: secs_to_nanos("window", window)?,
-        buckets,
-        open_nanos: secs_to_nanos("open_for", open_for)?,
-        max_open_nanos: secs_to_nanos("max_open_for", max_open_for)?,
-        backoff,
-        half_open_probes,
-    };
-    // Name the Python fields (seconds) rather than the core's nanosecond fields.
-    if c.window_nanos == 0 {
-        return Err(PyValueError::new_err(format!(
-            "window must be > 0 seconds, got {window}"
-        )));
+py_enum! {
+    /// How a request that a breaker or balancer let through ended.
+    Outcome mirrors CoreOutcome {
+        /// The upstream answered well.
+        Success,
+        /// The upstream failed (error, timeout, 5xx).
+        Failure,
+        /// No verdict from the upstream (the client went away): not counted.
+        Cancelled,
     }
-    if c.open_nanos == 0 {
-        return Err(PyValueError::new_err(format!(
-            "open_for must be > 0 seconds, got {open_for}"
-        )));
-    }
-    if c.max_open_nanos < c.open_nanos {
-        return Err(PyValueError::new_err(format!(
-            "max_open_for ({max_open_for}) must be >= open_for ({open_for})"
-        )));
-    }
-    c.validate().map_err(PyValueError::new_err)?;
-    Ok(c)
 }
+named_enum!(Outcome, CoreOutcome);
 
 /// Validated circuit-breaker settings (durations in seconds), e.g. for balancer endpoints.
 #[pyclass(module = "agentgate._core", frozen, name = "BreakerConfig")]
@@ -85,7 +60,7 @@ impl PyBreakerConfig {
         backoff: f64,
         half_open_probes: u32,
     ) -> PyResult<Self> {
-        let inner = config(
+        let secs = BreakerSecs {
             consecutive_failures,
             error_rate,
             min_requests,
@@ -95,11 +70,12 @@ impl PyBreakerConfig {
             max_open_for,
             backoff,
             half_open_probes,
-        )?;
+        };
+        let inner = CoreConfig::try_from(&secs).map_err(setting_error)?;
         Ok(Self { inner })
     }
 
-    fn __repr__(&self) -> String {
+    pub fn __repr__(&self) -> String {
         let c = &self.inner;
         format!(
             "BreakerConfig(consecutive_failures={}, error_rate={}, min_requests={}, window={}, \
@@ -107,10 +83,10 @@ impl PyBreakerConfig {
             c.consecutive_failures,
             c.error_rate,
             c.min_requests,
-            c.window_nanos as f64 / 1e9,
+            nanos_to_secs(c.window_nanos),
             c.buckets,
-            c.open_nanos as f64 / 1e9,
-            c.max_open_nanos as f64 / 1e9,
+            nanos_to_secs(c.open_nanos),
+            nanos_to_secs(c.max_open_nanos),
             c.backoff,
             c.half_open_probes
         )
@@ -121,7 +97,7 @@ impl PyBreakerConfig {
 #[pyclass(module = "agentgate._core", frozen, get_all, name = "BreakerStats")]
 #[derive(Clone)]
 pub struct PyBreakerStats {
-    state: &'static str,
+    state: BreakerState,
     consecutive_failures: u32,
     window_requests: u64,
     window_failures: u64,
@@ -133,16 +109,13 @@ pub struct PyBreakerStats {
 impl From<CoreStats> for PyBreakerStats {
     fn from(s: CoreStats) -> Self {
         Self {
-            state: s.state.as_str(),
+            state: s.state.into(),
             consecutive_failures: s.consecutive_failures,
             window_requests: s.window_requests,
             window_failures: s.window_failures,
             trips: s.trips,
-            open_until: match s.open_until_nanos {
-                0 => None,
-                u64::MAX => Some(f64::INFINITY),
-                n => Some(n as f64 / 1e9),
-            },
+            // 0 stands for "not open" in the core's field
+            open_until: (s.open_until_nanos != 0).then(|| nanos_to_secs(s.open_until_nanos)),
         }
     }
 }
@@ -151,7 +124,7 @@ impl From<CoreStats> for PyBreakerStats {
 impl PyBreakerStats {
     pub fn __repr__(&self) -> String {
         format!(
-            "BreakerStats(state='{}', consecutive_failures={}, window_requests={}, \
+            "BreakerStats(state=BreakerState.{:?}, consecutive_failures={}, window_requests={}, \
              window_failures={}, trips={}, open_until={})",
             self.state,
             self.consecutive_failures,
@@ -189,7 +162,7 @@ impl PyCircuitBreaker {
         buckets: u32,
         clock: Option<PyRef<'_, ManualClock>>,
     ) -> PyResult<Self> {
-        let c = config(
+        let secs = BreakerSecs {
             consecutive_failures,
             error_rate,
             min_requests,
@@ -199,9 +172,10 @@ impl PyCircuitBreaker {
             max_open_for,
             backoff,
             half_open_probes,
-        )?;
+        };
+        let config = CoreConfig::try_from(&secs).map_err(setting_error)?;
         Ok(Self {
-            inner: Core::new(c, any_clock(clock.as_deref())),
+            inner: Core::new(config, any_clock(clock.as_deref())),
         })
     }
 
@@ -225,10 +199,15 @@ impl PyCircuitBreaker {
         self.inner.record_cancelled()
     }
 
-    /// "closed", "open" or "half_open".
+    /// Reports how an allowed request ended.
+    fn record(&self, outcome: Outcome) {
+        self.inner.record(outcome.into())
+    }
+
+    /// The current state.
     #[getter]
-    fn state(&self) -> &'static str {
-        self.inner.state().as_str()
+    fn state(&self) -> BreakerState {
+        self.inner.state().into()
     }
 
     /// A point-in-time view.
@@ -248,6 +227,8 @@ impl PyCircuitBreaker {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<BreakerState>()?;
+    m.add_class::<Outcome>()?;
     m.add_class::<PyBreakerConfig>()?;
     m.add_class::<PyBreakerStats>()?;
     m.add_class::<PyCircuitBreaker>()?;

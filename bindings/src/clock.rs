@@ -18,20 +18,16 @@ impl ManualClock {
             inner: CoreManualClock::new(),
         }
     }
-    /// Moves the clock forward by `seconds`.
+    /// Moves the clock forward by `seconds` (SettingError if negative or not finite).
     fn advance(&self, seconds: f64) -> PyResult<()> {
-        if !(seconds.is_finite() && seconds >= 0.0) {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "seconds must be a finite number >= 0",
-            ));
-        }
-        self.inner.advance_secs(seconds);
-        Ok(())
+        self.inner
+            .try_advance_secs(seconds)
+            .map_err(crate::errors::setting_error)
     }
     /// Current reading in seconds since the clock's origin.
     fn now(&self) -> f64 {
         use agentgate_core::clock::Clock;
-        self.inner.now_nanos() as f64 / 1e9
+        agentgate_core::setting::nanos_to_secs(self.inner.now_nanos())
     }
 }
 

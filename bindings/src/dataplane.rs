@@ -1,64 +1,44 @@
 //! Python bindings for agentgate_core::proxy::DataPlane: start, reload, observe, probe, stop.
 //! Conversion only: every decision is the core's.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use agentgate_core::breaker::BreakerState as CoreBreakerState;
 use agentgate_core::config::GatewayConfig;
 use agentgate_core::proxy::{DataPlane as Core, StartError};
 use agentgate_core::stats::LatencyDelta;
-use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyOSError};
 use pyo3::prelude::*;
 
+use crate::admission::{by_priority, Priority};
+use crate::breaker::BreakerState;
 use crate::clock::{any_clock, ManualClock};
-
-pyo3::create_exception!(
-    _core,
-    ConfigRejected,
-    PyValueError,
-    "The core refused a config: the message names the field (mirrors core ConfigError)."
-);
-
-/// A breaker's state.
-#[pyclass(module = "agentgate._core", eq, eq_int, frozen, hash)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BreakerState {
-    /// Traffic flows.
-    Closed,
-    /// Refusing until the cool-down ends.
-    Open,
-    /// Letting probes through.
-    HalfOpen,
-}
-
-impl From<CoreBreakerState> for BreakerState {
-    fn from(s: CoreBreakerState) -> Self {
-        match s {
-            CoreBreakerState::Closed => BreakerState::Closed,
-            CoreBreakerState::Open => BreakerState::Open,
-            CoreBreakerState::HalfOpen => BreakerState::HalfOpen,
-        }
-    }
-}
+use crate::errors::config_rejected;
+use crate::sketch::Sketch;
+use agentgate_core::sketch::Sketch as CoreSketch;
 
 fn parse(config: &[u8]) -> PyResult<GatewayConfig> {
-    GatewayConfig::from_json(config).map_err(|e| ConfigRejected::new_err(e.0))
+    GatewayConfig::from_json(config).map_err(config_rejected)
 }
 
-/// Latency observations: counts per `LATENCY_BOUNDS` bucket (+Inf last, not cumulative).
+/// Latency observations: counts per `LATENCY_BOUNDS` bucket (+Inf last, not cumulative), and
+/// the same observations as a sketch (1 % relative error).
 #[pyclass(module = "agentgate._core", frozen, get_all)]
 pub struct LatencyCounts {
     buckets: Vec<u64>,
     sum: f64,
+    sketch: Py<Sketch>,
 }
 
-impl From<&LatencyDelta> for LatencyCounts {
-    fn from(l: &LatencyDelta) -> Self {
+fn latency(py: Python<'_>, l: &LatencyDelta, sketch: &CoreSketch) -> PyResult<Py<LatencyCounts>> {
+    Py::new(
+        py,
         LatencyCounts {
             buckets: l.counts.to_vec(),
             sum: l.sum,
-        }
-    }
+            sketch: Py::new(py, Sketch::from(sketch.clone()))?,
+        },
+    )
 }
 
 /// Requests of one route since the last take.
@@ -71,6 +51,16 @@ pub struct RouteCounts {
     latency: Py<LatencyCounts>,
 }
 
+/// Tokens one tenant used with one model since the last take.
+#[pyclass(module = "agentgate._core", frozen, get_all)]
+pub struct UsageCount {
+    tenant: Option<String>,
+    model: String,
+    input_tokens: u64,
+    output_tokens: u64,
+    requests: u64,
+}
+
 /// One agent's counts since the last take.
 #[pyclass(module = "agentgate._core", frozen, get_all)]
 pub struct AgentCounts {
@@ -78,12 +68,14 @@ pub struct AgentCounts {
     upstream: Py<LatencyCounts>,
     retries: u64,
     shed: u64,
+    usage: Vec<Py<UsageCount>>,
 }
 
-/// Answers of the gateway's own with one status (0 = other) since the last take.
+/// Answers of the gateway's own with one status (None: any status not counted on its own)
+/// since the last take.
 #[pyclass(module = "agentgate._core", frozen, get_all)]
 pub struct RejectedCount {
-    status: u16,
+    status: Option<u16>,
     count: u64,
 }
 
@@ -125,8 +117,8 @@ pub struct EndpointState {
 pub struct AgentState {
     name: String,
     in_flight: u32,
-    /// Waiting requests per class: critical, high, normal, low.
-    queued: Vec<u32>,
+    /// Waiting requests per class.
+    queued: HashMap<Priority, u32>,
     health_checked: bool,
     retry_budget: f64,
     /// Requests admitted since the agent appeared (monotonic).
@@ -148,7 +140,7 @@ pub struct ProbeResult {
 /// The data plane: the core's own HTTP listener, engine, upstream client and health checks.
 #[pyclass(module = "agentgate._core", frozen)]
 pub struct DataPlane {
-    inner: Core,
+    pub(crate) inner: Core,
 }
 
 #[pymethods]
@@ -159,7 +151,7 @@ impl DataPlane {
     fn new(config: &[u8], workers: usize, clock: Option<PyRef<'_, ManualClock>>) -> PyResult<Self> {
         let cfg = parse(config)?;
         let inner = Core::new(&cfg, workers, any_clock(clock.as_deref())).map_err(|e| match e {
-            StartError::Config(c) => ConfigRejected::new_err(c.0),
+            StartError::Config(c) => config_rejected(c),
             StartError::Io(io) => PyOSError::new_err(io.to_string()),
         })?;
         Ok(DataPlane { inner })
@@ -176,7 +168,7 @@ impl DataPlane {
     fn replace(&self, py: Python<'_>, config: &[u8]) -> PyResult<()> {
         let cfg = parse(config)?;
         py.detach(|| self.inner.replace(&cfg))
-            .map_err(|e| ConfigRejected::new_err(e.0))
+            .map_err(config_rejected)
     }
 
     /// Counts since the last take (routes, agents, the gateway's own answers).
@@ -192,7 +184,7 @@ impl DataPlane {
                         agent: agent.to_string(),
                         route: route.to_string(),
                         classes: r.classes.to_vec(),
-                        latency: Py::new(py, LatencyCounts::from(&r.latency))?,
+                        latency: latency(py, &r.latency, &r.sketch)?,
                     },
                 )
             })
@@ -205,9 +197,25 @@ impl DataPlane {
                     py,
                     AgentCounts {
                         agent: agent.to_string(),
-                        upstream: Py::new(py, LatencyCounts::from(&a.upstream))?,
+                        upstream: latency(py, &a.upstream, &a.upstream_sketch)?,
                         retries: a.retries,
                         shed: a.shed,
+                        usage: a
+                            .usage
+                            .iter()
+                            .map(|u| {
+                                Py::new(
+                                    py,
+                                    UsageCount {
+                                        tenant: u.tenant.as_deref().map(str::to_string),
+                                        model: u.model.clone(),
+                                        input_tokens: u.input_tokens,
+                                        output_tokens: u.output_tokens,
+                                        requests: u.requests,
+                                    },
+                                )
+                            })
+                            .collect::<PyResult<_>>()?,
                     },
                 )
             })
@@ -215,7 +223,11 @@ impl DataPlane {
         let rejected = d
             .rejected
             .iter()
-            .map(|&(status, count)| Py::new(py, RejectedCount { status, count }))
+            .map(|&(status, count)| {
+                // the core's 0 is its bucket for every other status
+                let status = (status != 0).then_some(status);
+                Py::new(py, RejectedCount { status, count })
+            })
             .collect::<PyResult<_>>()?;
         Ok(StatsDelta {
             routes,
@@ -259,7 +271,7 @@ impl DataPlane {
                 Ok(AgentState {
                     name: a.name,
                     in_flight: a.in_flight,
-                    queued: a.queued.to_vec(),
+                    queued: by_priority(a.queued),
                     health_checked: a.health_checked,
                     retry_budget: a.retry_budget,
                     requests: a.requests,
@@ -267,6 +279,11 @@ impl DataPlane {
                 })
             })
             .collect()
+    }
+
+    /// Sets the tenants over their spending budget: their requests get 429 `budget-exceeded`.
+    fn set_limited_tenants(&self, tenants: Vec<String>) {
+        self.inner.set_limited_tenants(tenants);
     }
 
     /// Agents with no endpoint that requests wait for (scale from zero); waits up to
@@ -305,19 +322,19 @@ impl DataPlane {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DataPlane>()?;
-    m.add_class::<BreakerState>()?;
     m.add_class::<StatsDelta>()?;
     m.add_class::<RouteCounts>()?;
     m.add_class::<AgentCounts>()?;
+    m.add_class::<UsageCount>()?;
     m.add_class::<RejectedCount>()?;
     m.add_class::<LatencyCounts>()?;
     m.add_class::<AgentState>()?;
     m.add_class::<EndpointState>()?;
     m.add_class::<ProbeResult>()?;
-    m.add("ConfigRejected", m.py().get_type::<ConfigRejected>())?;
+    // a tuple: a module constant callers must not change
     m.add(
         "LATENCY_BOUNDS",
-        agentgate_core::stats::LATENCY_BOUNDS.to_vec(),
+        pyo3::types::PyTuple::new(m.py(), agentgate_core::stats::LATENCY_BOUNDS)?,
     )?;
     Ok(())
 }

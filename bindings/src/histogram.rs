@@ -5,26 +5,18 @@ use std::sync::Arc;
 use agentgate_core::histogram::{
     HistogramSet as CoreSet, LatencyHistogram as CoreHist, Snapshot, OVERFLOW_KEY, RELATIVE_ERROR,
 };
-use pyo3::exceptions::PyValueError;
+use agentgate_core::setting::{bound_to_nanos, fraction, int_in, nanos_to_secs as s};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::errors::setting_error;
+
 fn to_nanos(value: i64) -> PyResult<u64> {
-    u64::try_from(value)
-        .map_err(|_| PyValueError::new_err(format!("nanos must be >= 0, got {value}")))
+    int_in("nanos", value, 0..=i64::MAX).map_err(setting_error)
 }
 
 fn secs_to_nanos(seconds: f64) -> PyResult<u64> {
-    if !(seconds.is_finite() && seconds >= 0.0) {
-        return Err(PyValueError::new_err(format!(
-            "seconds must be a finite number >= 0, got {seconds}"
-        )));
-    }
-    Ok((seconds * 1e9).round().min(u64::MAX as f64) as u64)
-}
-
-fn s(n: u64) -> f64 {
-    n as f64 / 1e9
+    agentgate_core::setting::secs_to_nanos("seconds", seconds).map_err(setting_error)
 }
 
 /// Summary of a latency histogram; times in seconds.
@@ -48,6 +40,7 @@ impl HistogramSnapshot {
     /// Mean (0 when empty).
     #[getter]
     fn mean(&self) -> f64 {
+        // the core's mean is fractional nanoseconds
         self.inner.mean / 1e9
     }
     /// Exact minimum.
@@ -149,25 +142,17 @@ impl LatencyHistogram {
     }
     /// The value (seconds) at quantile `q` in [0, 1].
     fn quantile(&self, q: f64) -> PyResult<f64> {
-        if !(0.0..=1.0).contains(&q) {
-            return Err(PyValueError::new_err(format!(
-                "q must be in [0, 1], got {q}"
-            )));
-        }
+        let q = fraction("q", q).map_err(setting_error)?;
         Ok(s(self.inner.quantile(q)))
     }
     /// Cumulative counts of values <= each bound (seconds), Prometheus style.
     fn buckets(&self, bounds: Vec<f64>) -> PyResult<Vec<u64>> {
         let b = bounds
             .iter()
-            .map(|x| {
-                if *x == f64::INFINITY {
-                    Ok(u64::MAX)
-                } else {
-                    secs_to_nanos(*x)
-                }
-            })
-            .collect::<PyResult<Vec<u64>>>()?;
+            .enumerate()
+            .map(|(i, x)| bound_to_nanos(&format!("bounds[{i}]"), *x))
+            .collect::<Result<Vec<u64>, _>>()
+            .map_err(setting_error)?;
         Ok(self.inner.buckets(&b))
     }
     /// Clears all counts.
@@ -192,8 +177,7 @@ impl HistogramSet {
     #[new]
     #[pyo3(signature = (max_keys=1024))]
     fn new(max_keys: i64) -> PyResult<Self> {
-        let max_keys = usize::try_from(max_keys)
-            .map_err(|_| PyValueError::new_err(format!("max_keys must be >= 0, got {max_keys}")))?;
+        let max_keys = int_in("max_keys", max_keys, 0..=i64::MAX).map_err(setting_error)?;
         Ok(Self {
             inner: CoreSet::new(max_keys),
         })

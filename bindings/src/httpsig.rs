@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use agentgate_core::httpsig::{
-    self as core, ContentDigest, DigestAlg, DigestCheck, HttpSigError, Request, SignatureParams,
-    UnixClock, Verifier, VerifyPolicy,
+    self as core, ContentDigest, DigestAlg as CoreAlg, DigestCheck, HttpSigError,
+    HttpSigErrorKind as CoreKind, Request, SignatureParams, UnixClock, Verifier, VerifyPolicy,
 };
 use agentgate_core::signature::{KeyRing, PublicKey};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -14,23 +14,91 @@ use pyo3::pybacked::PyBackedStr;
 use pyo3::types::PyBytes;
 
 use crate::clock::{any_clock, ManualClock};
-use crate::signature::{private_key_arg, public_key_arg};
+use crate::enums::py_enum;
+use crate::errors::{setting_error, unknown_name, HTTP_SIGNATURE_ERROR};
+use crate::signature::{private_key_arg, public_key_arg, public_key_arg_in};
 
-pyo3::create_exception!(
-    agentgate._core,
-    HttpSignatureError,
-    PyValueError,
-    "A signed request was rejected; args are (code, message)."
-);
-
-fn sig_error(e: HttpSigError) -> PyErr {
-    HttpSignatureError::new_err((e.code(), e.to_string()))
+py_enum! {
+    /// Why a signed request was rejected (or could not be signed); `str()` is its stable code.
+    HttpSigErrorKind mirrors CoreKind {
+        /// No Signature-Input / Signature header.
+        MissingSignature,
+        /// A header is not a valid structured field or not the expected shape.
+        Malformed,
+        /// The requested label is not in both headers.
+        LabelNotFound,
+        /// The signature parameters carry no keyid.
+        MissingKeyId,
+        /// The key id is not known.
+        UnknownKeyId,
+        /// `alg` present and not ed25519.
+        UnsupportedAlgorithm,
+        /// A component identifier this implementation does not support.
+        UnsupportedComponent,
+        /// The policy requires a component the signature does not cover.
+        ComponentNotCovered,
+        /// A covered component is absent from the request.
+        ComponentMissing,
+        /// The policy requires `created` and it is absent.
+        MissingCreated,
+        /// The policy requires a nonce and it is absent.
+        MissingNonce,
+        /// `expires` is in the past.
+        Expired,
+        /// `created` is older than the maximum age.
+        TooOld,
+        /// `created` is in the future.
+        CreatedInFuture,
+        /// The nonce was seen before.
+        ReplayedNonce,
+        /// The signature does not verify.
+        BadSignature,
+        /// The body does not match Content-Digest.
+        DigestMismatch,
+        /// A body without a Content-Digest header.
+        MissingDigest,
+    }
 }
 
-fn digest_alg(name: &str) -> PyResult<DigestAlg> {
-    DigestAlg::from_name(name).ok_or_else(|| {
-        PyValueError::new_err(format!("alg must be 'sha-256' or 'sha-512', got {name:?}"))
+#[pymethods]
+impl HttpSigErrorKind {
+    /// The stable code of problem details, e.g. "bad-signature".
+    fn __str__(&self) -> &'static str {
+        CoreKind::from(*self).code()
+    }
+}
+
+fn sig_error(e: HttpSigError) -> PyErr {
+    let kind = HttpSigErrorKind::from(e.kind());
+    let code = e.code();
+    HTTP_SIGNATURE_ERROR.err(e.to_string(), move |exc| {
+        exc.setattr("kind", kind)?;
+        exc.setattr("code", code)
     })
+}
+
+py_enum! {
+    /// A Content-Digest algorithm; `str()` is its RFC 9530 key ("sha-256").
+    DigestAlg mirrors CoreAlg {
+        /// `sha-256`.
+        Sha256,
+        /// `sha-512`.
+        Sha512,
+    }
+}
+
+#[pymethods]
+impl DigestAlg {
+    /// The algorithm named `name` ("sha-256", "sha-512"); ValueError otherwise.
+    #[new]
+    fn new(name: &str) -> PyResult<Self> {
+        name.parse::<CoreAlg>()
+            .map(Into::into)
+            .map_err(unknown_name)
+    }
+    fn __str__(&self) -> &'static str {
+        CoreAlg::from(*self).name()
+    }
 }
 
 type Headers = Vec<(PyBackedStr, PyBackedStr)>;
@@ -56,19 +124,22 @@ fn request<'a>(
 
 /// `Content-Digest` header value for `body` (`sha-256=:...:`).
 #[pyfunction]
-#[pyo3(signature = (body, alg = "sha-256"))]
-fn http_content_digest(body: &[u8], alg: &str) -> PyResult<String> {
-    Ok(core::content_digest(digest_alg(alg)?, body))
+#[pyo3(signature = (body, alg = DigestAlg::Sha256))]
+fn http_content_digest(body: &[u8], alg: DigestAlg) -> String {
+    core::content_digest(alg.into(), body)
 }
 
-/// True if `body` matches the `Content-Digest` header; ValueError if the header is malformed.
+/// True if `body` matches the `Content-Digest` header; HttpSignatureError if it is malformed.
 #[pyfunction]
 fn http_verify_content_digest(header: &str, body: &[u8]) -> PyResult<bool> {
-    match core::verify_content_digest(header, body) {
-        Ok(()) => Ok(true),
-        Err(HttpSigError::DigestMismatch) => Ok(false),
-        Err(e) => Err(PyValueError::new_err(e.to_string())),
-    }
+    core::content_digest_matches(header, body).map_err(sig_error)
+}
+
+/// Checks a body against the request's Content-Digest fields; HttpSignatureError if absent
+/// (MissingDigest), different (DigestMismatch) or malformed.
+#[pyfunction]
+fn http_verify_body_digest(headers: Headers, body: &[u8]) -> PyResult<()> {
+    core::verify_body_digest(&headers, body).map_err(sig_error)
 }
 
 /// Incremental body hasher for streaming: `update(chunk)`, then `header_value()`.
@@ -80,11 +151,11 @@ pub struct ContentDigestHasher {
 #[pymethods]
 impl ContentDigestHasher {
     #[new]
-    #[pyo3(signature = (alg = "sha-256"))]
-    fn new(alg: &str) -> PyResult<Self> {
-        Ok(Self {
-            state: Mutex::new(Some(ContentDigest::new(digest_alg(alg)?))),
-        })
+    #[pyo3(signature = (alg = DigestAlg::Sha256))]
+    fn new(alg: DigestAlg) -> Self {
+        Self {
+            state: Mutex::new(Some(ContentDigest::new(alg.into()))),
+        }
     }
     /// Feeds a chunk of the body.
     fn update(&self, chunk: &[u8]) -> PyResult<()> {
@@ -123,8 +194,7 @@ pub struct ContentDigestCheck {
 impl ContentDigestCheck {
     #[new]
     fn new(header: &str) -> PyResult<Self> {
-        let check =
-            DigestCheck::from_header(header).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let check = DigestCheck::from_header(header).map_err(sig_error)?;
         Ok(Self {
             state: Mutex::new(Some(check)),
         })
@@ -156,7 +226,28 @@ impl ContentDigestCheck {
     }
 }
 
-/// Signs a request; returns (Signature-Input value, Signature value).
+/// The headers that sign a request.
+#[pyclass(module = "agentgate._core", frozen, get_all)]
+pub struct SignedHeaders {
+    /// Value of `Signature-Input`.
+    signature_input: String,
+    /// Value of `Signature`.
+    signature: String,
+    /// The signature base that was signed.
+    base: String,
+}
+
+#[pymethods]
+impl SignedHeaders {
+    fn __repr__(&self) -> String {
+        format!(
+            "SignedHeaders(signature_input={:?}, signature={:?})",
+            self.signature_input, self.signature
+        )
+    }
+}
+
+/// Signs a request: the Signature-Input and Signature values to add.
 #[pyfunction]
 #[pyo3(signature = (method, scheme, authority, path, query, headers, components, private_key, label, *,
                     keyid = None, created = None, expires = None, nonce = None, alg = None, tag = None))]
@@ -177,15 +268,18 @@ fn http_sign(
     nonce: Option<&str>,
     alg: Option<&str>,
     tag: Option<&str>,
-) -> PyResult<(String, String)> {
+) -> PyResult<SignedHeaders> {
     let key = private_key_arg(private_key)?;
     let comps: Vec<&str> = components.iter().map(|c| &**c).collect();
     let params = SignatureParams::for_signing(&comps, created, expires, nonce, alg, keyid, tag)
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(sig_error)?;
     let req = request(method, scheme, authority, path, query, &headers);
-    let signed = core::sign_request(&req, label, &params, &key)
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    Ok((signed.signature_input, signed.signature))
+    let signed = core::sign_request(&req, label, &params, &key).map_err(sig_error)?;
+    Ok(SignedHeaders {
+        signature_input: signed.signature_input,
+        signature: signed.signature,
+        base: signed.base,
+    })
 }
 
 /// The RFC 9421 signature base for the `label` (or first) member of a Signature-Input value.
@@ -253,7 +347,11 @@ impl HttpSigVerifier {
     #[new]
     #[pyo3(signature = (keys, *, required_components = None, require_digest_with_body = true,
                         require_created = true, require_nonce = false, max_age = Some(300),
-                        skew = 60, nonce_capacity = Some(100_000), clock = None, now = None))]
+                        skew = 60, nonce_capacity = Some(100_000), clock = None, now = None),
+           // spelled out: PyO3 renders the `Some(..)` defaults as `...`
+           text_signature = "(keys, *, required_components=None, require_digest_with_body=True, \
+                             require_created=True, require_nonce=False, max_age=300, skew=60, \
+                             nonce_capacity=100000, clock=None, now=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         keys: HashMap<String, Bound<'_, PyAny>>,
@@ -270,9 +368,7 @@ impl HttpSigVerifier {
         let ring = KeyRing::new();
         let mut parsed = HashMap::with_capacity(keys.len());
         for (keyid, key) in &keys {
-            let vk = public_key_arg(key).map_err(|e| {
-                PyValueError::new_err(format!("keys[{keyid:?}]: {}", e.value(key.py())))
-            })?;
+            let vk = public_key_arg_in(Some(&format!("keys[{keyid:?}]")), key)?;
             parsed.insert(keyid.clone(), PublicKey::new(vk));
         }
         ring.replace(parsed);
@@ -287,12 +383,7 @@ impl HttpSigVerifier {
         if let Some(req) = required_components {
             policy.required_components = req;
         }
-        if now.is_some() && clock.is_none() {
-            return Err(PyValueError::new_err(
-                "now= anchors a ManualClock: pass clock= too",
-            ));
-        }
-        let clock = UnixClock::new(any_clock(clock.as_deref()), now);
+        let clock = UnixClock::anchored(any_clock(clock.as_deref()), now).map_err(setting_error)?;
         Ok(Self {
             verifier: Verifier::new(policy, clock, nonce_capacity),
             keys: ring,
@@ -368,16 +459,16 @@ fn http_signature_bytes<'py>(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add(
-        "HttpSignatureError",
-        m.py().get_type::<HttpSignatureError>(),
-    )?;
+    m.add_class::<HttpSigErrorKind>()?;
+    m.add_class::<DigestAlg>()?;
+    m.add_class::<SignedHeaders>()?;
     m.add_class::<ContentDigestHasher>()?;
     m.add_class::<ContentDigestCheck>()?;
     m.add_class::<VerifiedSignature>()?;
     m.add_class::<HttpSigVerifier>()?;
     m.add_function(wrap_pyfunction!(http_content_digest, m)?)?;
     m.add_function(wrap_pyfunction!(http_verify_content_digest, m)?)?;
+    m.add_function(wrap_pyfunction!(http_verify_body_digest, m)?)?;
     m.add_function(wrap_pyfunction!(http_sign, m)?)?;
     m.add_function(wrap_pyfunction!(http_signature_base, m)?)?;
     m.add_function(wrap_pyfunction!(http_signature_bytes, m)?)?;

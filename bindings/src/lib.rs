@@ -1,4 +1,5 @@
-//! agentgate._core: thin PyO3 bindings over agentgate-core. Conversion and GIL handling only.
+//! agentgate._core: thin PyO3 bindings over agentgate-core. Conversion and GIL handling only:
+//! every check and decision is the core's; enums and exceptions mirror the core's types.
 
 use pyo3::prelude::*;
 
@@ -6,7 +7,10 @@ mod admission;
 mod balancer;
 mod breaker;
 mod clock;
+mod cluster;
 mod dataplane;
+mod enums;
+mod errors;
 mod histogram;
 mod httpsig;
 mod limiter;
@@ -19,7 +23,9 @@ mod sketch;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
     clock::register(m)?;
+    cluster::register(m)?;
     router::register(m)?;
     limiter::register(m)?;
     breaker::register(m)?;

@@ -1,17 +1,39 @@
 //! Python bindings for agentgate_core::limiter.
 
 use crate::clock::{any_clock, ManualClock};
-use agentgate_core::limiter::{Decision, Quota, RateLimiter as Core};
-use pyo3::exceptions::PyValueError;
+use crate::enums::py_enum;
+use crate::errors::{setting_error, LIMITER_ERROR};
+use agentgate_core::limiter::{Decision, LimiterError, Quota, RateLimiter as Core};
+use agentgate_core::setting::{int_in, nanos_to_secs};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::PyDict;
 
-fn secs(nanos: u64) -> f64 {
-    if nanos == u64::MAX {
-        f64::INFINITY
-    } else {
-        nanos as f64 / 1e9
+py_enum! {
+    /// Which limiter setting is invalid.
+    LimiterErrorKind {
+        /// The rate is malformed or out of range.
+        Rate,
+        /// The burst is out of range.
+        Burst,
+        /// `max_keys` is zero.
+        MaxKeys,
     }
+}
+
+fn limiter_error(e: LimiterError) -> PyErr {
+    let kind = match e {
+        LimiterError::Rate(_) => LimiterErrorKind::Rate,
+        LimiterError::Burst(_) => LimiterErrorKind::Burst,
+        LimiterError::MaxKeys => LimiterErrorKind::MaxKeys,
+    };
+    LIMITER_ERROR.err(e.to_string(), move |exc| exc.setattr("kind", kind))
+}
+
+/// A rate as Python gives it: text like "100/s", or a number per second.
+#[derive(FromPyObject)]
+enum Rate {
+    Text(String),
+    PerSecond(f64),
 }
 
 /// The outcome of a rate-limit check; truthy when allowed.
@@ -40,16 +62,12 @@ impl RateLimitDecision {
     /// Seconds until the bucket is full again.
     #[getter]
     fn reset(&self) -> f64 {
-        secs(self.inner.reset_nanos)
+        nanos_to_secs(self.inner.reset_nanos)
     }
     /// Seconds until this request would be allowed (0 if allowed, inf if never).
     #[getter]
     fn retry_after(&self) -> f64 {
-        if self.inner.allowed {
-            0.0
-        } else {
-            secs(self.inner.retry_after_nanos)
-        }
+        nanos_to_secs(self.inner.retry_after_nanos)
     }
     /// The cost exceeds the burst: never allowed.
     #[getter]
@@ -82,41 +100,27 @@ impl RateLimiter {
     #[new]
     #[pyo3(signature = (rate, burst, max_keys=100_000, clock=None))]
     fn new(
-        rate: &Bound<'_, PyAny>,
+        rate: Rate,
         burst: i64,
         max_keys: i64,
         clock: Option<PyRef<'_, ManualClock>>,
     ) -> PyResult<Self> {
-        let burst = u32::try_from(burst).map_err(|_| {
-            PyValueError::new_err(format!("burst must be in 1..=2**32-1, got {burst}"))
-        })?;
-        let max_keys = usize::try_from(max_keys)
-            .ok()
-            .filter(|k| *k > 0)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!("max_keys must be >= 1, got {max_keys}"))
-            })?;
-        let quota = if let Ok(s) = rate.cast::<PyString>() {
-            Quota::parse(s.to_str()?, burst)
-        } else if let Ok(r) = rate.extract::<f64>() {
-            Quota::new(r, burst)
-        } else {
-            return Err(PyValueError::new_err(
-                "rate must be a string like \"100/s\" or a number of requests per second",
-            ));
+        let burst = int_in("burst", burst, 0..=i64::from(u32::MAX)).map_err(setting_error)?;
+        let max_keys = int_in("max_keys", max_keys, 0..=i64::MAX).map_err(setting_error)?;
+        let quota = match rate {
+            Rate::Text(text) => Quota::parse(&text, burst),
+            Rate::PerSecond(r) => Quota::new(r, burst),
         }
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let inner = Core::new(quota, max_keys, any_clock(clock.as_deref()))
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(limiter_error)?;
+        let inner =
+            Core::new(quota, max_keys, any_clock(clock.as_deref())).map_err(limiter_error)?;
         Ok(Self { inner })
     }
 
     /// Takes `cost` units for `key` if allowed (cost 0 only reports the state).
     #[pyo3(signature = (key, cost=1))]
     fn check(&self, key: &str, cost: i64) -> PyResult<RateLimitDecision> {
-        let cost = u32::try_from(cost).map_err(|_| {
-            PyValueError::new_err(format!("cost must be in 0..=2**32-1, got {cost}"))
-        })?;
+        let cost = int_in("cost", cost, 0..=i64::from(u32::MAX)).map_err(setting_error)?;
         Ok(RateLimitDecision {
             inner: self.inner.check(key, cost),
         })
@@ -161,6 +165,7 @@ impl RateLimiter {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<LimiterErrorKind>()?;
     m.add_class::<RateLimiter>()?;
     m.add_class::<RateLimitDecision>()
 }

@@ -1,120 +1,71 @@
 //! Python bindings for agentgate_core::router: route dicts in, `RouteMatch` out.
 
 use agentgate_core::router::{
-    PathMatch, RouteMatch as CoreMatch, RouteSpec, RouteTable, Router as CoreRouter,
+    RouteMatch as CoreMatch, RouteSpec, RouteTable, Router as CoreRouter,
 };
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyMapping, PyString};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyMapping, PyString};
+use serde_json::Value;
 
-const KEYS: [&str; 7] = [
-    "id",
-    "path",
-    "path_prefix",
-    "path_template",
-    "methods",
-    "host",
-    "headers",
-];
+use crate::errors::ROUTER_ERROR;
 
-fn route_err(index: usize, id: &str, field: &str, msg: &str) -> PyErr {
-    PyValueError::new_err(format!("route #{index} (id {id:?}): {field}: {msg}"))
-}
-
-/// Converts one route mapping into a core spec; errors name the route and the field.
-fn to_spec(index: usize, route: &Bound<'_, PyAny>) -> PyResult<RouteSpec> {
-    let map = route
-        .cast::<PyMapping>()
-        .map_err(|_| PyValueError::new_err(format!("route #{index}: must be a mapping")))?;
-    let get = |k: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
-        match map.get_item(k) {
-            Ok(v) if v.is_none() => Ok(None),
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.is_instance_of::<pyo3::exceptions::PyKeyError>(route.py()) => Ok(None),
-            Err(e) => Err(e),
-        }
-    };
-    let id: String = match get("id")? {
-        Some(v) => v
-            .extract()
-            .map_err(|_| route_err(index, "", "id", "must be a string"))?,
-        None => return Err(route_err(index, "", "id", "is required")),
-    };
-    for key in map.keys()?.iter() {
-        let k: String = key.str()?.to_string();
-        if !KEYS.contains(&k.as_str()) {
-            let msg = format!("unknown key, expected one of {}", KEYS.join(", "));
-            return Err(route_err(index, &id, &k, &msg));
-        }
-    }
-    let string = |field: &str, v: Bound<'_, PyAny>| -> PyResult<String> {
-        v.extract()
-            .map_err(|_| route_err(index, &id, field, "must be a string"))
-    };
-    let mut paths = Vec::new();
-    for (field, make) in [
-        ("path", PathMatch::Exact as fn(String) -> PathMatch),
-        ("path_prefix", PathMatch::Prefix),
-        ("path_template", PathMatch::Template),
-    ] {
-        if let Some(v) = get(field)? {
-            paths.push(make(string(field, v)?));
-        }
-    }
-    if paths.len() != 1 {
-        let msg = "give exactly one of path, path_prefix, path_template";
-        return Err(route_err(index, &id, "path", msg));
-    }
-    let host = get("host")?.map(|v| string("host", v)).transpose()?;
-    let methods = match get("methods")? {
-        None => Vec::new(),
-        Some(v) if v.is_instance_of::<PyString>() => {
-            return Err(route_err(
-                index,
-                &id,
-                "methods",
-                "must be a list of strings, not a string",
-            ))
-        }
-        Some(v) => v
-            .extract::<Vec<String>>()
-            .map_err(|_| route_err(index, &id, "methods", "must be a list of strings"))?,
-    };
-    let headers = match get("headers")? {
-        None => Vec::new(),
-        Some(v) => {
-            let m = v
-                .cast::<PyMapping>()
-                .map_err(|_| route_err(index, &id, "headers", "must be a mapping of str to str"))?;
-            m.items()?
-                .iter()
-                .map(|kv| kv.extract::<(String, String)>())
-                .collect::<PyResult<Vec<_>>>()
-                .map_err(|_| route_err(index, &id, "headers", "must be a mapping of str to str"))?
-        }
-    };
-    Ok(RouteSpec {
-        id,
-        host,
-        methods,
-        path: paths.remove(0),
-        headers,
+fn router_error(e: agentgate_core::router::RouterError) -> PyErr {
+    let message = e.to_string();
+    ROUTER_ERROR.err(message, move |exc| {
+        exc.setattr("index", e.index)?;
+        exc.setattr("id", e.id)?;
+        exc.setattr("field", e.field)
     })
 }
 
-fn compile(routes: &Bound<'_, PyAny>) -> PyResult<RouteTable> {
-    if routes.is_instance_of::<PyString>() || routes.cast::<PyMapping>().is_ok() {
-        return Err(PyValueError::new_err(
-            "routes must be a sequence of route mappings",
-        ));
+/// A Python value as JSON, for the core to read: str, int, float, bool, None, mappings (keys
+/// as `str()`) and other iterables; anything else is a TypeError.
+fn to_json(v: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if v.is_none() {
+        return Ok(Value::Null);
     }
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(Value::String(s.to_str()?.to_string()));
+    }
+    if let Ok(b) = v.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if v.is_instance_of::<PyInt>() {
+        return Ok(Value::from(v.extract::<i64>()?));
+    }
+    if v.is_instance_of::<PyFloat>() {
+        return Ok(
+            serde_json::Number::from_f64(v.extract::<f64>()?).map_or(Value::Null, Value::Number)
+        );
+    }
+    if let Ok(m) = v.cast::<PyMapping>() {
+        let mut map = serde_json::Map::new();
+        for kv in m.items()?.iter() {
+            let (k, item): (Bound<'_, PyAny>, Bound<'_, PyAny>) = kv.extract()?;
+            map.insert(k.str()?.to_string(), to_json(&item)?);
+        }
+        return Ok(Value::Object(map));
+    }
+    match v.try_iter() {
+        Ok(items) => Ok(Value::Array(
+            items.map(|i| to_json(&i?)).collect::<PyResult<_>>()?,
+        )),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "cannot read a {} in a route",
+            v.get_type().name()?
+        ))),
+    }
+}
+
+/// Compiles route mappings (see `agentgate.routing`); the core checks every field.
+fn compile(routes: Vec<Bound<'_, PyAny>>) -> PyResult<RouteTable> {
     let specs = routes
-        .try_iter()
-        .map_err(|_| PyValueError::new_err("routes must be a sequence of route mappings"))?
+        .iter()
         .enumerate()
-        .map(|(i, r)| to_spec(i, &r?))
+        .map(|(i, r)| RouteSpec::from_json(i, &to_json(r)?).map_err(router_error))
         .collect::<PyResult<Vec<_>>>()?;
-    RouteTable::compile(&specs).map_err(|e| PyValueError::new_err(e.to_string()))
+    RouteTable::compile(&specs).map_err(router_error)
 }
 
 /// The route chosen for a request.
@@ -172,14 +123,14 @@ pub struct Router {
 #[pymethods]
 impl Router {
     #[new]
-    fn new(routes: &Bound<'_, PyAny>) -> PyResult<Self> {
+    fn new(routes: Vec<Bound<'_, PyAny>>) -> PyResult<Self> {
         Ok(Self {
             inner: CoreRouter::new(compile(routes)?),
         })
     }
 
     /// Compiles `routes` and swaps them in; on error the current table stays.
-    fn replace(&self, routes: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn replace(&self, routes: Vec<Bound<'_, PyAny>>) -> PyResult<()> {
         self.inner.replace(compile(routes)?);
         Ok(())
     }
@@ -200,13 +151,13 @@ impl Router {
                 Ok(d) => d.items(),
                 Err(_) => h
                     .cast::<PyMapping>()
-                    .map_err(|_| PyValueError::new_err("headers must be a mapping of str to str"))?
+                    .map_err(|_| PyTypeError::new_err("headers must be a mapping of str to str"))?
                     .items()?,
             };
             for kv in items.iter() {
-                let (k, v): (String, String) = kv.extract().map_err(|_| {
-                    PyValueError::new_err("headers must be a mapping of str to str")
-                })?;
+                let (k, v): (String, String) = kv
+                    .extract()
+                    .map_err(|_| PyTypeError::new_err("headers must be a mapping of str to str"))?;
                 pairs.push((k.to_ascii_lowercase(), v));
             }
         }

@@ -1,16 +1,117 @@
 //! Python bindings for agentgate_core::signature (Ed25519).
 
-use std::collections::HashMap;
-
-use agentgate_core::signature::{self as core, PublicKey, SigningKey, VerifyingKey};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use agentgate_core::signature::{
+    self as core, BatchKey, BatchMode as CoreMode, KeyFormat as CoreFormat, KeyKind as CoreKind,
+    KeyProblem as CoreProblem, PublicKey, SigningKey, VerifyingKey,
+};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyString};
 
-fn value_error(e: core::KeyError) -> PyErr {
-    PyValueError::new_err(e.to_string())
+use crate::enums::{named_enum, py_enum};
+use crate::errors::KEY_ERROR;
+
+py_enum! {
+    /// Which key was being parsed.
+    KeyKind mirrors CoreKind {
+        /// A public (verifying) key.
+        Public,
+        /// A private (signing) key.
+        Private,
+    }
 }
+
+py_enum! {
+    /// Which key encoding the parser recognised (or last tried).
+    KeyFormat mirrors CoreFormat {
+        /// Raw key bytes.
+        Raw,
+        /// Base64 text.
+        Base64,
+        /// PEM text.
+        Pem,
+        /// DER (inside PEM or base64).
+        Der,
+    }
+}
+
+py_enum! {
+    /// What is wrong with a key input (the message gives the details).
+    KeyProblem {
+        /// Neither raw bytes of the right length nor UTF-8 text.
+        NotText,
+        /// Decoded to the wrong number of bytes.
+        Length,
+        /// Invalid base64.
+        Base64,
+        /// A PEM label other than the expected one.
+        PemLabel,
+        /// PEM armour is broken.
+        PemStructure,
+        /// The DER names an algorithm other than Ed25519.
+        NotEd25519,
+        /// DER that does not parse.
+        Der,
+        /// The bytes are not a point on the curve.
+        NotOnCurve,
+        /// A private key's embedded public key does not match its seed.
+        PublicKeyMismatch,
+    }
+}
+
+impl From<&CoreProblem> for KeyProblem {
+    fn from(p: &CoreProblem) -> Self {
+        match p {
+            CoreProblem::NotText { .. } => KeyProblem::NotText,
+            CoreProblem::Length { .. } => KeyProblem::Length,
+            CoreProblem::Base64(_) => KeyProblem::Base64,
+            CoreProblem::PemLabel { .. } => KeyProblem::PemLabel,
+            CoreProblem::PemStructure(_) => KeyProblem::PemStructure,
+            CoreProblem::NotEd25519 => KeyProblem::NotEd25519,
+            CoreProblem::Der(_) => KeyProblem::Der,
+            CoreProblem::NotOnCurve => KeyProblem::NotOnCurve,
+            CoreProblem::PublicKeyMismatch => KeyProblem::PublicKeyMismatch,
+        }
+    }
+}
+
+/// Raises a core `KeyError` as `Ed25519KeyError`; `context` (e.g. `keys["a"]`) prefixes the
+/// message when given.
+fn key_error(context: Option<&str>, e: core::KeyError) -> PyErr {
+    let message = match context {
+        Some(c) => format!("{c}: {e}"),
+        None => e.to_string(),
+    };
+    let (kind, format, problem) = (
+        KeyKind::from(e.kind),
+        KeyFormat::from(e.format),
+        KeyProblem::from(&e.problem),
+    );
+    KEY_ERROR.err(message, move |exc| {
+        exc.setattr("kind", kind)?;
+        exc.setattr("format", format)?;
+        exc.setattr("problem", problem)
+    })
+}
+
+fn value_error(e: core::KeyError) -> PyErr {
+    key_error(None, e)
+}
+
+py_enum! {
+    /// How `ed25519_verify_batch` decides; `str()` is its name ("exact", "exact-batched", "fast").
+    BatchMode mirrors CoreMode {
+        /// Per-item strict verification (the default).
+        Exact,
+        /// Exact, through the batch equation with a torsion check per signature.
+        ExactBatched,
+        /// The batch equation without the per-signature torsion check (about 2x faster).
+        Fast,
+    }
+}
+
+named_enum!(BatchMode, CoreMode);
 
 /// Calls `f` with the bytes of a key given as `bytes` or `str` (raw, base64 or PEM).
 fn with_key_bytes<R>(
@@ -32,10 +133,15 @@ fn with_key_bytes<R>(
 
 /// Parses a public key argument: an `Ed25519PublicKey`, or bytes / str in any supported format.
 pub fn public_key_arg(obj: &Bound<'_, PyAny>) -> PyResult<VerifyingKey> {
+    public_key_arg_in(None, obj)
+}
+
+/// Like [`public_key_arg`]; a malformed key's message starts with `context` (`keys["a"]`).
+pub fn public_key_arg_in(context: Option<&str>, obj: &Bound<'_, PyAny>) -> PyResult<VerifyingKey> {
     if let Ok(k) = obj.cast::<Ed25519PublicKey>() {
         return Ok(*k.get().inner.verifying_key());
     }
-    with_key_bytes(obj, "public_key", core::parse_public_key)?.map_err(value_error)
+    with_key_bytes(obj, "public_key", core::parse_public_key)?.map_err(|e| key_error(context, e))
 }
 
 /// Parses a private key argument: an `Ed25519PrivateKey`, or bytes / str in any supported format.
@@ -141,16 +247,6 @@ impl Ed25519PrivateKey {
     }
 }
 
-/// A fresh key pair: (32-byte seed, 32-byte public key).
-#[pyfunction]
-fn ed25519_generate<'py>(py: Python<'py>) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
-    let sk = core::generate();
-    (
-        PyBytes::new(py, sk.as_bytes()),
-        PyBytes::new(py, sk.verifying_key().as_bytes()),
-    )
-}
-
 /// Signs `message` with a private key (raw seed, base64, PEM, or Ed25519PrivateKey).
 #[pyfunction]
 fn ed25519_sign<'py>(
@@ -174,31 +270,14 @@ fn ed25519_verify(
     Ok(py.detach(|| core::verify(&key, message, signature)))
 }
 
-enum BatchKey {
-    Parsed(PublicKey),
-    Bare(VerifyingKey),
-}
-
-fn batch_mode(mode: &str) -> PyResult<core::BatchMode> {
-    match mode {
-        "exact" => Ok(core::BatchMode::Exact),
-        "exact-batched" => Ok(core::BatchMode::ExactBatched),
-        "fast" => Ok(core::BatchMode::Fast),
-        other => Err(PyValueError::new_err(format!(
-            "mode must be 'exact', 'exact-batched' or 'fast', got {other:?}"
-        ))),
-    }
-}
-
 /// Verifies many (key, message, signature) items (see BatchMode). Releases the GIL.
 #[pyfunction]
-#[pyo3(signature = (items, mode = "exact"))]
+#[pyo3(signature = (items, mode = BatchMode::Exact))]
 fn ed25519_verify_batch(
     py: Python<'_>,
     items: Vec<Bound<'_, PyAny>>,
-    mode: &str,
+    mode: BatchMode,
 ) -> PyResult<Vec<bool>> {
-    let mode = batch_mode(mode)?;
     let mut keys = Vec::with_capacity(items.len());
     let mut data: Vec<(PyBackedBytes, PyBackedBytes)> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -208,41 +287,19 @@ fn ed25519_verify_batch(
             })?;
         let key = match key.cast::<Ed25519PublicKey>() {
             Ok(k) => BatchKey::Parsed(k.get().inner.clone()),
-            Err(_) => BatchKey::Bare(
-                public_key_arg(&key)
-                    .map_err(|e| PyValueError::new_err(format!("item {i}: {}", e.value(py))))?,
-            ),
+            Err(_) => BatchKey::Bare(public_key_arg_in(Some(&format!("item {i}")), &key)?),
         };
         keys.push(key);
         data.push((msg, sig));
     }
+    let mode = mode.into();
     Ok(py.detach(|| {
-        // Classify each distinct bare key once (a scalar multiplication each).
-        let mut bare: HashMap<[u8; 32], PublicKey> = HashMap::new();
-        for k in &keys {
-            if let BatchKey::Bare(vk) = k {
-                if mode == core::BatchMode::Exact {
-                    // Exact mode never looks at torsion: skip the classification.
-                    bare.entry(vk.to_bytes())
-                        .or_insert_with(|| PublicKey::unclassified(*vk));
-                    continue;
-                }
-                bare.entry(vk.to_bytes())
-                    .or_insert_with(|| PublicKey::new(*vk));
-            }
-        }
-        let refs: Vec<(&PublicKey, &[u8], &[u8])> = keys
-            .iter()
+        let batch: Vec<(BatchKey, &[u8], &[u8])> = keys
+            .into_iter()
             .zip(&data)
-            .filter_map(|(k, (m, s))| {
-                let key = match k {
-                    BatchKey::Parsed(p) => p,
-                    BatchKey::Bare(vk) => bare.get(vk.as_bytes())?,
-                };
-                Some((key, &m[..], &s[..]))
-            })
+            .map(|(k, (m, s))| (k, &m[..], &s[..]))
             .collect();
-        core::verify_batch_keys_with(&refs, mode)
+        core::verify_batch_mixed(&batch, mode)
     }))
 }
 
@@ -286,9 +343,12 @@ fn ed25519_private_pem(private_key: &Bound<'_, PyAny>) -> PyResult<String> {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<KeyKind>()?;
+    m.add_class::<KeyFormat>()?;
+    m.add_class::<KeyProblem>()?;
+    m.add_class::<BatchMode>()?;
     m.add_class::<Ed25519PublicKey>()?;
     m.add_class::<Ed25519PrivateKey>()?;
-    m.add_function(wrap_pyfunction!(ed25519_generate, m)?)?;
     m.add_function(wrap_pyfunction!(ed25519_sign, m)?)?;
     m.add_function(wrap_pyfunction!(ed25519_verify, m)?)?;
     m.add_function(wrap_pyfunction!(ed25519_verify_batch, m)?)?;

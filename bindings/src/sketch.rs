@@ -1,13 +1,34 @@
 //! Python bindings for agentgate_core::sketch (DDSketch rollups of the metrics store).
 
 use agentgate_core::rollup::{DecodedTable as CoreDecoded, Rollup, RollupTable as CoreTable};
-use agentgate_core::sketch::{AtomicSketch as CoreAtomic, Sketch as CoreSketch, RELATIVE_ACCURACY};
-use pyo3::exceptions::PyValueError;
+use agentgate_core::sketch::{
+    AtomicSketch as CoreAtomic, Sketch as CoreSketch, SketchError, RELATIVE_ACCURACY,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-fn err(e: impl std::fmt::Display) -> PyErr {
-    PyValueError::new_err(e.to_string())
+use crate::enums::py_enum;
+use crate::errors::SKETCH_ERROR;
+
+py_enum! {
+    /// What is wrong with a sketch operation.
+    SketchErrorKind {
+        /// Not a DDSketch encoding this module can read.
+        Decode,
+        /// Encoded with another relative accuracy.
+        Mapping,
+        /// A quantile outside 0..=1.
+        Quantile,
+    }
+}
+
+fn err(e: SketchError) -> PyErr {
+    let kind = match e {
+        SketchError::Decode(_) => SketchErrorKind::Decode,
+        SketchError::Mapping(_) => SketchErrorKind::Mapping,
+        SketchError::Quantile(_) => SketchErrorKind::Quantile,
+    };
+    SKETCH_ERROR.err(e.to_string(), move |exc| exc.setattr("kind", kind))
 }
 
 /// A mergeable DDSketch (1 % relative error) with exact count, sum, min and max.
@@ -17,6 +38,12 @@ pub struct Sketch {
     inner: CoreSketch,
 }
 
+impl From<CoreSketch> for Sketch {
+    fn from(inner: CoreSketch) -> Self {
+        Sketch { inner }
+    }
+}
+
 #[pymethods]
 impl Sketch {
     #[new]
@@ -24,7 +51,7 @@ impl Sketch {
         Self::default()
     }
 
-    /// Reads an encoded sketch (ValueError naming the problem if it is not one).
+    /// Reads an encoded sketch (SketchError naming the problem if it is not one).
     #[staticmethod]
     fn from_bytes(data: &[u8]) -> PyResult<Self> {
         Ok(Sketch {
@@ -310,6 +337,7 @@ impl DecodedTable {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<SketchErrorKind>()?;
     m.add_class::<Sketch>()?;
     m.add_class::<RollupTable>()?;
     m.add_class::<DecodedTable>()?;

@@ -24,7 +24,8 @@ Per server and round (rounds interleaved, server order rotated each round; repor
   tree over each wrk run, divided by the requests it answered;
 - latency at a fixed rate: oha, open loop with latency correction (no coordinated omission):
   GET 1 KiB at 1k and 5k req/s, POST at 1k req/s: p50, p99, p99.9;
-- memory of the server's process tree after the load: RSS and PSS from smaps_rollup;
+- memory of the server's process tree: PSS once it answers (before any load), and RSS and PSS
+  after the load, from smaps_rollup;
 - SSE: time to the first event of a stream, median over N fresh connections.
 Then, once per Python-served server: entries into the Python interpreter per request, counted
 by uprobes on libpython (`perf stat`) over a wrk run, minus an idle window of the same length.
@@ -512,7 +513,8 @@ def servers() -> dict[str, Server]:
             litellm_cmd,
             key=LITELLM_KEY,
             env=litellm_env,
-            ready_timeout=120,
+            # Its start-up (imports) took over 120 s on a core shared with other work.
+            ready_timeout=600,
             exact_post=False,
         ),
         "agentgate-prev": _agentgate("agentgate-prev", 18088, agentgate_prev_cmd),
@@ -705,9 +707,15 @@ def run_sse(server: Server, settings: Settings) -> dict[str, Any]:
 def check_bodies(server: Server) -> None:
     """Refuses to measure a proxy that does not return the upstream's answers."""
     for sc in SCENARIOS:
-        status, body = http_request(
-            server.port, sc.method, sc.path, server.headers(sc), sc.body, timeout=10
-        )
+        # The first answer may be slow: LiteLLM imports its OpenAI client on its first call
+        # (over 10 s on a busy machine), so the server's start-up allowance applies.
+        try:
+            status, body = http_request(
+                server.port, sc.method, sc.path, server.headers(sc), sc.body,
+                timeout=server.ready_timeout,
+            )  # fmt: skip
+        except OSError as e:
+            raise RuntimeError(f"checking {sc.method} {sc.path}: {e}") from e
         if sc.body is not None and not server.exact_post:
             # An LLM proxy re-serialises the model's answer: check it is the upstream's.
             ok = status == 200 and b'"content":"aaaa' in body.replace(b": ", b":")
@@ -746,7 +754,14 @@ def measure(server: Server, settings: Settings, cpus: CpuLayout, tmp: Path) -> d
     result: dict[str, Any] = {"server": server.name}
     try:
         with running(server, cpus, tmp) as pid:
+            # Before any load: what the server costs to hold, apart from what load leaves
+            # behind (buffers of its peak connection count that the allocator keeps).
+            result["pss_start_mib"] = tree_memory(pid)["pss"] / 2**20
             run_wrk(server, BY_KEY["get_1k"], settings.warmup_seconds, 16, cpus, tmp, pid)
+            pids = tree_pids(pid)
+            cpu0 = cpu_seconds(pids)
+            time.sleep(settings.idle_seconds)
+            result["idle_cpu_ms_per_s"] = (cpu_seconds(pids) - cpu0) * 1e3 / settings.idle_seconds
             for sc in SCENARIOS:
                 result[f"wrk_{sc.key}"] = run_wrk(
                     server, sc, settings.wrk_seconds, settings.wrk_connections, cpus, tmp, pid
@@ -801,23 +816,30 @@ def count_python(server: Server, settings: Settings, cpus: CpuLayout, tmp: Path)
                 run_wrk(server, sc, 1, 16, cpus, tmp, pid)
             with probes(binary):
                 idle, _ = perf_count(pids, ["sleep", str(seconds)], tmp)
-                result["idle"] = {**idle, "seconds": seconds}
+                result["idle"] = {**idle.total, "seconds": seconds}
                 for sc in (BY_KEY["get_1k"], BY_KEY["post"]):
                     cmd = pinned(
                         cpus.load, wrk_cmd(server, sc, seconds, settings.wrk_connections, tmp)
                     )
                     counts, out = perf_count(pids, cmd, tmp)
-                    wrk = parse_wrk(out)
-                    n = wrk["requests"]
+                    n = parse_wrk(out)["requests"]
+                    busiest = counts.busiest() or {}
                     result[sc.key] = {
                         "requests": n,
-                        "counts": counts,
+                        "counts": counts.total,
+                        "threads": counts.threads,
                         # beyond the idle rate: what the requests cost
                         "per_request": {
-                            k: (counts[k] - idle[k]) / n if n else None for k in PROBES
+                            k: (counts.total[k] - idle.total[k]) / n if n else None for k in PROBES
                         },
                         # everything during the run, timers included: an upper bound
-                        "all_per_request": {k: counts[k] / n if n else None for k in PROBES},
+                        "all_per_request": {k: counts.total[k] / n if n else None for k in PROBES},
+                        # on the thread that served the requests: no timer noise
+                        "busiest_thread": {
+                            "thread": busiest.get("thread"),
+                            "cpu_s": busiest.get("cpu_s"),
+                            **{k: busiest.get(k, 0) / n if n else None for k in PROBES},
+                        },
                     }
     except (RuntimeError, OSError, subprocess.TimeoutExpired, StopIteration) as e:
         result["error"] = str(e)
@@ -951,7 +973,8 @@ def main() -> None:
 
     summary = summarize(runs, pycounts, settings)
     meta: dict[str, Any] = {
-        "command": "make bench-gateway" + (" (quick)" if args.quick else ""),
+        "command": "make bench-gateway"
+        + (f' BENCH_GATEWAY_ARGS="{" ".join(sys.argv[1:])}"' if sys.argv[1:] else ""),
         "rounds": settings.rounds,
         "settings": dataclasses.asdict(settings),
         "servers": chosen,

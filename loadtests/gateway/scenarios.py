@@ -68,6 +68,7 @@ class Settings:
     sse_events: int = 5
     sse_delay_ms: int = 10
     pycount_seconds: int = 5
+    idle_seconds: int = 3  # CPU the server burns with no load (timers, polling)
 
     @staticmethod
     def quick() -> Settings:
@@ -79,4 +80,5 @@ class Settings:
             warmup_seconds=1,
             sse_streams=5,
             pycount_seconds=2,
+            idle_seconds=1,
         )

@@ -4,6 +4,7 @@ The Rust core (`agentgate._core.PriorityAdmission`) decides; this module waits. 
 request waits on an asyncio future keyed by its ticket; `release()` passes the freed slot
 straight to the next ticket (critical first, FIFO within a class) and resolves its future.
 Under pressure the lowest class is shed first. One controller belongs to one event loop.
+Classes are `Priority` members or their names ("critical", "high", "normal", "low").
 """
 
 from __future__ import annotations
@@ -11,28 +12,29 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Literal
 
-from agentgate._core import ManualClock
+from agentgate._core import ManualClock, Priority, Refusal
 from agentgate._core import PriorityAdmission as _CoreAdmission
 
-__all__ = ["CLASSES", "AdmissionController", "AdmissionRejected", "Priority"]
+__all__ = ["CLASSES", "AdmissionController", "AdmissionRejected", "Priority", "Refusal"]
 
-Priority = Literal["critical", "high", "normal", "low"]
-CLASSES: tuple[Priority, ...] = ("critical", "high", "normal", "low")
-DEFAULT_MAX_WAIT: Mapping[str, float | None] = {
-    "critical": 5.0,
-    "high": 2.0,
-    "normal": 1.0,
-    "low": 0.5,
+CLASSES: tuple[Priority, ...] = (Priority.Critical, Priority.High, Priority.Normal, Priority.Low)
+DEFAULT_MAX_WAIT: Mapping[Priority, float | None] = {
+    Priority.Critical: 5.0,
+    Priority.High: 2.0,
+    Priority.Normal: 1.0,
+    Priority.Low: 0.5,
 }
-_REJECT = {2: "queue_full", 3: "shed"}
+
+
+def _priority(p: Priority | str) -> Priority:
+    return p if isinstance(p, Priority) else Priority(p)
 
 
 class AdmissionRejected(RuntimeError):
-    """The request was not admitted; `reason` is "queue_full", "shed" or "timeout"."""
+    """The request was not admitted; `reason` is Refusal.QueueFull, .Shed or .Timeout."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: Refusal) -> None:
         super().__init__(f"admission rejected: {reason}")
         self.reason = reason
 
@@ -42,7 +44,7 @@ class _Slot:
 
     __slots__ = ("_controller", "_priority")
 
-    def __init__(self, controller: AdmissionController, priority: str) -> None:
+    def __init__(self, controller: AdmissionController, priority: Priority | str) -> None:
         self._controller = controller
         self._priority = priority
 
@@ -67,48 +69,43 @@ class AdmissionController:
         self,
         max_concurrency: int,
         max_queue: int = 1024,
-        max_wait: Mapping[str, float | None] | None = None,
+        max_wait: Mapping[Priority, float | None] | Mapping[str, float | None] | None = None,
         clock: ManualClock | None = None,
     ) -> None:
         waits = dict(DEFAULT_MAX_WAIT)
-        if max_wait is not None:
-            unknown = set(max_wait) - set(CLASSES)
-            if unknown:
-                raise ValueError(f"max_wait: unknown classes {sorted(unknown)}; use {CLASSES}")
-            waits.update(max_wait)
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
-        if max_queue < 0:
-            raise ValueError(f"max_queue must be >= 0, got {max_queue}")
-        w = tuple(waits[c] for c in CLASSES)
-        self._core = _CoreAdmission(
-            max_concurrency, max_queue, (w[0], w[1], w[2], w[3]), clock=clock
-        )
+        for name, limit in (max_wait or {}).items():
+            try:
+                waits[_priority(name)] = limit
+            except ValueError as e:
+                raise ValueError(f"max_wait: {e}") from None
+        self._core = _CoreAdmission(max_concurrency, max_queue, waits, clock=clock)
         self._max_wait = waits
         # With a manual clock, time moves only when the test says so: expiry happens through
         # `expire()` rather than loop timers.
         self._timers = clock is None
         self._waiters: dict[int, asyncio.Future[None]] = {}
 
-    def slot(self, priority: str = "normal") -> _Slot:
+    def slot(self, priority: Priority | str = Priority.Normal) -> _Slot:
         """Async context manager holding one slot: `async with controller.slot("high"): ...`."""
         return _Slot(self, priority)
 
-    async def acquire(self, priority: str = "normal") -> None:
+    async def acquire(self, priority: Priority | str = Priority.Normal) -> None:
         """Waits for a slot; raises AdmissionRejected. The caller must `release()` afterwards."""
-        code, ticket, shed = self._core.acquire(priority)
-        if shed:
-            self._fail(shed, "shed")
-        if code == 0:
+        p = _priority(priority)
+        outcome = self._core.acquire(p)
+        if outcome.shed:
+            self._fail(outcome.shed, Refusal.Shed)
+        ticket = outcome.ticket
+        if ticket is None:
+            if outcome.refusal is not None:
+                raise AdmissionRejected(outcome.refusal)
             return
-        if code != 1:
-            raise AdmissionRejected(_REJECT[code])
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         self._waiters[ticket] = fut
         timer = None
         if self._timers:
-            limit = self._max_wait.get(priority.lower())
+            limit = self._max_wait.get(p)
             if limit is not None:
                 timer = loop.call_later(limit, self._on_timeout, ticket)
         try:
@@ -138,7 +135,7 @@ class AdmissionController:
     def expire(self) -> int:
         """Fails waiters whose class max wait has passed (by the core's clock); returns count."""
         expired = self._core.expire()
-        self._fail(expired, "timeout")
+        self._fail(expired, Refusal.Timeout)
         return len(expired)
 
     def _on_timeout(self, ticket: int) -> None:
@@ -147,17 +144,18 @@ class AdmissionController:
             return
         if self._core.cancel(ticket):
             del self._waiters[ticket]
-            fut.set_exception(AdmissionRejected("timeout"))
+            fut.set_exception(AdmissionRejected(Refusal.Timeout))
 
-    def _fail(self, tickets: list[int], reason: str) -> None:
+    def _fail(self, tickets: list[int], reason: Refusal) -> None:
         for t in tickets:
             fut = self._waiters.pop(t, None)
             if fut is not None and not fut.done():
                 fut.set_exception(AdmissionRejected(reason))
 
     def depths(self) -> dict[str, int]:
-        """Waiting requests per class."""
-        return dict(zip(CLASSES, self._core.depths(), strict=True))
+        """Waiting requests per class name, most important first."""
+        d = self._core.depths()
+        return {str(p): d[p] for p in CLASSES}
 
     @property
     def in_flight(self) -> int:

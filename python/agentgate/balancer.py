@@ -2,35 +2,33 @@
 and a health flag per endpoint (tower's p2c + PeakEwma, in the Rust core).
 
 Contract: every `pick()` is followed by exactly one `finish(index, latency, outcome)`.
+`pick()` raises `NoEndpointAvailable`, whose `reason` is an `Unavailable` member.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from agentgate._core import Balancer as _CoreBalancer
-from agentgate._core import BreakerConfig, EndpointStats, ManualClock
+from agentgate._core import (
+    BreakerConfig,
+    EndpointSpec,
+    EndpointStats,
+    ManualClock,
+    NoEndpointAvailable,
+    Outcome,
+    SettingError,
+    Unavailable,
+)
 
-__all__ = ["Balancer", "EndpointStats", "NoEndpointAvailable", "Outcome"]
+__all__ = ["Balancer", "EndpointStats", "NoEndpointAvailable", "Outcome", "Unavailable"]
 
-Outcome = Literal["success", "failure", "cancelled"]
-
-# Negative codes returned by the core's pick(), by reason.
-_REASONS = {-1: "empty", -2: "no_healthy", -3: "all_open"}
 _ENDPOINT_KEYS = frozenset({"id", "weight", "breaker"})
 
 
-class NoEndpointAvailable(RuntimeError):
-    """No endpoint can take a request; `reason` is "empty", "no_healthy" or "all_open"."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"no endpoint available: {reason}")
-        self.reason = reason
-
-
-def _endpoint(i: int, spec: Mapping[str, Any]) -> tuple[str, int, BreakerConfig]:
-    """Validates one endpoint mapping into the core's (id, weight, BreakerConfig) triple."""
+def _endpoint(i: int, spec: Mapping[str, Any]) -> EndpointSpec:
+    """Validates one endpoint mapping into the core's EndpointSpec."""
     unknown = set(spec) - _ENDPOINT_KEYS
     if unknown:
         raise ValueError(f"endpoints[{i}]: unknown keys {sorted(unknown)}")
@@ -42,14 +40,17 @@ def _endpoint(i: int, spec: Mapping[str, Any]) -> tuple[str, int, BreakerConfig]
         raise ValueError(f"endpoints[{i}] ({eid!r}).weight must be an int >= 1, got {weight!r}")
     breaker = spec.get("breaker", {})
     if isinstance(breaker, BreakerConfig):
-        return eid, weight, breaker
+        return EndpointSpec(eid, weight, breaker)
     if not isinstance(breaker, Mapping):
         raise ValueError(f"endpoints[{i}] ({eid!r}).breaker must be a mapping")
     try:
         config = BreakerConfig(**breaker)
-    except (TypeError, ValueError) as e:
+    except TypeError as e:
         raise ValueError(f"endpoints[{i}] ({eid!r}).breaker: {e}") from None
-    return eid, weight, config
+    except SettingError as e:
+        e.add_note(f"in endpoints[{i}] ({eid!r}).breaker")
+        raise
+    return EndpointSpec(eid, weight, config)
 
 
 class Balancer:
@@ -65,20 +66,19 @@ class Balancer:
         *,
         seed: int | None = None,
     ) -> None:
-        triples = [_endpoint(i, e) for i, e in enumerate(endpoints)]
-        self._core = _CoreBalancer(triples, decay, clock=clock, seed=seed)
-        self._ids = tuple(t[0] for t in triples)
+        specs = [_endpoint(i, e) for i, e in enumerate(endpoints)]
+        self._core = _CoreBalancer(specs, decay, clock=clock, seed=seed)
+        self._ids = tuple(s.id for s in specs)
 
     def pick(self) -> int:
         """Index of the endpoint to use; raises NoEndpointAvailable when none can take it."""
-        i = self._core.pick()
-        if i < 0:
-            raise NoEndpointAvailable(_REASONS[i])
-        return i
+        return self._core.pick()
 
-    def finish(self, index: int, latency: float, outcome: Outcome = "success") -> None:
-        """Ends a picked request: latency in seconds, outcome success/failure/cancelled."""
-        self._core.finish(index, latency, outcome)
+    def finish(self, index: int, latency: float, outcome: Outcome | str = Outcome.Success) -> None:
+        """Ends a picked request: latency in seconds, an Outcome (or its name, "failure")."""
+        self._core.finish(
+            index, latency, outcome if isinstance(outcome, Outcome) else Outcome(outcome)
+        )
 
     def set_healthy(self, index: int, healthy: bool) -> None:
         """Records the health-check verdict of an endpoint."""

@@ -3,7 +3,8 @@
 The state machine lives in the Rust core (`agentgate._core.CircuitBreaker`); this module adds the
 Python conveniences. Contract: every `allow()` that returned True is followed by exactly one of
 `success()`, `failure()` or `cancelled()` (the last returns a half-open probe permit without
-counting). `call` and `acall` keep that contract for you.
+counting), or `record(outcome)`. `call` and `acall` keep that contract for you. `state` is a
+`BreakerState` member; `str(state)` is its name ("closed", "open", "half_open").
 """
 
 from __future__ import annotations
@@ -11,10 +12,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
-from agentgate._core import BreakerConfig, BreakerStats
+from agentgate._core import BreakerConfig, BreakerState, BreakerStats, Outcome
 from agentgate._core import CircuitBreaker as _CoreBreaker
 
-__all__ = ["BreakerConfig", "BreakerStats", "CircuitBreaker", "CircuitOpenError"]
+__all__ = [
+    "BreakerConfig",
+    "BreakerState",
+    "BreakerStats",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "Outcome",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -23,7 +31,7 @@ T = TypeVar("T")
 class CircuitOpenError(RuntimeError):
     """Raised by `call`/`acall` when the breaker refuses the request (open, or probes busy)."""
 
-    def __init__(self, state: str) -> None:
+    def __init__(self, state: BreakerState) -> None:
         super().__init__(f"circuit breaker is {state}")
         self.state = state
 

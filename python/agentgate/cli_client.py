@@ -14,7 +14,6 @@ another address.
 
 from __future__ import annotations
 
-import os
 import tomllib
 import urllib.error
 import urllib.parse
@@ -27,6 +26,7 @@ from typing import Any
 import orjson
 
 from agentgate.config import ConfigError, load_config
+from agentgate.settings import Settings
 
 __all__ = ["DEFAULT_URL", "PROFILE", "Api", "CliError", "admin_url", "api_for", "resolve_url"]
 
@@ -41,7 +41,7 @@ class CliError(Exception):
 
 def profile_path() -> Path:
     """The profile file (`AGENTGATE_PROFILE_FILE` overrides the default location)."""
-    return Path(os.environ.get("AGENTGATE_PROFILE_FILE", str(PROFILE))).expanduser()
+    return Settings.from_env().profile_file or PROFILE.expanduser()
 
 
 def load_profile(name: str | None) -> dict[str, Any]:
@@ -88,12 +88,13 @@ def resolve_url(config: str | None, profile: Mapping[str, Any]) -> tuple[str, st
     """The API base URL and where it came from (see the module docstring for the order)."""
     if config:
         return _from_config(config, "--config")
-    env_url = os.environ.get("AGENTGATE_URL")
+    env = Settings.from_env()
+    env_url = env.url
     if env_url:
         return env_url.rstrip("/"), "AGENTGATE_URL"
     if profile.get("url"):
         return str(profile["url"]).rstrip("/"), f"url in {profile_path()}"
-    env_config = os.environ.get("AGENTGATE_CONFIG")
+    env_config = env.config_path
     if env_config:
         return _from_config(env_config, "AGENTGATE_CONFIG")
     return DEFAULT_URL, "the default (no --config, AGENTGATE_URL, profile url or AGENTGATE_CONFIG)"
@@ -174,7 +175,7 @@ def api_for(config: str | None, profile_name: str | None) -> Api:
     """The API to talk to for a command's `--config` / `--profile` options."""
     prof = load_profile(profile_name)
     url, source = resolve_url(config, prof)
-    key = os.environ.get("AGENTGATE_API_KEY") or prof.get("api_key")
+    key = Settings.from_env().api_key or prof.get("api_key")
     if not key:
         raise CliError(
             f"no API key: set AGENTGATE_API_KEY or api_key in {profile_path()} "

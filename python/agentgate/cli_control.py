@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 import urllib.parse
@@ -22,6 +21,7 @@ from typing import Any
 import orjson
 
 from agentgate.cli_client import CliError, api_for
+from agentgate.settings import Settings
 from agentgate.store import ApiKey, Store, Tenant, open_store
 from agentgate.tenancy import create_key, create_tenant
 
@@ -66,8 +66,9 @@ def add_commands(sub: Any) -> None:
     a = sub.add_parser("admin", help="installation administration")
     asub = a.add_subparsers(dest="sub", required=True)
     b = asub.add_parser("bootstrap", help="create the system tenant and print its admin key once")
-    b.add_argument("--database-url", default=os.environ.get("AGENTGATE_DATABASE_URL"))
-    b.add_argument("--data-dir", default=os.environ.get("AGENTGATE_DATA_DIR", "."))
+    env = Settings.from_env()
+    b.add_argument("--database-url", default=env.database_url)
+    b.add_argument("--data-dir", default=str(env.data_dir or "."))
     b.add_argument("--tenant", default="system")
 
     def group(name: str, help_: str) -> Any:

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from agentgate.cli_control import CliError, _call, _out
+from agentgate.settings import Settings
 
 __all__ = ["add_commands", "run"]
 
@@ -211,7 +212,6 @@ def _summary(m: Any, dests: list[str]) -> dict[str, Any]:
 
 
 async def _backup_async(args: argparse.Namespace) -> int:
-    import os
     from pathlib import Path
 
     from agentgate.config import ConfigError, load_config
@@ -222,7 +222,8 @@ async def _backup_async(args: argparse.Namespace) -> int:
     from agentgate.security.keys import KekError
     from agentgate.store import open_store
 
-    path = args.config or os.environ.get("AGENTGATE_CONFIG")
+    settings = Settings.from_env()
+    path = args.config or settings.config_path
     if not path:
         raise CliError("give --config FILE (or set AGENTGATE_CONFIG)")
     try:
@@ -231,8 +232,8 @@ async def _backup_async(args: argparse.Namespace) -> int:
         raise CliError(f"invalid config: {e}") from None
     if cfg.backup is None:
         raise CliError(f"{path}: no backup section (backup.destinations)")
-    url = os.environ.get("AGENTGATE_DATABASE_URL") or cfg.database_url
-    data_dir = Path(os.environ.get("AGENTGATE_DATA_DIR") or cfg.data_dir)
+    url = settings.database_url or cfg.database_url
+    data_dir = settings.data_dir or Path(cfg.data_dir)
     try:
         if args.sub == "restore":
             # the store may not exist: the salt comes from a destination's repository

@@ -339,18 +339,25 @@ class Match(_Model):
         return self.path_prefix or self.path or self.path_template or ""
 
 
+OnRedisError = Annotated[
+    Literal["open", "closed", "local"],
+    BeforeValidator(lambda v: {"allow": "open", "deny": "closed"}.get(v, v)),
+]
+
+
 class RateLimit(_Model):
     """GCRA limit: `rate` per second sustained, `burst` at once, per `key`.
 
     `scope: cluster` shares the limit among every gateway through Redis (`redis:` at the top
-    level); `on_redis_error` says whether requests pass (`open`) or are refused (`closed`)
-    while Redis cannot be reached."""
+    level); `on_redis_error` says what happens while Redis cannot be reached: requests pass
+    (`open`, alias `allow`), are refused with 503 (`closed`, alias `deny`), or this gateway
+    enforces the whole limit on its own (`local`)."""
 
     key: str = "ip"
     rate: Rate
     burst: int = Field(default=0, ge=0)
     scope: Literal["local", "cluster"] = "local"
-    on_redis_error: Literal["open", "closed"] = "open"
+    on_redis_error: OnRedisError = "open"
 
     @field_validator("key")
     @classmethod

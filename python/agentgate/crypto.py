@@ -2,23 +2,22 @@
 
 Keys may be given as raw bytes (32-byte public key or seed), base64 text (standard or URL-safe,
 padded or not) or PEM (SPKI ``PUBLIC KEY`` / PKCS#8 ``PRIVATE KEY``), as ``str`` or ``bytes``.
-A malformed key raises ``ValueError`` naming the format and the problem; a wrong signature
-only makes ``verify`` return ``False``.
+A malformed key raises ``Ed25519KeyError`` (a ``ValueError``) whose ``kind``, ``format`` and
+``problem`` say which key, which encoding and what is wrong; a wrong signature only makes
+``verify`` return ``False``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 from agentgate._core import (
-    Ed25519PrivateKey as PrivateKey,
-)
-from agentgate._core import (
-    Ed25519PublicKey as PublicKey,
-)
-from agentgate._core import (
-    ed25519_generate,
+    BatchMode,
+    Ed25519KeyError,
+    KeyFormat,
+    KeyKind,
+    KeyProblem,
     ed25519_private_pem,
     ed25519_public_b64,
     ed25519_public_from_private,
@@ -28,10 +27,20 @@ from agentgate._core import (
     ed25519_verify,
     ed25519_verify_batch,
 )
+from agentgate._core import (
+    Ed25519PrivateKey as PrivateKey,
+)
+from agentgate._core import (
+    Ed25519PublicKey as PublicKey,
+)
 
 __all__ = [
     "BatchMode",
+    "Ed25519KeyError",
+    "KeyFormat",
+    "KeyKind",
     "KeyPair",
+    "KeyProblem",
     "PrivateKey",
     "PrivateKeyInput",
     "PublicKey",
@@ -70,8 +79,8 @@ class KeyPair(NamedTuple):
 
 def generate_keypair() -> KeyPair:
     """A fresh key pair from the operating system's RNG."""
-    seed, public = ed25519_generate()
-    return KeyPair(seed, public)
+    key = PrivateKey.generate()
+    return KeyPair(key.seed, key.public_key().raw)
 
 
 def load_public_key(key: PublicKeyInput) -> PublicKey:
@@ -100,20 +109,21 @@ def sign(private_key: PrivateKeyInput, message: bytes) -> bytes:
 
 
 def verify(public_key: PublicKeyInput, message: bytes, signature: bytes) -> bool:
-    """Strict verification: False for a bad signature, ValueError for a malformed key."""
+    """Strict verification: False for a bad signature, Ed25519KeyError for a malformed key."""
     return ed25519_verify(public_key, message, signature)
 
 
-BatchMode = Literal["exact", "exact-batched", "fast"]
-
-
 def verify_batch(
-    items: Iterable[tuple[PublicKeyInput, bytes, bytes]], *, mode: BatchMode = "exact"
+    items: Iterable[tuple[PublicKeyInput, bytes, bytes]],
+    *,
+    mode: BatchMode | str = BatchMode.Exact,
 ) -> list[bool]:
     """Verifies many (key, message, signature) items without holding the GIL.
 
-    "exact" (default) and "exact-batched" give the same answer as `verify` for every item.
-    "fast" uses the batch equation (about 2x faster) and may additionally accept a signature
-    whose R has a small-order component, which only the private key holder can make.
+    Exact (default) and ExactBatched give the same answer as `verify` for every item. Fast uses
+    the batch equation (about 2x faster) and may additionally accept a signature whose R has a
+    small-order component, which only the private key holder can make. `mode` may also be the
+    mode's name ("exact", "exact-batched", "fast").
     """
-    return ed25519_verify_batch(list(items), mode)
+    m = mode if isinstance(mode, BatchMode) else BatchMode(mode)
+    return ed25519_verify_batch(list(items), m)

@@ -9,10 +9,19 @@ is full again) are dropped first. `headers(decision)` gives the draft-IETF `Rate
     d = limiter.check(api_key)
     if not d:
         return 429, limiter.headers(d)
+
+A bad rate, burst or `max_keys` raises `LimiterError` (a ValueError) whose `kind` names it; a
+negative integer argument raises `SettingError` naming the argument.
 """
 
 from __future__ import annotations
 
-from agentgate._core import RateLimitDecision, RateLimiter
+from agentgate._core import (
+    LimiterError,
+    LimiterErrorKind,
+    RateLimitDecision,
+    RateLimiter,
+    SettingError,
+)
 
-__all__ = ["RateLimitDecision", "RateLimiter"]
+__all__ = ["LimiterError", "LimiterErrorKind", "RateLimitDecision", "RateLimiter", "SettingError"]

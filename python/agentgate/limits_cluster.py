@@ -37,26 +37,38 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError
 
-__all__ = ["GCRA_LEASE", "ClusterLimiter", "lease"]
+__all__ = [
+    "DECISIONS",
+    "GCRA_LEASE",
+    "LEASES",
+    "REDIS_ERRORS",
+    "REDIS_UP",
+    "ClusterLimiter",
+    "lease",
+]
 
 # KEYS[1]: the key's TAT (µs, server clock). ARGV: emission interval µs, capacity (tokens),
-# wanted tokens. Grants as many as fit (0..wanted); returns {granted, wait µs for one more}.
+# wanted tokens, and (optional) owed tokens: spent by a gateway ahead of its lease (the data
+# plane's credit), paid first, as far as the bucket has room. Grants as many as then fit
+# (0..wanted); returns {granted, wait µs for one more, owed tokens paid}.
 GCRA_LEASE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local T = tonumber(ARGV[1])
 local cap = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
+local owed = tonumber(ARGV[4] or '0')
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local room = math.floor((now + cap * T - tat) / T)
-local grant = math.max(0, math.min(want, room))
-if grant > 0 then
-  tat = tat + grant * T
+local room = math.max(0, math.floor((now + cap * T - tat) / T))
+local paid = math.min(owed, room)
+local grant = math.max(0, math.min(want, room - paid))
+if grant + paid > 0 then
+  tat = tat + (grant + paid) * T
   redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
 end
 local wait = math.max(0, tat + T - (now + cap * T))
-return {grant, wait}
+return {grant, wait, paid}
 """
 
 REDIS_UP = Gauge(
@@ -70,17 +82,29 @@ REDIS_ERRORS = Counter(
 DECISIONS = Counter(
     "agentgate_cluster_limit_decisions_total",
     "Cluster rate-limit decisions by outcome",
-    ["outcome"],  # allowed, limited, fail_open, fail_closed
+    ["outcome"],  # allowed, limited, fail_open, fail_closed; the data plane also borrowed, local
 )
 LEASES = Counter("agentgate_cluster_limit_leases_total", "Lease round trips to Redis")
+
+
+def redis_client(url: str, timeout: float) -> aioredis.Redis:
+    """A client for lease round trips: a dead Redis fails within max(1 s, 10 × `timeout`)."""
+    return aioredis.Redis.from_url(
+        url, socket_timeout=max(1.0, 10 * timeout), socket_connect_timeout=max(0.5, timeout)
+    )
+
+
+def interval_us(rate: float) -> int:
+    """The GCRA emission interval of `rate`/s in µs, as the lease script takes it."""
+    return max(1, round(1_000_000 / rate))
 
 
 async def lease(
     client: aioredis.Redis, script: Any, key: str, rate: float, capacity: int, want: int
 ) -> tuple[int, float]:
     """One lease round trip: (tokens granted, seconds until one more would be)."""
-    interval = max(1, round(1_000_000 / rate))
-    granted, wait = await script(keys=[key], args=[interval, capacity, want], client=client)
+    args = [interval_us(rate), capacity, want]
+    granted, wait, _ = await script(keys=[key], args=args, client=client)
     return int(granted), int(wait) / 1_000_000
 
 
@@ -126,11 +150,7 @@ class ClusterLimiter:
         self.retry_after = retry_after
         self.prefix = prefix
         self._clock = clock
-        self._r = client or aioredis.Redis.from_url(
-            redis_url or "",
-            socket_timeout=max(1.0, 10 * timeout),
-            socket_connect_timeout=max(0.5, timeout),
-        )
+        self._r = client or redis_client(redis_url or "", timeout)
         self._script = self._r.register_script(GCRA_LEASE)
         self._buckets: dict[str, _Bucket] = {}
         self._down_until = 0.0

@@ -1,6 +1,7 @@
 """Request routing: pick the route for (method, host, path, headers) in the Rust core.
 
-Routes are mappings, checked when the table is built (errors name the route index, id and field):
+Routes are mappings, checked by the core when the table is built; a bad one raises `RouterError`
+(a ValueError) with the route's `index` and `id` and the `field` at fault:
 
     {"id": "echo", "path_prefix": "/agents/echo"}            # or "path" (exact), "path_template"
     {"id": "user", "path_template": "/users/{id}", "methods": ["GET"],
@@ -18,9 +19,9 @@ from __future__ import annotations
 
 from typing import NotRequired, TypedDict
 
-from agentgate._core import RouteMatch, Router
+from agentgate._core import RouteMatch, Router, RouterError
 
-__all__ = ["RouteConfig", "RouteMatch", "Router"]
+__all__ = ["RouteConfig", "RouteMatch", "Router", "RouterError"]
 
 
 class RouteConfig(TypedDict):

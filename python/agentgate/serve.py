@@ -29,17 +29,18 @@ import orjson
 from agentgate.api.admin import create_app
 from agentgate.api.app import control_app, control_plane
 from agentgate.api.auth import admin_exposure_warning
+from agentgate.bus.changes import Change, ChangeFeed
 from agentgate.bus.http import bus_app
 from agentgate.cli_runtime import runtime_env
 from agentgate.config import Agent, ConfigError, Endpoint, GatewayConfig, Match, Route, Timeouts
 from agentgate.errors import Forbidden
 from agentgate.gateway.dataplane import Gateway
 from agentgate.gateway.sources import ConfigFile, FixedSource
+from agentgate.observe.cost_feed import CostFeed
 from agentgate.observe.dataplane_feed import DataPlaneFeed
 from agentgate.runtime.manager import DataPlaneLoad
-from agentgate.runtime.store_source import StoreSource
-from agentgate.secret_refs import references
-from agentgate.security.services import Security
+from agentgate.runtime.store_source import FALLBACK_INTERVAL, StoreSource
+from agentgate.security.upstream_secrets import UpstreamSecrets
 from agentgate.settings import ENV_CONFIG, Settings
 from agentgate.store import Store, open_store
 
@@ -181,28 +182,6 @@ async def _open_store(cfg: GatewayConfig, settings: Settings) -> Store:
     return await open_store(settings.database_url or cfg.database_url, data_dir)
 
 
-def _secret_resolver(security: Security, system_tenant: str, store: Store) -> Any:
-    """Resolves `${secret:NAME}` in agents' upstream headers: file agents from the system
-    tenant's secrets, store agents (`<tenant>/<agent>`) from their tenant's."""
-
-    async def resolve(cfg: GatewayConfig) -> GatewayConfig:
-        needed = {
-            name: a for name, a in cfg.agents.items() if any(map(references, a.headers.values()))
-        }
-        if not needed:
-            return cfg
-        secrets = await security.secrets()
-        agents = dict(cfg.agents)
-        for name, a in needed.items():
-            tenant_name = name.split("/", 1)[0] if "/" in name else system_tenant
-            tenant = await store.system.tenants.get_by_name(tenant_name)
-            headers = await secrets.resolve_headers(tenant.id, a.headers)
-            agents[name] = a.model_copy(update={"headers": headers})
-        return cfg.model_copy(update={"agents": agents})
-
-    return resolve
-
-
 async def _run(
     file: ConfigFile,
     settings: Settings,
@@ -223,6 +202,7 @@ async def _run(
         )
         return 2
     gateway: Gateway | None = None
+    costs: CostFeed | None = None
 
     def in_flight() -> dict[str, int]:
         # drains are reported from the data plane's own counts
@@ -260,14 +240,17 @@ async def _run(
             bus_server = _Admin(bus_app(api.state.bus, _gateway_tenant), uds=sock)
             await bus_server.start()
             sources.append(_bus_source(sock))
+        upstream_secrets = UpstreamSecrets(api.state.security, store)
         gateway = await Gateway.create(
             cfg,
             workers=workers,
             sources=sources,
-            resolve=_secret_resolver(api.state.security, "system", store),
+            resolve=upstream_secrets.resolve,
         )
         gw = gateway
         gw.sinks.append(feed.push)
+        costs = CostFeed(api.state.observe.cost, gw.core.set_limited_tenants)
+        gw.sinks.append(costs.push)
         runtime = api.state.runtime
         if runtime is not None:
             gw.on_activate = _activator(runtime, source)
@@ -282,15 +265,23 @@ async def _run(
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
 
+        changes = ChangeFeed(api.state.bus) if api.state.bus is not None else None
+
         async def reinstall() -> None:
             await gw.install(file.config)
+
+        async def file_changed() -> None:
+            if await gw.install(file.config) and changes is not None:
+                await changes.publish(
+                    Change.of("config.reload", None, "config", {"file": file.path})
+                )
 
         def spawn(coro: Awaitable[None]) -> None:
             tasks.append(loop.create_task(coro))  # type: ignore[arg-type]
 
         def on_hup() -> None:
             if file.reload():
-                spawn(reinstall())
+                spawn(file_changed())
             else:
                 print("agentgate: reload refused (see the log)", file=sys.stderr, flush=True)
 
@@ -298,8 +289,14 @@ async def _run(
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, on_hup)
         spawn(gw.run())
-        spawn(file.watch(reinstall))
+        spawn(costs.run())
+        spawn(file.watch(file_changed))
+        if changes is not None:
+            # changes arrive on the bus at once; polling the store stays as the fallback
+            source.interval = FALLBACK_INTERVAL
+            spawn(source.follow(changes))
         spawn(source.run(reinstall))
+        spawn(upstream_secrets.watch(reinstall))
         urls = {"listen": f"{host}:{port}", "admin": f"{a_host}:{a_port}"}
         if ports_file:
             _write_atomically(ports_file, orjson.dumps(urls))
@@ -313,6 +310,11 @@ async def _run(
     finally:
         if gateway is not None:
             await gateway.shutdown(DRAIN_SECONDS)
+        if costs is not None:
+            try:  # the drained requests' usage, before the store closes
+                await costs.flush()
+            except Exception:
+                logging.getLogger(__name__).exception("cost: last flush failed")
         for t in tasks:
             t.cancel()
         if admin is not None:

@@ -13,7 +13,8 @@ or with httpx::
     httpx.post(url, content=body, headers=headers)
 
 Pass the URL exactly as it goes on the wire (already percent-encoded): the signature covers the
-path and query as given.
+path and query as given. A rejected request raises `SignatureError` (the core's
+`HttpSignatureError`, a ValueError) whose `kind` says why and `code` is the stable problem code.
 """
 
 from __future__ import annotations
@@ -25,20 +26,25 @@ from urllib.parse import urlsplit
 from agentgate._core import (
     ContentDigestCheck,
     ContentDigestHasher,
-    HttpSignatureError,
+    DigestAlg,
+    HttpSigErrorKind,
     HttpSigVerifier,
     ManualClock,
     VerifiedSignature,
     http_content_digest,
     http_sign,
     http_signature_base,
+    http_verify_body_digest,
     http_verify_content_digest,
 )
+from agentgate._core import HttpSignatureError as SignatureError
 from agentgate.crypto import PrivateKeyInput, PublicKeyInput
 
 __all__ = [
     "ContentDigestCheck",
     "ContentDigestHasher",
+    "DigestAlg",
+    "HttpSigErrorKind",
     "HttpSigVerifier",
     "SignatureError",
     "VerifiedSignature",
@@ -52,21 +58,13 @@ __all__ = [
 HeaderInput = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
-class SignatureError(ValueError):
-    """A signed request was rejected; `code` is a stable reason ("expired", "bad-signature")."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def content_digest(body: bytes, alg: str = "sha-256") -> str:
+def content_digest(body: bytes, alg: DigestAlg | str = DigestAlg.Sha256) -> str:
     """RFC 9530 `Content-Digest` value of `body` (`sha-256=:base64:` or sha-512)."""
-    return http_content_digest(body, alg)
+    return http_content_digest(body, alg if isinstance(alg, DigestAlg) else DigestAlg(alg))
 
 
 def verify_content_digest(header: str, body: bytes) -> bool:
-    """True if `body` matches a `Content-Digest` header; ValueError if the header is malformed."""
+    """True if `body` matches a `Content-Digest` header; SignatureError if it is malformed."""
     return http_verify_content_digest(header, body)
 
 
@@ -119,7 +117,7 @@ def sign_request(
         comps = list(components)
     scheme, authority, path, query = _split(url)
     now = int(time.time()) if created is None else created
-    sig_input, sig = http_sign(
+    signed = http_sign(
         method.upper(),
         scheme,
         authority,
@@ -135,8 +133,8 @@ def sign_request(
         nonce=nonce,
         alg="ed25519" if alg else None,
     )
-    added["Signature-Input"] = sig_input
-    added["Signature"] = sig
+    added["Signature-Input"] = signed.signature_input
+    added["Signature"] = signed.signature
     return added
 
 
@@ -175,21 +173,9 @@ def verify_request(
         verifier = HttpSigVerifier(
             dict(keys), max_age=max_age, clock=clock, now=now, nonce_capacity=None
         )
-    try:
-        verified = verifier.verify(
-            method, scheme, authority, path, query, pairs, has_body=has_body, label=label
-        )
-    except HttpSignatureError as e:
-        code, message = e.args
-        raise SignatureError(code, message) from None
+    verified = verifier.verify(
+        method, scheme, authority, path, query, pairs, has_body=has_body, label=label
+    )
     if has_body and body is not None:
-        digests = [v for k, v in pairs if k.lower() == "content-digest"]
-        if not digests:
-            raise SignatureError("missing-digest", "missing Content-Digest header")
-        try:
-            ok = http_verify_content_digest(", ".join(digests), body)
-        except ValueError as e:
-            raise SignatureError("malformed-signature", str(e)) from None
-        if not ok:
-            raise SignatureError("digest-mismatch", "content digest mismatch")
+        http_verify_body_digest(pairs, body)
     return verified

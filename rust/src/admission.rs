@@ -19,6 +19,7 @@
 //! or removed by a `cancel` that returned `true`.
 
 use crate::clock::{AnyClock, Clock};
+use crate::setting::{secs_to_nanos, SettingError};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -89,11 +90,39 @@ pub struct AdmissionConfig {
 
 impl AdmissionConfig {
     /// Checks the fields; the error names the bad one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SettingError> {
         if self.max_concurrency == 0 {
-            return Err("max_concurrency must be >= 1, got 0".to_string());
+            return Err(SettingError::new("max_concurrency", "must be >= 1, got 0"));
         }
         Ok(())
+    }
+
+    /// A config with the longest wait per class in seconds (indexed like [`Priority::ALL`]):
+    /// `None` or infinite means no limit; 0 means a waiter expires at once.
+    pub fn with_wait_secs(
+        max_concurrency: u32,
+        max_queue: u32,
+        max_wait: [Option<f64>; 4],
+    ) -> Result<Self, SettingError> {
+        let mut max_wait_nanos = [0; 4];
+        for (slot, (class, secs)) in max_wait_nanos
+            .iter_mut()
+            .zip(Priority::ALL.iter().zip(max_wait))
+        {
+            *slot = match secs {
+                None => 0,
+                Some(s) if s == f64::INFINITY => 0,
+                // 0 stands for "no limit" in the nanos field, so "expire at once" is 1 ns.
+                Some(s) => secs_to_nanos(&format!("max_wait[{:?}]", class.as_str()), s)?.max(1),
+            };
+        }
+        let config = AdmissionConfig {
+            max_concurrency,
+            max_queue,
+            max_wait_nanos,
+        };
+        config.validate()?;
+        Ok(config)
     }
 }
 
@@ -112,6 +141,38 @@ impl Reason {
         match self {
             Reason::QueueFull => "queue_full",
             Reason::Shed => "shed",
+        }
+    }
+}
+
+/// Why a request ended without a slot, as its caller reports it: refused on arrival
+/// ([`Reason`]) or, after waiting, its class's max wait passed ([`Admission::expire`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Refused on arrival: the queue is full of requests of this class (or there is none).
+    QueueFull,
+    /// Refused on arrival, or evicted while waiting, in favour of more important requests.
+    Shed,
+    /// Waited longer than its class's max wait.
+    Timeout,
+}
+
+impl Refusal {
+    /// Snake-case name: "queue_full", "shed", "timeout".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::QueueFull => "queue_full",
+            Refusal::Shed => "shed",
+            Refusal::Timeout => "timeout",
+        }
+    }
+}
+
+impl From<Reason> for Refusal {
+    fn from(r: Reason) -> Self {
+        match r {
+            Reason::QueueFull => Refusal::QueueFull,
+            Reason::Shed => Refusal::Shed,
         }
     }
 }
@@ -183,7 +244,7 @@ impl Admission {
     }
 
     /// A controller, or the validation error.
-    pub fn try_new(config: AdmissionConfig, clock: AnyClock) -> Result<Self, String> {
+    pub fn try_new(config: AdmissionConfig, clock: AnyClock) -> Result<Self, SettingError> {
         config.validate()?;
         Ok(Self::new(config, clock))
     }
@@ -404,9 +465,24 @@ mod tests {
             max_queue: 1,
             max_wait_nanos: [0; 4],
         };
-        assert!(Admission::try_new(cfg, AnyClock::default())
-            .unwrap_err()
-            .contains("max_concurrency"));
+        let e = Admission::try_new(cfg, AnyClock::default()).unwrap_err();
+        assert_eq!(e.field, "max_concurrency");
+    }
+
+    #[test]
+    fn waits_in_seconds() {
+        let c = AdmissionConfig::with_wait_secs(
+            4,
+            8,
+            [None, Some(f64::INFINITY), Some(0.0), Some(0.5)],
+        )
+        .unwrap();
+        assert_eq!(c.max_wait_nanos, [0, 0, 1, 500_000_000]);
+        let e = AdmissionConfig::with_wait_secs(4, 8, [None, None, Some(-1.0), None]).unwrap_err();
+        assert_eq!(e.field, "max_wait[\"normal\"]");
+        let e = AdmissionConfig::with_wait_secs(0, 8, [None; 4]).unwrap_err();
+        assert_eq!(e.field, "max_concurrency");
+        assert_eq!(Refusal::from(Reason::Shed).as_str(), "shed");
     }
 
     #[test]

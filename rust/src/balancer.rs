@@ -14,6 +14,7 @@
 
 use crate::breaker::{BreakerConfig, BreakerStats, CircuitBreaker};
 use crate::clock::{AnyClock, Clock};
+use crate::setting::SettingError;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -186,24 +187,24 @@ impl Balancer {
         endpoints: Vec<EndpointSpec>,
         decay_nanos: u64,
         clock: AnyClock,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SettingError> {
         if decay_nanos == 0 {
-            return Err("decay_nanos must be > 0".to_string());
+            return Err(SettingError::new("decay_nanos", "must be > 0"));
         }
         let mut seen = std::collections::HashSet::new();
         for (i, e) in endpoints.iter().enumerate() {
+            let at = format!("endpoints[{i}]");
             if e.weight == 0 {
-                return Err(format!(
-                    "endpoints[{i}] ({:?}): weight must be >= 1, got 0",
-                    e.id
-                ));
+                let problem = format!("must be >= 1, got 0 (endpoint {:?})", e.id);
+                return Err(SettingError::new(format!("{at}.weight"), problem));
             }
             if !seen.insert(e.id.as_str()) {
-                return Err(format!("endpoints[{i}]: duplicate id {:?}", e.id));
+                let problem = format!("duplicates an earlier endpoint: {:?}", e.id);
+                return Err(SettingError::new(format!("{at}.id"), problem));
             }
             e.breaker
                 .validate()
-                .map_err(|m| format!("endpoints[{i}] ({:?}): breaker: {m}", e.id))?;
+                .map_err(|err| err.within(&format!("{at}.breaker")))?;
         }
         Ok(Self::new(endpoints, decay_nanos, clock))
     }
@@ -435,19 +436,16 @@ mod tests {
     fn validation_names_the_endpoint_and_field() {
         let c = AnyClock::default();
         let e = Balancer::try_new(vec![spec("a", 0)], SEC, c.clone()).unwrap_err();
-        assert!(e.contains("weight") && e.contains("\"a\""), "{e}");
+        assert_eq!(e.field, "endpoints[0].weight");
+        assert!(e.problem.contains("\"a\""), "{e}");
         let e = Balancer::try_new(vec![spec("a", 1), spec("a", 1)], SEC, c.clone()).unwrap_err();
-        assert!(e.contains("duplicate"), "{e}");
+        assert_eq!(e.field, "endpoints[1].id");
         let mut s = spec("b", 1);
         s.breaker.error_rate = 2.0;
         let e = Balancer::try_new(vec![s], SEC, c.clone()).unwrap_err();
-        assert!(
-            e.contains("error_rate") && e.contains("endpoints[0]"),
-            "{e}"
-        );
-        assert!(Balancer::try_new(vec![], 0, c)
-            .unwrap_err()
-            .contains("decay_nanos"));
+        assert_eq!(e.field, "endpoints[0].breaker.error_rate");
+        let e = Balancer::try_new(vec![], 0, c).unwrap_err();
+        assert_eq!(e.field, "decay_nanos");
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //! and `Open` → `HalfOpen` take a small mutex.
 
 use crate::clock::{AnyClock, Clock};
+use crate::setting::{secs_to_nanos, SettingError};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -77,47 +78,56 @@ impl Default for BreakerConfig {
 
 impl BreakerConfig {
     /// Checks every field; the error names the bad field and value.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SettingError> {
         if !(self.error_rate.is_finite() && (0.0..=1.0).contains(&self.error_rate)) {
-            return Err(format!(
-                "error_rate must be in [0, 1], got {}",
-                self.error_rate
+            return Err(SettingError::new(
+                "error_rate",
+                format!("must be in [0, 1], got {}", self.error_rate),
             ));
         }
         if self.window_nanos == 0 {
-            return Err("window_nanos must be > 0".to_string());
+            return Err(SettingError::new("window_nanos", "must be > 0"));
         }
         if self.buckets == 0 || self.buckets > MAX_BUCKETS {
-            return Err(format!(
-                "buckets must be in 1..={MAX_BUCKETS}, got {}",
-                self.buckets
+            return Err(SettingError::new(
+                "buckets",
+                format!("must be in 1..={MAX_BUCKETS}, got {}", self.buckets),
             ));
         }
         if u64::from(self.buckets) > self.window_nanos {
-            return Err(format!(
-                "buckets ({}) must not exceed window_nanos ({})",
-                self.buckets, self.window_nanos
+            return Err(SettingError::new(
+                "buckets",
+                format!(
+                    "({}) must not exceed window_nanos ({})",
+                    self.buckets, self.window_nanos
+                ),
             ));
         }
         if self.open_nanos == 0 {
-            return Err("open_nanos must be > 0".to_string());
+            return Err(SettingError::new("open_nanos", "must be > 0"));
         }
         if self.max_open_nanos < self.open_nanos {
-            return Err(format!(
-                "max_open_nanos ({}) must be >= open_nanos ({})",
-                self.max_open_nanos, self.open_nanos
+            return Err(SettingError::new(
+                "max_open_nanos",
+                format!(
+                    "must be >= open_nanos ({}), got {}",
+                    self.open_nanos, self.max_open_nanos
+                ),
             ));
         }
         if !(self.backoff.is_finite() && self.backoff >= 1.0) {
-            return Err(format!(
-                "backoff must be a finite number >= 1, got {}",
-                self.backoff
+            return Err(SettingError::new(
+                "backoff",
+                format!("must be a finite number >= 1, got {}", self.backoff),
             ));
         }
         if self.half_open_probes == 0 || self.half_open_probes > MAX_HALF_OPEN_PROBES {
-            return Err(format!(
-                "half_open_probes must be in 1..={MAX_HALF_OPEN_PROBES}, got {}",
-                self.half_open_probes
+            return Err(SettingError::new(
+                "half_open_probes",
+                format!(
+                    "must be in 1..={MAX_HALF_OPEN_PROBES}, got {}",
+                    self.half_open_probes
+                ),
             ));
         }
         Ok(())
@@ -161,6 +171,82 @@ impl BreakerConfig {
     }
 }
 
+/// [`BreakerConfig`] as people write it: durations in seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerSecs {
+    /// Trip after this many failures in a row; 0 disables this trigger.
+    pub consecutive_failures: u32,
+    /// Trip at this error rate over the window (0..=1); 0 disables it.
+    pub error_rate: f64,
+    /// Requests in the window before the error rate counts.
+    pub min_requests: u32,
+    /// Sliding window, seconds (> 0).
+    pub window: f64,
+    /// Buckets of the window.
+    pub buckets: u32,
+    /// First cool-down, seconds (> 0).
+    pub open_for: f64,
+    /// Longest cool-down, seconds (>= `open_for`).
+    pub max_open_for: f64,
+    /// Cool-down multiplier per repeated trip (>= 1).
+    pub backoff: f64,
+    /// Concurrent probes in half-open, and successes needed to close.
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerSecs {
+    fn default() -> Self {
+        let c = BreakerConfig::default();
+        BreakerSecs {
+            consecutive_failures: c.consecutive_failures,
+            error_rate: c.error_rate,
+            min_requests: c.min_requests,
+            window: c.window_nanos as f64 / SEC as f64,
+            buckets: c.buckets,
+            open_for: c.open_nanos as f64 / SEC as f64,
+            max_open_for: c.max_open_nanos as f64 / SEC as f64,
+            backoff: c.backoff,
+            half_open_probes: c.half_open_probes,
+        }
+    }
+}
+
+impl TryFrom<&BreakerSecs> for BreakerConfig {
+    type Error = SettingError;
+
+    /// Converts and validates; errors name the seconds fields (`window`, `open_for`, ...).
+    fn try_from(s: &BreakerSecs) -> Result<Self, SettingError> {
+        let c = BreakerConfig {
+            consecutive_failures: s.consecutive_failures,
+            error_rate: s.error_rate,
+            min_requests: s.min_requests,
+            window_nanos: secs_to_nanos("window", s.window)?,
+            buckets: s.buckets,
+            open_nanos: secs_to_nanos("open_for", s.open_for)?,
+            max_open_nanos: secs_to_nanos("max_open_for", s.max_open_for)?,
+            backoff: s.backoff,
+            half_open_probes: s.half_open_probes,
+        };
+        if c.window_nanos == 0 {
+            let problem = format!("must be > 0 seconds, got {}", s.window);
+            return Err(SettingError::new("window", problem));
+        }
+        if c.open_nanos == 0 {
+            let problem = format!("must be > 0 seconds, got {}", s.open_for);
+            return Err(SettingError::new("open_for", problem));
+        }
+        if c.max_open_nanos < c.open_nanos {
+            let problem = format!(
+                "must be >= open_for ({}), got {}",
+                s.open_for, s.max_open_for
+            );
+            return Err(SettingError::new("max_open_for", problem));
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
 /// The externally visible state of a breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BreakerState {
@@ -173,6 +259,13 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
+    /// Every state.
+    pub const ALL: [BreakerState; 3] = [
+        BreakerState::Closed,
+        BreakerState::Open,
+        BreakerState::HalfOpen,
+    ];
+
     /// Lower-case snake name: "closed", "open", "half_open".
     pub fn as_str(self) -> &'static str {
         match self {
@@ -180,6 +273,15 @@ impl BreakerState {
             BreakerState::Open => "open",
             BreakerState::HalfOpen => "half_open",
         }
+    }
+}
+
+impl std::str::FromStr for BreakerState {
+    type Err = String;
+
+    /// Parses "closed", "open" or "half_open".
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::names::parse(&BreakerState::ALL, BreakerState::as_str, "breaker state", s)
     }
 }
 
@@ -192,6 +294,29 @@ pub enum Outcome {
     Failure,
     /// The request never got a verdict from the upstream (client went away): not counted.
     Cancelled,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 3] = [Outcome::Success, Outcome::Failure, Outcome::Cancelled];
+
+    /// Lower-case name: "success", "failure", "cancelled".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = String;
+
+    /// Parses "success", "failure" or "cancelled".
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::names::parse(&Outcome::ALL, Outcome::as_str, "outcome", s)
+    }
 }
 
 /// A point-in-time view of a breaker, for metrics and the control plane.
@@ -366,7 +491,7 @@ impl CircuitBreaker {
     }
 
     /// A closed breaker, or the validation error naming the bad field.
-    pub fn try_new(config: BreakerConfig, clock: AnyClock) -> Result<Self, String> {
+    pub fn try_new(config: BreakerConfig, clock: AnyClock) -> Result<Self, SettingError> {
         config.validate()?;
         Ok(Self::new(config, clock))
     }
@@ -671,36 +796,91 @@ mod tests {
         let mut c = BreakerConfig::default();
         assert!(c.validate().is_ok());
         c.error_rate = 1.5;
-        assert!(c.validate().unwrap_err().contains("error_rate"));
+        assert_eq!(c.validate().unwrap_err().field, "error_rate");
         let c = BreakerConfig {
             half_open_probes: 0,
             ..Default::default()
         };
-        assert!(c.validate().unwrap_err().contains("half_open_probes"));
+        assert_eq!(c.validate().unwrap_err().field, "half_open_probes");
         let c = BreakerConfig {
             backoff: 0.5,
             ..Default::default()
         };
-        assert!(c.validate().unwrap_err().contains("backoff"));
+        assert_eq!(c.validate().unwrap_err().field, "backoff");
         let c = BreakerConfig {
             max_open_nanos: 1,
             ..Default::default()
         };
-        assert!(c.validate().unwrap_err().contains("max_open_nanos"));
+        assert_eq!(c.validate().unwrap_err().field, "max_open_nanos");
         let c = BreakerConfig {
             buckets: 0,
             ..Default::default()
         };
-        assert!(c.validate().unwrap_err().contains("buckets"));
+        assert_eq!(c.validate().unwrap_err().field, "buckets");
         let c = BreakerConfig {
             window_nanos: 0,
             ..Default::default()
         };
-        assert!(c.validate().unwrap_err().contains("window_nanos"));
+        assert_eq!(c.validate().unwrap_err().field, "window_nanos");
         assert!(CircuitBreaker::try_new(c.clone(), AnyClock::default()).is_err());
         // `new` clamps instead of failing.
         let b = CircuitBreaker::new(c, AnyClock::default());
         assert!(b.config().validate().is_ok());
+    }
+
+    #[test]
+    fn seconds_convert_and_errors_name_the_seconds_fields() {
+        let c = BreakerConfig::try_from(&BreakerSecs::default()).unwrap();
+        assert_eq!(c, BreakerConfig::default());
+        let field = |s: BreakerSecs| BreakerConfig::try_from(&s).unwrap_err().field;
+        let d = BreakerSecs::default;
+        assert_eq!(field(BreakerSecs { window: 0.0, ..d() }), "window");
+        assert_eq!(
+            field(BreakerSecs {
+                window: -1.0,
+                ..d()
+            }),
+            "window"
+        );
+        assert_eq!(
+            field(BreakerSecs {
+                open_for: 0.0,
+                ..d()
+            }),
+            "open_for"
+        );
+        let short = BreakerSecs {
+            open_for: 20.0,
+            max_open_for: 10.0,
+            ..d()
+        };
+        assert_eq!(field(short), "max_open_for");
+        assert_eq!(
+            field(BreakerSecs {
+                backoff: 0.5,
+                ..d()
+            }),
+            "backoff"
+        );
+        assert_eq!(
+            field(BreakerSecs {
+                error_rate: 2.0,
+                ..d()
+            }),
+            "error_rate"
+        );
+    }
+
+    #[test]
+    fn states_and_outcomes_parse_their_names() {
+        for s in BreakerState::ALL {
+            assert_eq!(s.as_str().parse::<BreakerState>(), Ok(s));
+        }
+        for o in Outcome::ALL {
+            assert_eq!(o.as_str().parse::<Outcome>(), Ok(o));
+        }
+        assert!("half-open".parse::<BreakerState>().is_err());
+        assert!("ok".parse::<Outcome>().unwrap_err().contains("success"));
     }
 
     #[test]

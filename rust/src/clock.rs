@@ -54,6 +54,11 @@ impl ManualClock {
     pub fn advance_secs(&self, secs: f64) {
         self.advance((secs * 1e9) as u64);
     }
+    /// Moves the clock forward by `secs` seconds, refusing a negative or non-finite amount.
+    pub fn try_advance_secs(&self, secs: f64) -> Result<(), crate::setting::SettingError> {
+        self.advance(crate::setting::secs_to_nanos("seconds", secs)?);
+        Ok(())
+    }
     /// Sets the clock; a value in the past is ignored (monotonic).
     pub fn set(&self, nanos: u64) {
         self.nanos.fetch_max(nanos, Ordering::SeqCst);
@@ -93,6 +98,17 @@ impl Clock for AnyClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn advancing_by_bad_seconds_is_refused() {
+        let c = ManualClock::new();
+        let t = c.now_nanos();
+        c.try_advance_secs(0.5).unwrap();
+        assert_eq!(c.now_nanos(), t + 500_000_000);
+        assert_eq!(c.try_advance_secs(-1.0).unwrap_err().field, "seconds");
+        assert!(c.try_advance_secs(f64::NAN).is_err());
+        assert_eq!(c.now_nanos(), t + 500_000_000);
+    }
 
     #[test]
     fn manual_clock_moves_only_forward() {

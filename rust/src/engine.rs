@@ -32,6 +32,7 @@ use crate::admission::{
 use crate::balancer::{Balancer, EndpointSpec, Unavailable};
 use crate::breaker::BreakerConfig;
 use crate::clock::AnyClock;
+use crate::cluster_limit::{self, ClusterLimit, LeaseBoard};
 use crate::config::{self, ConfigError, GatewayConfig};
 use crate::httpsig::{HttpSigError, RequestView, UnixClock, Verifier, VerifyPolicy};
 use crate::lifecycle::{Activating, InFlight, Queued, Waiters};
@@ -46,7 +47,7 @@ use crate::trace::Tracer;
 
 const MS: u64 = 1_000_000;
 /// Keys kept per rate limiter before idle ones are evicted.
-const LIMITER_MAX_KEYS: usize = 100_000;
+pub const LIMITER_MAX_KEYS: usize = 100_000;
 
 /// Why a request is refused, with what the problem response needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +128,8 @@ pub struct RouteRules {
     pub auth_required: bool,
     roles: Box<[Box<str>]>,
     limit: Option<(LimitKey, Arc<RateLimiter>, config::RateLimit)>,
+    /// With `scope: cluster`: the limit enforced from leases (`limit`'s limiter is its fallback).
+    pub cluster: Option<Arc<ClusterLimit>>,
     /// Largest request body.
     pub max_body: Option<u64>,
     /// RFC 9421 signature required; a body is checked against its Content-Digest.
@@ -206,6 +209,8 @@ pub struct Snapshot {
     pub http: HttpRules,
     /// Trace context and span export.
     pub tracer: Arc<Tracer>,
+    /// Redis reachability and the lease loop's wake-up, for every cluster limit.
+    pub leases: Arc<LeaseBoard>,
 }
 
 /// The decision of [`Engine::admit`].
@@ -278,6 +283,7 @@ impl Snapshot {
         let old_routes: HashMap<&str, &RouteRules> = previous
             .map(|p| p.routes.iter().map(|r| (r.id.as_ref(), r)).collect())
             .unwrap_or_default();
+        let leases = previous.map_or_else(Arc::default, |p| p.leases.clone());
 
         let mut pools = Vec::with_capacity(cfg.agents.len());
         let mut by_name: HashMap<&str, usize> = HashMap::with_capacity(cfg.agents.len());
@@ -380,6 +386,18 @@ impl Snapshot {
                     Some((key, limiter, rl.clone()))
                 }
             };
+            let cluster = match &limit {
+                Some((_, limiter, rl)) => cluster_limit::compile(
+                    rl,
+                    limiter,
+                    old.filter(|o| o.limit.as_ref().is_some_and(|(_, _, was)| was == rl))
+                        .and_then(|o| o.cluster.as_ref()),
+                    &leases,
+                    clock,
+                )
+                .map_err(err("rate_limit"))?,
+                None => None,
+            };
             let methods: Vec<String> = m.methods.clone().unwrap_or_default();
             specs.push(RouteSpec {
                 id: id.clone(),
@@ -408,6 +426,7 @@ impl Snapshot {
                 auth_required,
                 roles: r.roles.iter().map(|s| s.as_str().into()).collect(),
                 limit,
+                cluster,
                 max_body: r.max_body,
                 signed,
                 retry_non_idempotent: r.retry_non_idempotent,
@@ -547,6 +566,7 @@ impl Snapshot {
             signing_body: sig.max_body,
             http,
             tracer,
+            leases,
         })
     }
 
@@ -748,6 +768,8 @@ pub struct Engine {
     pub activations: Arc<crate::lifecycle::Activations>,
     /// Answers of the gateway's own, by status.
     pub gateway_stats: GatewayStats,
+    // tenants over a budget whose action is `limit`: refused with 429 (set by the control plane)
+    limited: ArcSwap<std::collections::HashSet<Arc<str>>>,
     // Counters of routes and agents a reload removed, until their last counts are taken.
     retired: parking_lot::Mutex<Vec<Retired>>,
 }
@@ -776,6 +798,7 @@ impl Engine {
             current: Arc::new(ArcSwap::from_pointee(snap)),
             clock,
             activations: Arc::default(),
+            limited: ArcSwap::default(),
             gateway_stats: GatewayStats::default(),
             retired: parking_lot::Mutex::new(Vec::new()),
         })
@@ -813,6 +836,12 @@ impl Engine {
         self.retired.lock().extend(retired);
         self.activations.changed.notify_waiters();
         Ok(())
+    }
+
+    /// Sets the tenants over their spending budget (refused with 429 `budget-exceeded`).
+    pub fn set_limited_tenants(&self, tenants: impl IntoIterator<Item = String>) {
+        let set = tenants.into_iter().map(|t| Arc::from(t.as_str())).collect();
+        self.limited.store(Arc::new(set));
     }
 
     /// The snapshot in force.
@@ -907,6 +936,17 @@ impl Engine {
                 ));
             }
         }
+        // over budget: cheap, and before anything is spent
+        if let Some(t) = identity.and_then(|i| i.tenant.as_deref()) {
+            let limited = self.limited.load();
+            if !limited.is_empty() && limited.contains(t) {
+                return Decision::Reject(reject(
+                    429,
+                    "budget-exceeded",
+                    format!("tenant {t:?} is over its spending budget"),
+                ));
+            }
+        }
         // 3. declared size
         if let (Some(max), Some(len)) = (route.max_body, req.content_length()) {
             if len > max {
@@ -954,22 +994,29 @@ impl Engine {
                 LimitKey::Tenant => identity.and_then(|id| id.tenant.as_deref()).unwrap_or(ip),
                 LimitKey::Header(h) => req.header(h).unwrap_or(ip),
             };
-            let d = limiter.check(k, 1);
-            let (policy, state) = limiter.headers(&d);
-            if !d.allowed {
-                let mut r = reject(
-                    429,
-                    "rate_limited",
-                    format!("rate limit of route {:?} exceeded", route.id.as_ref()),
-                );
-                r.headers.push(("ratelimit-policy", policy));
-                r.headers.push(("ratelimit", state));
-                if let Some(after) = RateLimiter::retry_after_header(&d) {
-                    r.headers.push(("retry-after", after));
+            if let Some(c) = &route.cluster {
+                match c.admit(k, &route.id) {
+                    Ok(h) => ratelimit = Some(h),
+                    Err(r) => return Decision::Reject(r),
                 }
-                return Decision::Reject(r);
+            } else {
+                let d = limiter.check(k, 1);
+                let (policy, state) = limiter.headers(&d);
+                if !d.allowed {
+                    let mut r = reject(
+                        429,
+                        "rate_limited",
+                        format!("rate limit of route {:?} exceeded", route.id.as_ref()),
+                    );
+                    r.headers.push(("ratelimit-policy", policy));
+                    r.headers.push(("ratelimit", state));
+                    if let Some(after) = RateLimiter::retry_after_header(&d) {
+                        r.headers.push(("retry-after", after));
+                    }
+                    return Decision::Reject(r);
+                }
+                ratelimit = Some((policy, state));
             }
-            ratelimit = Some((policy, state));
         }
 
         let admitted = Admitted {

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::clock::{AnyClock, Clock};
+use crate::setting::SettingError;
 use crate::signature;
 
 /// Why a signed request was rejected (or could not be signed).
@@ -90,29 +91,103 @@ pub enum HttpSigError {
     MissingDigest,
 }
 
+/// The kind of an [`HttpSigError`], without its details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HttpSigErrorKind {
+    /// [`HttpSigError::MissingSignature`].
+    MissingSignature,
+    /// [`HttpSigError::Malformed`].
+    Malformed,
+    /// [`HttpSigError::LabelNotFound`].
+    LabelNotFound,
+    /// [`HttpSigError::MissingKeyId`].
+    MissingKeyId,
+    /// [`HttpSigError::UnknownKeyId`].
+    UnknownKeyId,
+    /// [`HttpSigError::UnsupportedAlgorithm`].
+    UnsupportedAlgorithm,
+    /// [`HttpSigError::UnsupportedComponent`].
+    UnsupportedComponent,
+    /// [`HttpSigError::ComponentNotCovered`].
+    ComponentNotCovered,
+    /// [`HttpSigError::ComponentMissing`].
+    ComponentMissing,
+    /// [`HttpSigError::MissingCreated`].
+    MissingCreated,
+    /// [`HttpSigError::MissingNonce`].
+    MissingNonce,
+    /// [`HttpSigError::Expired`].
+    Expired,
+    /// [`HttpSigError::TooOld`].
+    TooOld,
+    /// [`HttpSigError::CreatedInFuture`].
+    CreatedInFuture,
+    /// [`HttpSigError::ReplayedNonce`].
+    ReplayedNonce,
+    /// [`HttpSigError::BadSignature`].
+    BadSignature,
+    /// [`HttpSigError::DigestMismatch`].
+    DigestMismatch,
+    /// [`HttpSigError::MissingDigest`].
+    MissingDigest,
+}
+
+impl HttpSigErrorKind {
+    /// A stable short code for problem details (`type` suffix / metrics label).
+    pub fn code(self) -> &'static str {
+        use HttpSigErrorKind as K;
+        match self {
+            K::MissingSignature => "missing-signature",
+            K::Malformed => "malformed-signature",
+            K::LabelNotFound => "label-not-found",
+            K::MissingKeyId => "missing-keyid",
+            K::UnknownKeyId => "unknown-keyid",
+            K::UnsupportedAlgorithm => "unsupported-algorithm",
+            K::UnsupportedComponent => "unsupported-component",
+            K::ComponentNotCovered => "component-not-covered",
+            K::ComponentMissing => "component-missing",
+            K::MissingCreated => "missing-created",
+            K::MissingNonce => "missing-nonce",
+            K::Expired => "expired",
+            K::TooOld => "too-old",
+            K::CreatedInFuture => "created-in-future",
+            K::ReplayedNonce => "replayed-nonce",
+            K::BadSignature => "bad-signature",
+            K::DigestMismatch => "digest-mismatch",
+            K::MissingDigest => "missing-digest",
+        }
+    }
+}
+
 impl HttpSigError {
+    /// What kind of error this is.
+    pub fn kind(&self) -> HttpSigErrorKind {
+        use HttpSigErrorKind as K;
+        match self {
+            HttpSigError::MissingSignature(_) => K::MissingSignature,
+            HttpSigError::Malformed { .. } => K::Malformed,
+            HttpSigError::LabelNotFound(_) => K::LabelNotFound,
+            HttpSigError::MissingKeyId => K::MissingKeyId,
+            HttpSigError::UnknownKeyId(_) => K::UnknownKeyId,
+            HttpSigError::UnsupportedAlgorithm(_) => K::UnsupportedAlgorithm,
+            HttpSigError::UnsupportedComponent(_) => K::UnsupportedComponent,
+            HttpSigError::ComponentNotCovered(_) => K::ComponentNotCovered,
+            HttpSigError::ComponentMissing(_) => K::ComponentMissing,
+            HttpSigError::MissingCreated => K::MissingCreated,
+            HttpSigError::MissingNonce => K::MissingNonce,
+            HttpSigError::Expired => K::Expired,
+            HttpSigError::TooOld { .. } => K::TooOld,
+            HttpSigError::CreatedInFuture => K::CreatedInFuture,
+            HttpSigError::ReplayedNonce => K::ReplayedNonce,
+            HttpSigError::BadSignature => K::BadSignature,
+            HttpSigError::DigestMismatch => K::DigestMismatch,
+            HttpSigError::MissingDigest => K::MissingDigest,
+        }
+    }
+
     /// A stable short code for problem details (`type` suffix / metrics label).
     pub fn code(&self) -> &'static str {
-        match self {
-            HttpSigError::MissingSignature(_) => "missing-signature",
-            HttpSigError::Malformed { .. } => "malformed-signature",
-            HttpSigError::LabelNotFound(_) => "label-not-found",
-            HttpSigError::MissingKeyId => "missing-keyid",
-            HttpSigError::UnknownKeyId(_) => "unknown-keyid",
-            HttpSigError::UnsupportedAlgorithm(_) => "unsupported-algorithm",
-            HttpSigError::UnsupportedComponent(_) => "unsupported-component",
-            HttpSigError::ComponentNotCovered(_) => "component-not-covered",
-            HttpSigError::ComponentMissing(_) => "component-missing",
-            HttpSigError::MissingCreated => "missing-created",
-            HttpSigError::MissingNonce => "missing-nonce",
-            HttpSigError::Expired => "expired",
-            HttpSigError::TooOld { .. } => "too-old",
-            HttpSigError::CreatedInFuture => "created-in-future",
-            HttpSigError::ReplayedNonce => "replayed-nonce",
-            HttpSigError::BadSignature => "bad-signature",
-            HttpSigError::DigestMismatch => "digest-mismatch",
-            HttpSigError::MissingDigest => "missing-digest",
-        }
+        self.kind().code()
     }
 }
 
@@ -985,6 +1060,17 @@ impl UnixClock {
             anchor_mono,
         }
     }
+    /// Like [`UnixClock::new`], but refuses an anchor without a manual clock: the system clock
+    /// reads the wall clock and would ignore it.
+    pub fn anchored(clock: AnyClock, unix_now: Option<f64>) -> Result<Self, SettingError> {
+        if unix_now.is_some() && matches!(clock, AnyClock::System(_)) {
+            return Err(SettingError::new(
+                "now",
+                "anchors a manual clock: pass a manual clock too",
+            ));
+        }
+        Ok(Self::new(clock, unix_now))
+    }
     /// Current UNIX time in nanoseconds.
     pub fn now_nanos(&self) -> i128 {
         match &self.clock {
@@ -1238,6 +1324,15 @@ impl DigestAlg {
     }
 }
 
+impl std::str::FromStr for DigestAlg {
+    type Err = String;
+
+    /// Parses `sha-256` / `sha-512`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        DigestAlg::from_name(s).ok_or_else(|| format!("alg must be sha-256 or sha-512, got {s:?}"))
+    }
+}
+
 enum HasherState {
     Sha256(Sha256),
     Sha512(Sha512),
@@ -1357,6 +1452,73 @@ pub fn verify_content_digest(header: &str, body: &[u8]) -> Result<(), HttpSigErr
     let mut check = DigestCheck::from_header(header)?;
     check.update(body);
     check.finish()
+}
+
+/// Whether a whole body matches a `Content-Digest` header value; an error only when the header
+/// is malformed.
+pub fn content_digest_matches(header: &str, body: &[u8]) -> Result<bool, HttpSigError> {
+    match verify_content_digest(header, body) {
+        Ok(()) => Ok(true),
+        Err(HttpSigError::DigestMismatch) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Checks a signed request's body against its `Content-Digest` field lines (joined as one
+/// value), given the request's header fields: [`HttpSigError::MissingDigest`] without any,
+/// else as [`verify_content_digest`].
+pub fn verify_body_digest<H: AsRef<str>>(
+    headers: &[(H, H)],
+    body: &[u8],
+) -> Result<(), HttpSigError> {
+    let view = Request {
+        method: "",
+        scheme: "",
+        authority: "",
+        path: "",
+        query: None,
+        headers,
+    };
+    let header = header_joined(&view, "content-digest").ok_or(HttpSigError::MissingDigest)?;
+    verify_content_digest(&header, body)
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn body_digest_of_a_request() {
+        let good = content_digest(DigestAlg::Sha256, b"{}");
+        let with = [("Content-Digest", good.as_str())];
+        assert_eq!(verify_body_digest(&with, b"{}"), Ok(()));
+        assert_eq!(
+            verify_body_digest(&with, b"[]"),
+            Err(HttpSigError::DigestMismatch)
+        );
+        let none: [(&str, &str); 1] = [("Content-Type", "application/json")];
+        assert_eq!(
+            verify_body_digest(&none, b"{}"),
+            Err(HttpSigError::MissingDigest)
+        );
+        assert_eq!(content_digest_matches(&good, b"{}"), Ok(true));
+        assert_eq!(content_digest_matches(&good, b"x"), Ok(false));
+        assert_eq!(
+            content_digest_matches("nonsense", b"x").unwrap_err().code(),
+            "malformed-signature"
+        );
+        assert_eq!("sha-512".parse::<DigestAlg>(), Ok(DigestAlg::Sha512));
+        assert!("md5".parse::<DigestAlg>().is_err());
+    }
+
+    #[test]
+    fn an_anchor_needs_a_manual_clock() {
+        let e = UnixClock::anchored(AnyClock::default(), Some(1.0)).unwrap_err();
+        assert_eq!(e.field, "now");
+        let c = UnixClock::anchored(AnyClock::Manual(ManualClock::new()), Some(1000.0)).unwrap();
+        assert_eq!(c.now_secs(), 1000);
+    }
 }
 
 #[cfg(test)]

@@ -78,6 +78,94 @@ pub struct RouteSpec {
     pub headers: Vec<(String, String)>,
 }
 
+/// The keys a route may have in its JSON (or Python mapping) form.
+pub const SPEC_KEYS: [&str; 7] = [
+    "id",
+    "path",
+    "path_prefix",
+    "path_template",
+    "methods",
+    "host",
+    "headers",
+];
+
+impl RouteSpec {
+    /// Reads the route at position `index` from its mapping form:
+    /// `{"id", one of "path" / "path_prefix" / "path_template", "methods"?, "host"?, "headers"?}`
+    /// (a `null` value counts as absent). Errors name the route and the field.
+    pub fn from_json(index: usize, value: &serde_json::Value) -> Result<RouteSpec, RouterError> {
+        use serde_json::Value;
+        let err = |id: &str, field: &str, message: &str| RouterError {
+            index,
+            id: id.to_string(),
+            field: field.to_string(),
+            message: message.to_string(),
+        };
+        let Value::Object(map) = value else {
+            return Err(err("", "route", "must be a mapping"));
+        };
+        let get = |k: &str| map.get(k).filter(|v| !v.is_null());
+        let id = match get("id") {
+            Some(Value::String(id)) => id.clone(),
+            Some(_) => return Err(err("", "id", "must be a string")),
+            None => return Err(err("", "id", "is required")),
+        };
+        if let Some(k) = map.keys().find(|k| !SPEC_KEYS.contains(&k.as_str())) {
+            let msg = format!("unknown key, expected one of {}", SPEC_KEYS.join(", "));
+            return Err(err(&id, k, &msg));
+        }
+        let string = |field: &str| match get(field) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(err(&id, field, "must be a string")),
+        };
+        let mut paths = Vec::new();
+        for (field, make) in [
+            ("path", PathMatch::Exact as fn(String) -> PathMatch),
+            ("path_prefix", PathMatch::Prefix),
+            ("path_template", PathMatch::Template),
+        ] {
+            if let Some(p) = string(field)? {
+                paths.push(make(p));
+            }
+        }
+        if paths.len() != 1 {
+            let msg = "give exactly one of path, path_prefix, path_template";
+            return Err(err(&id, "path", msg));
+        }
+        let host = string("host")?;
+        let methods = match get("methods") {
+            None => Vec::new(),
+            Some(Value::String(_)) => {
+                let msg = "must be a list of strings, not a string";
+                return Err(err(&id, "methods", msg));
+            }
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|m| m.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| err(&id, "methods", "must be a list of strings"))?,
+            Some(_) => return Err(err(&id, "methods", "must be a list of strings")),
+        };
+        let headers = match get("headers") {
+            None => Vec::new(),
+            Some(Value::Object(h)) => h
+                .iter()
+                .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| err(&id, "headers", "must be a mapping of str to str"))?,
+            Some(_) => return Err(err(&id, "headers", "must be a mapping of str to str")),
+        };
+        Ok(RouteSpec {
+            id,
+            host,
+            methods,
+            path: paths.remove(0),
+            headers,
+        })
+    }
+}
+
 /// A route spec that cannot be compiled: names the route and the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("route #{index} (id {id:?}): {field}: {message}")]
@@ -86,8 +174,9 @@ pub struct RouterError {
     pub index: usize,
     /// The route's id as given.
     pub id: String,
-    /// The field at fault: "id", "host", "methods", "path", "headers".
-    pub field: &'static str,
+    /// The field at fault: "id", "host", "methods", "path", "headers", "route" (the route as
+    /// a whole), or an unknown key.
+    pub field: String,
     /// What is wrong.
     pub message: String,
 }
@@ -307,7 +396,7 @@ impl RouteTable {
             let err = |field: &'static str, message: String| RouterError {
                 index,
                 id: spec.id.clone(),
-                field,
+                field: field.into(),
                 message,
             };
             let idx = u32::try_from(index)
@@ -755,6 +844,62 @@ impl Router {
 }
 
 #[cfg(test)]
+mod spec_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field(v: serde_json::Value) -> (String, String) {
+        let e = RouteSpec::from_json(3, &v).unwrap_err();
+        assert_eq!(e.index, 3);
+        (e.field, e.message)
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let v = json!({"id": "u", "path_template": "/u/{id}", "methods": ["GET"],
+                       "host": "*.example.com", "headers": {"x-canary": "1"}, "path": null});
+        let s = RouteSpec::from_json(0, &v).unwrap();
+        assert_eq!(s.path, PathMatch::Template("/u/{id}".into()));
+        assert_eq!(s.methods, vec!["GET".to_string()]);
+        assert_eq!(s.host.as_deref(), Some("*.example.com"));
+        assert_eq!(s.headers, vec![("x-canary".to_string(), "1".to_string())]);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(field(json!("nope")).0, "route");
+        assert_eq!(field(json!({"path": "/"})).0, "id");
+        assert_eq!(field(json!({"id": 1, "path": "/"})).0, "id");
+        assert_eq!(field(json!({"id": "a"})).0, "path");
+        assert_eq!(
+            field(json!({"id": "a", "path": "/", "path_prefix": "/"})).0,
+            "path"
+        );
+        assert_eq!(field(json!({"id": "a", "path": 5})).0, "path");
+        let (f, m) = field(json!({"id": "a", "path": "/", "methods": "GET"}));
+        assert_eq!((f.as_str(), m.contains("not a string")), ("methods", true));
+        assert_eq!(
+            field(json!({"id": "a", "path": "/", "methods": [1]})).0,
+            "methods"
+        );
+        assert_eq!(
+            field(json!({"id": "a", "path": "/", "headers": ["x"]})).0,
+            "headers"
+        );
+        assert_eq!(
+            field(json!({"id": "a", "path": "/", "headers": {"x": 1}})).0,
+            "headers"
+        );
+        assert_eq!(
+            field(json!({"id": "a", "path": "/", "extra": 1})).0,
+            "extra"
+        );
+        let e = RouteSpec::from_json(0, &json!({"id": "a", "path": "/", "host": 1})).unwrap_err();
+        assert_eq!(e.to_string(), "route #0 (id \"a\"): host: must be a string");
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -943,7 +1088,7 @@ mod tests {
         ];
         for (specs, index, field) in cases {
             let e = RouteTable::compile(&specs).unwrap_err();
-            assert_eq!((e.index, e.field), (index, field), "{e}");
+            assert_eq!((e.index, e.field.as_str()), (index, field), "{e}");
         }
         let mut h = pre("h", "/");
         h.host = Some("a.*.com".into());

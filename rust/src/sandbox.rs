@@ -82,6 +82,28 @@ pub enum DenyAction {
     Kill,
 }
 
+impl DenyAction {
+    /// Every action.
+    pub const ALL: [DenyAction; 2] = [DenyAction::Errno, DenyAction::Kill];
+
+    /// The config name: "errno" or "kill".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyAction::Errno => "errno",
+            DenyAction::Kill => "kill",
+        }
+    }
+}
+
+impl std::str::FromStr for DenyAction {
+    type Err = String;
+
+    /// Parses "errno" or "kill".
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::names::parse(&DenyAction::ALL, DenyAction::as_str, "seccomp action", s)
+    }
+}
+
 /// Why a profile cannot be built or installed.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -209,6 +231,14 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn actions_parse_their_names() {
+        for a in DenyAction::ALL {
+            assert_eq!(a.as_str().parse::<DenyAction>(), Ok(a));
+        }
+        assert!("log".parse::<DenyAction>().unwrap_err().contains("errno"));
+    }
 
     #[test]
     fn default_profile_compiles() {

@@ -607,6 +607,67 @@ pub enum BatchMode {
     Fast,
 }
 
+impl BatchMode {
+    /// Every mode.
+    pub const ALL: [BatchMode; 3] = [BatchMode::Exact, BatchMode::ExactBatched, BatchMode::Fast];
+
+    /// The mode's name: "exact", "exact-batched", "fast".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchMode::Exact => "exact",
+            BatchMode::ExactBatched => "exact-batched",
+            BatchMode::Fast => "fast",
+        }
+    }
+}
+
+impl std::str::FromStr for BatchMode {
+    type Err = String;
+
+    /// Parses "exact", "exact-batched" or "fast".
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::names::parse(&BatchMode::ALL, BatchMode::as_str, "mode", s)
+    }
+}
+
+/// The key of one batch item: parsed beforehand ([`PublicKey`]), or bare.
+#[derive(Clone, Debug)]
+pub enum BatchKey {
+    /// Parsed once by the caller, torsion already classified.
+    Parsed(PublicKey),
+    /// A bare key: classified here, once per distinct key (a scalar multiplication each).
+    Bare(VerifyingKey),
+}
+
+/// Verifies items whose keys are a mix of parsed and bare keys, in `mode`; the answer is the
+/// same as [`verify_batch_keys_with`] over the parsed forms.
+pub fn verify_batch_mixed(items: &[(BatchKey, &[u8], &[u8])], mode: BatchMode) -> Vec<bool> {
+    let mut bare: HashMap<[u8; PUBLIC_KEY_LEN], PublicKey> = HashMap::new();
+    for (k, _, _) in items {
+        if let BatchKey::Bare(vk) = k {
+            bare.entry(vk.to_bytes()).or_insert_with(|| {
+                if mode == BatchMode::Exact {
+                    // Exact mode never looks at torsion: skip the classification.
+                    PublicKey::unclassified(*vk)
+                } else {
+                    PublicKey::new(*vk)
+                }
+            });
+        }
+    }
+    let refs: Vec<(&PublicKey, &[u8], &[u8])> = items
+        .iter()
+        .filter_map(|(k, m, s)| {
+            let key = match k {
+                BatchKey::Parsed(p) => p,
+                BatchKey::Bare(vk) => bare.get(vk.as_bytes())?,
+            };
+            Some((key, *m, *s))
+        })
+        .collect();
+    verify_batch_keys_with(&refs, mode)
+}
+
 /// Verifies many signatures in the given mode.
 pub fn verify_batch_keys_with(items: &[(&PublicKey, &[u8], &[u8])], mode: BatchMode) -> Vec<bool> {
     match mode {
@@ -720,6 +781,38 @@ mod tests {
         let mut bad = sig;
         bad[0] ^= 1;
         assert!(!verify(&pk, b"hello", &bad));
+    }
+
+    #[test]
+    fn mixed_batches_equal_singles_in_every_mode() {
+        let keys: Vec<SigningKey> = (1..=4).map(key).collect();
+        let msgs: Vec<Vec<u8>> = (0..8).map(|i| format!("m{i}").into_bytes()).collect();
+        let mut sigs: Vec<[u8; SIGNATURE_LEN]> = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| sign(&keys[i % 4], m))
+            .collect();
+        sigs[5][0] ^= 1;
+        let items: Vec<(BatchKey, &[u8], &[u8])> = msgs
+            .iter()
+            .zip(&sigs)
+            .enumerate()
+            .map(|(i, (m, s))| {
+                let vk = keys[i % 4].verifying_key();
+                let k = if i % 2 == 0 {
+                    BatchKey::Parsed(PublicKey::new(vk))
+                } else {
+                    BatchKey::Bare(vk)
+                };
+                (k, m.as_slice(), s.as_slice())
+            })
+            .collect();
+        let want: Vec<bool> = (0..8).map(|i| i != 5).collect();
+        for mode in BatchMode::ALL {
+            assert_eq!(verify_batch_mixed(&items, mode), want, "{mode:?}");
+            assert_eq!(mode.as_str().parse::<BatchMode>(), Ok(mode));
+        }
+        assert!("quick".parse::<BatchMode>().is_err());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::sketch::{AtomicSketch, Sketch};
+
 /// Upper bounds (seconds) of the latency histograms, shared with the Prometheus metrics.
 pub const LATENCY_BOUNDS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -69,15 +71,20 @@ pub struct RouteStats {
     // index = status / 100 for 1..=5; 0 holds anything else
     classes: [AtomicU64; 6],
     latency: Latency,
+    // the same latencies as a DDSketch (1 % relative error) for the metrics history; the
+    // buckets above stay for Prometheus
+    sketch: AtomicSketch,
 }
 
 /// What a [`RouteStats::take`] returns.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RouteDelta {
     /// Requests by class: index 1..=5 is `Nxx`, 0 is any other status.
     pub classes: [u64; 6],
     /// Their latency.
     pub latency: LatencyDelta,
+    /// Their latency as a sketch.
+    pub sketch: Sketch,
 }
 
 impl RouteDelta {
@@ -94,6 +101,7 @@ impl RouteStats {
         let i = if (1..=5).contains(&class) { class } else { 0 };
         self.classes[i].fetch_add(1, Ordering::Relaxed);
         self.latency.observe(seconds);
+        self.sketch.observe(seconds);
     }
 
     /// Takes (and resets) the counts since the last take.
@@ -105,6 +113,7 @@ impl RouteStats {
         RouteDelta {
             classes,
             latency: self.latency.take(),
+            sketch: self.sketch.take(),
         }
     }
 }
@@ -113,35 +122,74 @@ impl RouteStats {
 #[derive(Debug, Default)]
 pub struct AgentStats {
     /// Time to upstream response headers, per attempt.
-    pub upstream: Latency,
+    upstream: Latency,
+    upstream_sketch: AtomicSketch,
     retries: AtomicU64,
     shed: AtomicU64,
     // never reset: the autoscaler derives the request rate from it
     requests: AtomicU64,
+    // tokens by (tenant, model): touched once per response that reported usage
+    usage: parking_lot::Mutex<std::collections::HashMap<UsageKey, [u64; 3]>>,
+}
+
+type UsageKey = (Option<std::sync::Arc<str>>, String);
+
+/// Tokens used by one tenant with one model since the last take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageDelta {
+    /// The caller's tenant (None for unauthenticated requests).
+    pub tenant: Option<std::sync::Arc<str>>,
+    /// Model ("" when the upstream did not say).
+    pub model: String,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Responses that reported them.
+    pub requests: u64,
 }
 
 /// What an [`AgentStats::take`] returns.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct AgentDelta {
     /// Upstream time to headers.
     pub upstream: LatencyDelta,
+    /// The same as a sketch.
+    pub upstream_sketch: Sketch,
     /// Attempts after the first.
     pub retries: u64,
     /// Requests shed from the queue, refused by a full queue, or timed out waiting.
     pub shed: u64,
+    /// Token usage by tenant and model.
+    pub usage: Vec<UsageDelta>,
 }
 
 impl AgentDelta {
     /// True when nothing happened.
     pub fn is_empty(&self) -> bool {
-        self.upstream.is_empty() && self.retries == 0 && self.shed == 0
+        self.upstream.is_empty() && self.retries == 0 && self.shed == 0 && self.usage.is_empty()
     }
 }
 
 impl AgentStats {
+    /// Records one attempt's time to response headers.
+    pub fn upstream(&self, seconds: f64) {
+        self.upstream.observe(seconds);
+        self.upstream_sketch.observe(seconds);
+    }
+
     /// Counts one retry.
     pub fn retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds one response's token usage.
+    pub fn usage(&self, tenant: Option<std::sync::Arc<str>>, u: &crate::usage::Usage) {
+        let mut m = self.usage.lock();
+        let e = m.entry((tenant, u.model.clone())).or_insert([0; 3]);
+        e[0] += u.input_tokens;
+        e[1] += u.output_tokens;
+        e[2] += 1;
     }
 
     /// Counts one admitted request (monotonic, never taken).
@@ -163,8 +211,19 @@ impl AgentStats {
     pub fn take(&self) -> AgentDelta {
         AgentDelta {
             upstream: self.upstream.take(),
+            upstream_sketch: self.upstream_sketch.take(),
             retries: self.retries.swap(0, Ordering::Relaxed),
             shed: self.shed.swap(0, Ordering::Relaxed),
+            usage: std::mem::take(&mut *self.usage.lock())
+                .into_iter()
+                .map(|((tenant, model), [i, o, n])| UsageDelta {
+                    tenant,
+                    model,
+                    input_tokens: i,
+                    output_tokens: o,
+                    requests: n,
+                })
+                .collect(),
         }
     }
 }
@@ -241,7 +300,7 @@ mod tests {
         a.retry();
         a.retry();
         a.shed();
-        a.upstream.observe(0.2);
+        a.upstream(0.2);
         let d = a.take();
         assert_eq!((d.retries, d.shed), (2, 1));
         assert_eq!(d.upstream.counts.iter().sum::<u64>(), 1);

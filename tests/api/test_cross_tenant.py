@@ -27,6 +27,7 @@ not classify (or loses one it does), so a new endpoint cannot skip the check.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,8 +372,10 @@ async def _snapshot_a(w: World) -> dict[str, Any]:
         "/api/cost/budgets",
     ]
     snap: dict[str, Any] = {}
-    for url in reads:
-        snap[url] = await _ok(await w.call(a, "get", url))
+    # independent reads, concurrently (this runs after every one of B's changes)
+    answers = await asyncio.gather(*(w.call(a, "get", url) for url in reads))
+    for url, answer in zip(reads, answers, strict=True):
+        snap[url] = await _ok(answer)
     r = await w.api.client.get(f"/api/tenants/{a.id}")  # as the system principal
     snap["system:tenant"] = await _ok(r)
     r = await w.call(a, "get", f"/api/templates/{TEMPLATE}/resolve", query={"ref": TAG})
@@ -938,14 +941,13 @@ CREATE: dict[Op, Callable[[World], Awaitable[None]]] = {
 }
 
 
-async def _probe_creates(w: World) -> None:
-    for (method, path), create in CREATE.items():
-        await create(w)
+async def _probe_changes(w: World, table: dict[Op, Callable[[World], Awaitable[None]]]) -> None:
+    """Run each of B's creates (or upserts) in order; A's state is unchanged after each."""
+    for (method, path), change in table.items():
+        await change(w)
         await _assert_a_unchanged(w, f"{method.upper()} {path} as B")
         w.covered.add((method, path))
 
-
-# --- system-only and own-tenant operations ----------------------------------------------------
 
 # --- upserts: PUT by name creates or replaces in the caller's tenant -------------------------
 
@@ -981,9 +983,9 @@ async def _upsert_threshold(w: World) -> None:
     assert out["name"] == f"threshold:{METRIC}"
     # B's threshold reads B's metric only: A's 7777.25 does not make it fire, B's 3.0 does
     await w.api.observe.alerts.evaluate()
-    active = await _ok(await w.call(w.b, "get", "/api/alerts/active"))
-    _no_leak(w, await w.call(w.b, "get", "/api/alerts/active"))
-    assert [a["rule"] for a in active] == [f"threshold:{METRIC}"], active
+    r = await w.call(w.b, "get", "/api/alerts/active")
+    _no_leak(w, r)
+    assert [a["rule"] for a in r.json()] == [f"threshold:{METRIC}"], r.text
 
 
 UPSERT: dict[Op, Callable[[World], Awaitable[None]]] = {
@@ -992,13 +994,6 @@ UPSERT: dict[Op, Callable[[World], Awaitable[None]]] = {
     ("put", "/api/slos/{name}"): _upsert_slo,
     ("put", "/api/metrics/advanced/thresholds/{name}"): _upsert_threshold,
 }
-
-
-async def _probe_upserts(w: World) -> None:
-    for (method, path), upsert in UPSERT.items():
-        await upsert(w)
-        await _assert_a_unchanged(w, f"{method.upper()} {path} as B")
-        w.covered.add((method, path))
 
 
 # --- installation-wide facts: no tenant's, readable by any viewer -----------------------------
@@ -1117,8 +1112,8 @@ async def test_cross_tenant_every_operation(api: Api) -> None:
     probes = await _probe_objects(w)
     assert probes >= 40
     await _probe_lists(w)  # B has nothing yet
-    await _probe_creates(w)
-    await _probe_upserts(w)
+    await _probe_changes(w, CREATE)
+    await _probe_changes(w, UPSERT)
     await _probe_lists(w)  # B has objects named like A's now
     await _assert_a_unchanged(w, "all of B's calls")
 

@@ -37,8 +37,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if maturin is None:
         pytest.fail("maturin not found: install the dev requirements (make dev)")
     out = tmp_path_factory.mktemp("wheel")
+    # the interpreter path `maturin develop` (make dev) gave cargo: pyo3's build scripts rerun
+    # when PYO3_PYTHON changes (`…/python3` vs `…/python`), recompiling pyo3 and the core
+    venv_python = Path(sys.prefix) / "bin" / "python"
+    python = str(venv_python) if venv_python.exists() else sys.executable
     p = subprocess.run(
-        [maturin, "build", "--release", "--interpreter", sys.executable, "--out", str(out)],
+        [maturin, "build", "--release", "--interpreter", python, "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT,
     )  # fmt: skip
     assert p.returncode == 0, p.stderr[-4000:]

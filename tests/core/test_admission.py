@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from agentgate._core import ManualClock
-from agentgate.admission import AdmissionController, AdmissionRejected
+from agentgate._core import ManualClock, PriorityAdmission, SettingError
+from agentgate.admission import AdmissionController, AdmissionRejected, Priority, Refusal
 
 NO_LIMIT = {"critical": None, "high": None, "normal": None, "low": None}
 
@@ -48,13 +48,14 @@ async def test_shed_lowest_class_when_full() -> None:
     await settle()
     with pytest.raises(AdmissionRejected) as e:
         await low
-    assert e.value.reason == "shed"
+    assert e.value.reason == Refusal.Shed
     with pytest.raises(AdmissionRejected) as e:
         await c.acquire("low")
-    assert e.value.reason == "shed", "a more important request waits"
+    assert e.value.reason == Refusal.Shed, "a more important request waits"
     with pytest.raises(AdmissionRejected) as e:
-        await c.acquire("high")
-    assert e.value.reason == "queue_full"
+        await c.acquire(Priority.High)
+    assert e.value.reason == Refusal.QueueFull
+    assert str(e.value) == "admission rejected: queue_full"
     c.release()
     await high
     assert c.in_flight == 1
@@ -72,7 +73,7 @@ async def test_manual_clock_expiry_per_class() -> None:
     assert c.expire() == 1
     with pytest.raises(AdmissionRejected) as e:
         await low
-    assert e.value.reason == "timeout"
+    assert e.value.reason == Refusal.Timeout
     assert not normal.done()
     clock.advance(0.5)
     assert c.expire() == 1
@@ -87,7 +88,7 @@ async def test_real_timer_timeout() -> None:
     await c.acquire("normal")
     with pytest.raises(AdmissionRejected) as e:
         await c.acquire("normal")
-    assert e.value.reason == "timeout"
+    assert e.value.reason == Refusal.Timeout
     assert c.depths()["normal"] == 0
     c.release()
     assert c.in_flight == 0
@@ -154,16 +155,44 @@ async def test_concurrency_limit_holds_under_load() -> None:
     assert sum(c.depths().values()) == 0
 
 
-def test_validation() -> None:
-    with pytest.raises(ValueError, match="max_concurrency"):
+def test_validation_names_the_setting() -> None:
+    with pytest.raises(SettingError) as e:
         AdmissionController(0)
-    with pytest.raises(ValueError, match="unknown classes"):
+    assert e.value.field == "max_concurrency"
+    with pytest.raises(SettingError) as e:
+        AdmissionController(1, max_queue=-1)
+    assert e.value.field == "max_queue"
+    with pytest.raises(SettingError) as e:
+        AdmissionController(1, max_wait={Priority.Normal: -1.0})
+    assert e.value.field == 'max_wait["normal"]'
+    assert isinstance(e.value, ValueError), "callers that catch ValueError keep working"
+    with pytest.raises(ValueError, match="max_wait"):
         AdmissionController(1, max_wait={"urgent": 1.0})
-    with pytest.raises(ValueError, match="normal"):
-        AdmissionController(1, max_wait={"normal": -1.0})
 
 
 async def test_bad_priority() -> None:
     c = AdmissionController(1)
     with pytest.raises(ValueError, match="priority"):
         await c.acquire("urgent")
+
+
+def test_priority_names_and_the_core_outcome() -> None:
+    assert [str(p) for p in (Priority.Critical, Priority.Low)] == ["critical", "low"]
+    assert Priority("HIGH") == Priority.High, "names are case-insensitive, as in the config"
+    assert {Priority.High: 1}[Priority("high")] == 1
+    assert int(Priority.Critical) == 0 and int(Priority.Low) == 3
+    core = PriorityAdmission(1, 1, {})
+    first = core.acquire(Priority.Normal)
+    assert first.admitted and first.ticket is None and first.refusal is None
+    queued = core.acquire(Priority.Low)
+    assert not queued.admitted and queued.ticket is not None and queued.refusal is None
+    evicting = core.acquire(Priority.High)
+    assert evicting.shed == [queued.ticket]
+    refused = core.acquire(Priority.Low)
+    assert refused.refusal == Refusal.Shed and refused.ticket is None
+    assert core.depths() == {
+        Priority.Critical: 0,
+        Priority.High: 1,
+        Priority.Normal: 0,
+        Priority.Low: 0,
+    }

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from agentgate._core import ManualClock
-from agentgate.balancer import Balancer, NoEndpointAvailable
+from agentgate._core import BreakerState, CoreError, ManualClock, SettingError, UnknownEndpoint
+from agentgate.balancer import Balancer, NoEndpointAvailable, Outcome, Unavailable
 
 
 def eps(*weights: int, **breaker: Any) -> list[dict[str, Any]]:
@@ -70,36 +70,37 @@ def test_unhealthy_and_open_are_never_picked_and_reasons() -> None:
     b.force_open(2)
     with pytest.raises(NoEndpointAvailable) as e:
         b.pick()
-    assert e.value.reason == "all_open"
+    assert e.value.reason == Unavailable.AllOpen
     b.set_healthy(1, False)
     b.set_healthy(2, False)
     with pytest.raises(NoEndpointAvailable) as e:
         b.pick()
-    assert e.value.reason == "no_healthy"
-    assert isinstance(e.value, RuntimeError)
+    assert e.value.reason == Unavailable.NoHealthy
+    assert str(e.value.reason) == "no_healthy"
+    assert isinstance(e.value, RuntimeError) and isinstance(e.value, CoreError)
     with pytest.raises(NoEndpointAvailable) as e:
         Balancer([]).pick()
-    assert e.value.reason == "empty"
+    assert e.value.reason == Unavailable.Empty
 
 
 def test_failures_trip_the_endpoint_breaker() -> None:
     clock = ManualClock()
     b = Balancer(eps(1), clock=clock)
-    for _ in range(2):
-        b.finish(b.pick(), 0.001, "failure")
-    assert b.stats()[0].breaker.state == "open"
+    b.finish(b.pick(), 0.001, Outcome.Failure)
+    b.finish(b.pick(), 0.001, "failure")  # names still work
+    assert b.stats()[0].breaker.state == BreakerState.Open
     with pytest.raises(NoEndpointAvailable):
         b.pick()
     clock.advance(10.0)
     i = b.pick()  # the half-open probe
-    b.finish(i, 0.001, "success")
-    assert b.stats()[0].breaker.state == "closed"
+    b.finish(i, 0.001, Outcome.Success)
+    assert b.stats()[0].breaker.state == BreakerState.Closed
 
 
 def test_cancelled_frees_the_slot_without_feeding_ewma() -> None:
     b = Balancer(eps(1), clock=ManualClock())
     i = b.pick()
-    b.finish(i, 5.0, "cancelled")
+    b.finish(i, 5.0, Outcome.Cancelled)
     s = b.stats()[0]
     assert s.outstanding == 0
     assert s.ewma < 1.0
@@ -110,16 +111,21 @@ def test_validation_errors() -> None:
         Balancer([{"id": "a", "weight": 0}])
     with pytest.raises(ValueError, match=r"endpoints\[0\].id"):
         Balancer([{"weight": 1}])
-    with pytest.raises(ValueError, match="duplicate"):
+    with pytest.raises(SettingError) as s:
         Balancer([{"id": "a"}, {"id": "a"}])
-    with pytest.raises(ValueError, match=r"\('b'\)\.breaker: error_rate"):
+    assert s.value.field == "endpoints[1].id"
+    with pytest.raises(SettingError) as s:
         Balancer([{"id": "b", "breaker": {"error_rate": 3.0}}])
+    assert s.value.field == "error_rate"
+    assert s.value.__notes__ == ["in endpoints[0] ('b').breaker"]
     with pytest.raises(ValueError, match="unknown keys"):
         Balancer([{"id": "a", "wieght": 2}])
     b = Balancer(eps(1))
     with pytest.raises(ValueError, match="outcome"):
-        b.finish(0, 0.1, "meh")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="index"):
+        b.finish(0, 0.1, "meh")
+    with pytest.raises(UnknownEndpoint) as u:
         b.finish(7, 0.1)
-    with pytest.raises(ValueError, match="latency"):
+    assert u.value.index == 7 and isinstance(u.value, ValueError)
+    with pytest.raises(SettingError) as s:
         b.finish(0, -1.0)
+    assert s.value.field == "latency"

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from agentgate._core import ManualClock
-from agentgate.breaker import BreakerConfig, CircuitBreaker, CircuitOpenError
+from agentgate._core import ManualClock, SettingError
+from agentgate.breaker import BreakerConfig, BreakerState, CircuitBreaker, CircuitOpenError, Outcome
 
 
 def make(**kw: object) -> tuple[CircuitBreaker, ManualClock]:
@@ -23,9 +23,9 @@ def fail(b: CircuitBreaker, n: int) -> None:
 
 def test_closed_open_half_open_closed() -> None:
     b, clock = make(consecutive_failures=3, error_rate=0.0, open_for=10.0)
-    assert b.state == "closed"
+    assert b.state == BreakerState.Closed
     fail(b, 3)
-    assert b.state == "open"
+    assert b.state == BreakerState.Open
     assert not b.allow()
     s = b.stats()
     assert s.trips == 1
@@ -33,11 +33,11 @@ def test_closed_open_half_open_closed() -> None:
     clock.advance(9.999)
     assert not b.allow()
     clock.advance(0.001)
-    assert b.state == "half_open"
+    assert b.state == BreakerState.HalfOpen
     assert b.allow()
     assert not b.allow(), "one probe at a time"
     b.success()
-    assert b.state == "closed"
+    assert b.state == BreakerState.Closed
 
 
 def test_probe_failure_reopens_with_backoff_and_cap() -> None:
@@ -67,9 +67,9 @@ def test_error_rate_with_min_volume_and_window() -> None:
         assert b.allow()
         b.success()
     fail(b, 1)
-    assert b.state == "closed", "3 requests < min_requests"
+    assert b.state == BreakerState.Closed, "3 requests < min_requests"
     fail(b, 1)
-    assert b.state == "open", "2 of 4 failed"
+    assert b.state == BreakerState.Open, "2 of 4 failed"
 
 
 def test_cancelled_returns_the_probe() -> None:
@@ -81,9 +81,9 @@ def test_cancelled_returns_the_probe() -> None:
     b.cancelled()
     assert b.allow()
     b.success()
-    assert b.state == "half_open"
+    assert b.state == BreakerState.HalfOpen
     b.success()
-    assert b.state == "closed"
+    assert b.state == BreakerState.Closed
 
 
 def test_force_open_and_reset() -> None:
@@ -96,19 +96,47 @@ def test_force_open_and_reset() -> None:
     assert b.allow()
 
 
-def test_validation_names_the_field() -> None:
-    with pytest.raises(ValueError, match="error_rate"):
-        CircuitBreaker(error_rate=1.5)
-    with pytest.raises(ValueError, match="max_open_for"):
-        CircuitBreaker(open_for=10.0, max_open_for=1.0)
-    with pytest.raises(ValueError, match="half_open_probes"):
-        CircuitBreaker(half_open_probes=0)
-    with pytest.raises(ValueError, match="window"):
-        CircuitBreaker(window=-1.0)
-    with pytest.raises(ValueError, match="backoff"):
-        BreakerConfig(backoff=0.5)
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"error_rate": 1.5}, "error_rate"),
+        ({"open_for": 10.0, "max_open_for": 1.0}, "max_open_for"),
+        ({"half_open_probes": 0}, "half_open_probes"),
+        ({"window": -1.0}, "window"),
+        ({"window": 0.0}, "window"),
+        ({"open_for": 0.0}, "open_for"),
+        ({"backoff": 0.5}, "backoff"),
+    ],
+)
+def test_validation_names_the_field(kwargs: dict[str, float], field: str) -> None:
+    for make_it in (CircuitBreaker, BreakerConfig):
+        with pytest.raises(SettingError) as e:
+            make_it(**kwargs)  # type: ignore[arg-type]
+        assert e.value.field == field
+        assert isinstance(e.value, ValueError)
+        assert str(e.value).startswith(field)
+
+
+def test_unknown_argument_is_a_type_error() -> None:
     with pytest.raises(TypeError):
         CircuitBreaker(bogus=1)  # type: ignore[call-arg]
+
+
+def test_states_and_outcomes_have_their_api_names() -> None:
+    assert [str(s) for s in (BreakerState.Closed, BreakerState.Open, BreakerState.HalfOpen)] == [
+        "closed",
+        "open",
+        "half_open",
+    ]
+    assert BreakerState("half_open") == BreakerState.HalfOpen
+    assert Outcome("cancelled") == Outcome.Cancelled and str(Outcome.Failure) == "failure"
+    assert repr(BreakerState.Open) == "BreakerState.Open"
+    with pytest.raises(ValueError, match="half_open"):
+        BreakerState("half-open")
+    b, _ = make(consecutive_failures=1)
+    assert b.allow()
+    b.record(Outcome.Failure)
+    assert b.state == BreakerState.Open
 
 
 def test_call_counts_exceptions_and_refuses_when_open() -> None:
@@ -123,7 +151,8 @@ def test_call_counts_exceptions_and_refuses_when_open() -> None:
             b.call(boom)
     with pytest.raises(CircuitOpenError) as e:
         b.call(lambda: None)
-    assert e.value.state == "open"
+    assert e.value.state == BreakerState.Open
+    assert str(e.value) == "circuit breaker is open"
 
 
 async def test_acall_counts_failures_but_not_cancellation() -> None:
@@ -147,13 +176,13 @@ async def test_acall_counts_failures_but_not_cancellation() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert b.state == "half_open"
+    assert b.state == BreakerState.HalfOpen
     assert b.allow(), "cancellation returned the probe without counting a failure"
     b.success()
-    assert b.state == "closed"
+    assert b.state == BreakerState.Closed
 
 
 def test_subclass_keeps_core_methods() -> None:
     b = CircuitBreaker()
     assert isinstance(b.stats().window_requests, int)
-    assert "closed" in repr(b.stats())
+    assert "BreakerState.Closed" in repr(b.stats())

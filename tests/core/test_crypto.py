@@ -64,10 +64,12 @@ def test_wycheproof_batch_equals_expected() -> None:
     items = [(pk, bytes.fromhex(t["msg"]), bytes.fromhex(t["sig"])) for pk, t in WYCHE_CASES]
     expected = [t["result"] == "valid" for _, t in WYCHE_CASES]
     assert crypto.verify_batch(items) == expected
-    assert crypto.verify_batch(items, mode="exact-batched") == expected
-    assert crypto.verify_batch(items, mode="fast") == expected
+    assert crypto.verify_batch(items, mode=crypto.BatchMode.ExactBatched) == expected
+    assert crypto.verify_batch(items, mode=crypto.BatchMode.Fast) == expected
+    assert crypto.verify_batch(items, mode="fast") == expected, "names still work"
+    assert str(crypto.BatchMode.ExactBatched) == "exact-batched"
     with pytest.raises(ValueError, match="mode must be"):
-        crypto.verify_batch(items, mode="sloppy")  # type: ignore[arg-type]
+        crypto.verify_batch(items, mode="sloppy")
     rng = random.Random(7)
     for _ in range(20):
         picks = [rng.randrange(len(items)) for _ in range(rng.randrange(1, 40))]
@@ -157,38 +159,58 @@ def test_interop_with_cryptography() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "fragment"),
+    ("key", "fmt", "problem"),
     [
-        (b"abc", "expected 32"),
-        ("!!!! not base64 !!!!", "bad base64"),
-        (b"\xff" * 33, "not UTF-8"),
+        (b"abc", crypto.KeyFormat.Base64, crypto.KeyProblem.Length),
+        ("!!!! not base64 !!!!", crypto.KeyFormat.Base64, crypto.KeyProblem.Base64),
+        (b"\xff" * 33, crypto.KeyFormat.Raw, crypto.KeyProblem.NotText),
         (
             "-----BEGIN RSA PUBLIC KEY-----\nAAAA\n-----END RSA PUBLIC KEY-----\n",
-            "bad PEM label 'RSA PUBLIC KEY'",
+            crypto.KeyFormat.Pem,
+            crypto.KeyProblem.PemLabel,
         ),
-        ("-----BEGIN PUBLIC KEY-----\nAAAAAAAAAAAA\n", "missing END line"),
-        ("MCowBQYDK2VuAyEAJrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs=", "not an Ed25519 key"),
-        (bytes([2] + [0] * 31), "not encode a point"),
+        (
+            "-----BEGIN PUBLIC KEY-----\nAAAAAAAAAAAA\n",
+            crypto.KeyFormat.Pem,
+            crypto.KeyProblem.PemStructure,
+        ),
+        (
+            "MCowBQYDK2VuAyEAJrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs=",
+            crypto.KeyFormat.Der,
+            crypto.KeyProblem.NotEd25519,
+        ),
+        (bytes([2] + [0] * 31), crypto.KeyFormat.Raw, crypto.KeyProblem.NotOnCurve),
     ],
 )
-def test_malformed_public_keys_raise(key: bytes | str, fragment: str) -> None:
-    with pytest.raises(ValueError, match="public key") as info:
+def test_malformed_public_keys_raise(
+    key: bytes | str, fmt: crypto.KeyFormat, problem: crypto.KeyProblem
+) -> None:
+    with pytest.raises(crypto.Ed25519KeyError) as info:
         crypto.verify(key, b"m", b"\x00" * 64)
-    assert fragment in str(info.value)
-    with pytest.raises(ValueError):
+    e = info.value
+    assert (e.kind, e.format, e.problem) == (crypto.KeyKind.Public, fmt, problem), str(e)
+    assert isinstance(e, ValueError), "callers that catch ValueError keep working"
+    with pytest.raises(crypto.Ed25519KeyError):
         crypto.load_public_key(key)
 
 
 def test_malformed_private_keys_and_types() -> None:
-    with pytest.raises(ValueError, match=r"private key.*expected 32"):
+    with pytest.raises(crypto.Ed25519KeyError) as info:
         crypto.sign(b"shortkey", b"m")
+    assert (info.value.kind, info.value.problem) == (
+        crypto.KeyKind.Private,
+        crypto.KeyProblem.Length,
+    )
     kp = crypto.generate_keypair()
-    with pytest.raises(ValueError, match="bad PEM label 'PUBLIC KEY', expected 'PRIVATE KEY'"):
+    with pytest.raises(crypto.Ed25519KeyError) as info:
         crypto.sign(kp.public_pem(), b"m")
+    assert info.value.problem == crypto.KeyProblem.PemLabel
+    assert "bad PEM label 'PUBLIC KEY', expected 'PRIVATE KEY'" in str(info.value)
     with pytest.raises(TypeError, match="public_key must be bytes or str"):
         crypto.verify(123, b"m", b"s")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="item 1"):
+    with pytest.raises(crypto.Ed25519KeyError, match=r"^item 1: ") as info:
         crypto.verify_batch([(kp.public_key, b"m", b"s"), (b"bad", b"m", b"s")])
+    assert info.value.problem == crypto.KeyProblem.Base64
 
 
 def test_bad_signatures_are_false_not_errors() -> None:

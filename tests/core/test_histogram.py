@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from agentgate._core import SettingError
 from agentgate.histogram import (
     OVERFLOW_KEY,
     RELATIVE_ERROR,
@@ -51,12 +52,16 @@ def test_seconds_buckets_reset() -> None:
     assert d["count"] == 3 and d["max"] == 0.5
     h.reset()
     assert h.snapshot().count == 0
-    with pytest.raises(ValueError, match="seconds"):
-        h.record_seconds(-1.0)
-    with pytest.raises(ValueError, match="nanos"):
-        h.record(-5)
-    with pytest.raises(ValueError, match="q must be"):
-        h.quantile(1.5)
+    for bad, field in [
+        (lambda: h.record_seconds(-1.0), "seconds"),
+        (lambda: h.record(-5), "nanos"),
+        (lambda: h.quantile(1.5), "q"),
+        (lambda: h.buckets([0.1, -2.0]), "bounds[1]"),
+    ]:
+        with pytest.raises(SettingError) as e:
+            bad()
+        assert e.value.field == field
+        assert isinstance(e.value, ValueError)
 
 
 def test_set_keys_overflow_and_shared_handles() -> None:

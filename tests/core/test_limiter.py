@@ -7,7 +7,13 @@ import math
 import pytest
 
 from agentgate._core import ManualClock
-from agentgate.limits import RateLimitDecision, RateLimiter
+from agentgate.limits import (
+    LimiterError,
+    LimiterErrorKind,
+    RateLimitDecision,
+    RateLimiter,
+    SettingError,
+)
 
 
 def test_burst_then_rate() -> None:
@@ -71,24 +77,30 @@ def test_bounded_keys_and_sweep() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "needle"),
+    ("kwargs", "kind"),
     [
-        ({"rate": "100", "burst": 1}, "rate:"),
-        ({"rate": "100/week", "burst": 1}, "unknown unit"),
-        ({"rate": -1.0, "burst": 1}, "rate:"),
-        ({"rate": "1/s", "burst": 0}, "burst:"),
-        ({"rate": "1/s", "burst": -1}, "burst must be"),
-        ({"rate": "1/s", "burst": 1, "max_keys": 0}, "max_keys"),
-        ({"rate": [1], "burst": 1}, "rate must be"),
+        ({"rate": "100", "burst": 1}, LimiterErrorKind.Rate),
+        ({"rate": "100/week", "burst": 1}, LimiterErrorKind.Rate),
+        ({"rate": -1.0, "burst": 1}, LimiterErrorKind.Rate),
+        ({"rate": "1/s", "burst": 0}, LimiterErrorKind.Burst),
+        ({"rate": "1/s", "burst": 1, "max_keys": 0}, LimiterErrorKind.MaxKeys),
     ],
 )
-def test_bad_config(kwargs: dict[str, object], needle: str) -> None:
-    with pytest.raises(ValueError, match=needle):
+def test_bad_config(kwargs: dict[str, object], kind: LimiterErrorKind) -> None:
+    with pytest.raises(LimiterError) as e:
         RateLimiter(**kwargs)  # type: ignore[arg-type]
+    assert e.value.kind == kind
+    assert isinstance(e.value, ValueError)
 
 
-def test_bad_cost() -> None:
+def test_bad_arguments() -> None:
+    with pytest.raises(SettingError) as e:
+        RateLimiter("1/s", burst=-1)
+    assert e.value.field == "burst"
+    with pytest.raises(TypeError):
+        RateLimiter([1], burst=1)  # type: ignore[arg-type]
     lim = RateLimiter("1/s", burst=1)
-    with pytest.raises(ValueError, match="cost"):
+    with pytest.raises(SettingError) as e:
         lim.check("k", cost=-1)
+    assert e.value.field == "cost"
     assert lim.rate == 1.0 and lim.burst == 1

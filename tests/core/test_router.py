@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from agentgate.routing import RouteMatch, Router
+from agentgate.routing import RouteMatch, Router, RouterError
 
 
 def ids(router: Router, method: str, path: str, host: str = "", **headers: str) -> str | None:
@@ -67,25 +67,40 @@ def test_priority() -> None:
 
 
 @pytest.mark.parametrize(
-    ("routes", "needle"),
+    ("routes", "index", "field"),
     [
-        ([{"id": "a", "path": "x"}], 'route #0 (id "a"): path'),
-        ([{"id": "a", "path": "/"}, {"id": "a", "path": "/b"}], 'route #1 (id "a"): id'),
-        ([{"path": "/"}], 'route #0 (id ""): id: is required'),
-        ([{"id": "a"}], "exactly one of path"),
-        ([{"id": "a", "path": "/", "path_prefix": "/"}], "exactly one of path"),
-        ([{"id": "a", "path_template": "/u/{id"}], 'route #0 (id "a"): path'),
-        ([{"id": "a", "path": "/", "methods": "GET"}], "methods: must be a list"),
-        ([{"id": "a", "path": "/", "headers": ["x"]}], "headers: must be a mapping"),
-        ([{"id": "a", "path": "/", "host": "a.*.com"}], "host:"),
-        ([{"id": "a", "path": "/", "extra": 1}], "extra: unknown key"),
-        (["nope"], "route #0: must be a mapping"),
+        ([{"id": "a", "path": "x"}], 0, "path"),
+        ([{"id": "a", "path": "/"}, {"id": "a", "path": "/b"}], 1, "id"),
+        ([{"path": "/"}], 0, "id"),
+        ([{"id": "a"}], 0, "path"),
+        ([{"id": "a", "path": "/", "path_prefix": "/"}], 0, "path"),
+        ([{"id": "a", "path_template": "/u/{id"}], 0, "path"),
+        ([{"id": "a", "path": "/", "methods": "GET"}], 0, "methods"),
+        ([{"id": "a", "path": "/", "headers": ["x"]}], 0, "headers"),
+        ([{"id": "a", "path": "/", "host": "a.*.com"}], 0, "host"),
+        ([{"id": "ok", "path": "/"}, {"id": "a", "path": "/", "extra": 1}], 1, "extra"),
+        (["nope"], 0, "route"),
     ],
 )
-def test_errors_name_route_and_field(routes: list[object], needle: str) -> None:
-    with pytest.raises(ValueError) as e:
+def test_errors_name_route_and_field(routes: list[object], index: int, field: str) -> None:
+    with pytest.raises(RouterError) as e:
         Router(routes)  # type: ignore[arg-type]
-    assert needle in str(e.value)
+    assert (e.value.index, e.value.field) == (index, field), str(e.value)
+    assert str(e.value).startswith(f"route #{index} ")
+    assert isinstance(e.value, ValueError)
+
+
+def test_error_carries_the_route_id() -> None:
+    with pytest.raises(RouterError) as e:
+        Router([{"id": "users", "path": "/u", "methods": "GET"}])
+    assert e.value.id == "users"
+
+
+def test_routes_of_the_wrong_type() -> None:
+    with pytest.raises(TypeError):
+        Router("not a list")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Router([{"id": "a", "path": "/", "methods": [object()]}])  # type: ignore[list-item]
 
 
 def test_replace_is_atomic_and_keeps_table_on_error() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agentgate import crypto, signing
-from agentgate._core import ManualClock
+from agentgate._core import ManualClock, SettingError
 
 TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata"
 
@@ -91,7 +91,8 @@ def test_b26_any_covered_change_fails(
     headers = [(k, value if k == header and value is not None else v) for k, v in SIGNED]
     with pytest.raises(signing.SignatureError) as info:
         _verify(method, url, headers)
-    assert info.value.code == "bad-signature"
+    assert info.value.kind == signing.HttpSigErrorKind.BadSignature
+    assert info.value.code == "bad-signature" == str(info.value.kind)
 
 
 def test_b26_param_change_fails() -> None:
@@ -104,6 +105,7 @@ def test_b26_param_change_fails() -> None:
 
 def test_b26_digest_checked_against_body() -> None:
     assert signing.content_digest(BODY, "sha-512") == dict(HEADERS)["Content-Digest"]
+    assert signing.content_digest(BODY, signing.DigestAlg.Sha512) == dict(HEADERS)["Content-Digest"]
     assert signing.verify_content_digest(dict(HEADERS)["Content-Digest"], BODY)
     assert not signing.verify_content_digest(dict(HEADERS)["Content-Digest"], BODY + b" ")
     # B.2.6 does not cover content-digest; the default policy requires it when there is a body.
@@ -152,7 +154,7 @@ def test_sign_then_verify_round_trip_with_body() -> None:
             clock=ManualClock(),
             now=10_005,
         )
-    assert info.value.code == "digest-mismatch"
+    assert info.value.kind == signing.HttpSigErrorKind.DigestMismatch
 
 
 def test_policy_errors_have_codes() -> None:
@@ -248,17 +250,24 @@ def test_malformed_inputs_raise_value_error() -> None:
     with pytest.raises(signing.SignatureError) as info:
         signing.verify_request("GET", "https://h/p", headers, None, {"k": kp.public_key})
     assert info.value.code == "malformed-signature"
+    assert info.value.kind == signing.HttpSigErrorKind.Malformed
     with pytest.raises(ValueError, match="sha-256"):
         signing.content_digest(b"x", "md5")
+    with pytest.raises(signing.SignatureError) as info:
+        signing.verify_content_digest("not a digest", b"x")
+    assert info.value.kind == signing.HttpSigErrorKind.Malformed
+    with pytest.raises(SettingError) as s:
+        signing.HttpSigVerifier({}, now=5.0)
+    assert s.value.field == "now"
 
 
 def test_streaming_digest_helpers() -> None:
     body = b"chunked body " * 100
-    hasher = signing.ContentDigestHasher("sha-512")
+    hasher = signing.ContentDigestHasher(signing.DigestAlg.Sha512)
     for i in range(0, len(body), 97):
         hasher.update(body[i : i + 97])
     header = hasher.header_value()
-    assert header == signing.content_digest(body, "sha-512")
+    assert header == signing.content_digest(body, signing.DigestAlg.Sha512)
     check = signing.ContentDigestCheck(header)
     check.update(body[:10])
     check.update(body[10:])
@@ -268,3 +277,23 @@ def test_streaming_digest_helpers() -> None:
     assert not bad.finish()
     with pytest.raises(ValueError):
         hasher.update(b"more")
+
+
+def test_body_without_a_digest_is_refused_after_the_signature() -> None:
+    kp = crypto.generate_keypair()
+    url = "https://h.example/p"
+    added = signing.sign_request(
+        "POST", url, {}, b"{}", kp.private_key, "k", components=["@method", "@path"], created=7
+    )
+    headers = {k: v for k, v in added.items() if k != "Content-Digest"}
+    verifier = signing.HttpSigVerifier(
+        {"k": kp.public_key},
+        clock=ManualClock(),
+        now=7,
+        require_digest_with_body=False,
+        required_components=["@method", "@path"],
+    )
+    with pytest.raises(signing.SignatureError) as info:
+        signing.verify_request("POST", url, headers, b"{}", {}, verifier=verifier)
+    assert info.value.kind == signing.HttpSigErrorKind.MissingDigest
+    assert info.value.code == "missing-digest"

@@ -42,6 +42,19 @@ class Gateway:
         return self.log.read_text(errors="replace")
 
 
+async def bootstrap_admin(data_dir: Path) -> str:
+    """Bootstrap the store in `data_dir` (before a gateway opens it); the system admin key."""
+    from agentgate.cli_control import bootstrap
+    from agentgate.store import open_store
+
+    store = await open_store(None, data_dir)
+    try:
+        _, _, secret = await bootstrap(store)
+    finally:
+        await store.close()
+    return secret
+
+
 def start_gateway(config_text: str, tmp: Path, workers: int = 1, timeout: float = 30) -> Gateway:
     """Write the config and run `python -m agentgate serve` on free ports until it serves."""
     cfg = tmp / "agentgate.yaml"

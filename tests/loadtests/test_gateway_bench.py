@@ -57,12 +57,24 @@ def test_wrk_counts_only_successful_responses() -> None:
 
 def test_perf_stat_counts_and_not_counted() -> None:
     text = (
-        "# started on Wed Dec  2 01:33:56 2026\n\n"
-        "6172,,agbench:eval,692550457,100.00,,\n"
-        "<not counted>,,agbench:gil,0,100.00,,\n"
-        "12,,cycles,1,100.00,,\n"
+        "# started on Wed Dec  2 01:54:07 2026\n\n"
+        "agentgate-22723,5779,,agbench:eval,56439931,100.00,,\n"
+        "agentgate-dp-22828,0,,agbench:eval,1238669980,100.00,,\n"
+        "agentgate-22836,<not counted>,,agbench:eval,0,100.00,,\n"
+        "agentgate-22723,777,,agbench:gil,56439931,100.00,,\n"
+        "agentgate-dp-22828,0,,agbench:gil,1238669980,100.00,,\n"
+        "agentgate-22836,<not counted>,,agbench:gil,0,100.00,,\n"
+        "agentgate-22723,12,,cycles,1,100.00,,\n"
     )
-    assert parse_perf_stat(text) == {"eval": 6172, "gil": 0}
+    counts = parse_perf_stat(text)
+    assert counts.total == {"eval": 5779, "gil": 777}
+    assert counts.busiest() == {
+        "thread": "agentgate-dp-22828",
+        "cpu_s": 1.23866998,
+        "eval": 0,
+        "gil": 0,
+    }
+    assert len(counts.threads) == 3
 
 
 def test_cpu_time_and_memory_of_a_process_tree() -> None:
@@ -86,7 +98,8 @@ def test_cpu_time_and_memory_of_a_process_tree() -> None:
 
 
 def _run(server: str, rps: float, p99: float, cpu: float, pss: float) -> dict[str, object]:
-    run: dict[str, object] = {"server": server, "round": 0, "rss_mib": pss * 1.5, "pss_mib": pss}
+    run: dict[str, object] = {"server": server, "round": 0, "rss_mib": pss * 1.5, "pss_mib": pss,
+                              "pss_start_mib": pss * 0.9}  # fmt: skip
     for sc in SCENARIOS:
         run[f"wrk_{sc.key}"] = {"rps": rps, "cpu_us_per_request": cpu, "non_2xx_3xx": 0}
     for key, rate in Settings().latency:
@@ -108,8 +121,10 @@ def test_summary_ratios_targets_and_tables() -> None:
     ]
     pycounts = [
         {"server": "agentgate", "idle": {"eval": 2000, "gil": 250, "seconds": 5},
-         "get_1k": {"per_request": {"eval": 0.001, "gil": 0.0}},
-         "post": {"per_request": {"eval": -0.002, "gil": 0.0}}},
+         "get_1k": {"per_request": {"eval": 0.001, "gil": 0.0},
+                    "busiest_thread": {"thread": "agentgate-dp-7", "cpu_s": 1.2, "eval": 0.0}},
+         "post": {"per_request": {"eval": -0.002, "gil": 0.0},
+                  "busiest_thread": {"thread": "agentgate-dp-7", "cpu_s": 1.3, "eval": 0.0}}},
         {"server": "agentgate-prev", "idle": {"eval": 900, "gil": 10, "seconds": 5},
          "get_1k": {"per_request": {"eval": 14.2, "gil": 3.0},
                     "all_per_request": {"eval": 14.3, "gil": 3.0}},
@@ -118,18 +133,31 @@ def test_summary_ratios_targets_and_tables() -> None:
     summary = summarize(runs, pycounts, settings)
     ag = summary["agentgate"]
     assert ag["x_nginx_get_1k"] == 0.95
+    assert ag["x_prev_post"] == 19000 / 8000
+    assert ag["cpu_x_prev_get_1k"] == 52 / 125
     assert round(ag["lat_get_1k_1000"]["added_p99_ms"], 6) == 0.3
     assert summary["litellm"] == {"error": "not ready after 120s"}
     checks = {t["target"]: t["met"] for t in targets(summary, settings)}
     assert all(checks.values()), checks
-    assert len(checks) == 7
+    assert len(checks) == 10
     meta = {"command": "make bench-gateway", "rounds": 1, "machine": "x86_64, 2 CPUs",
             "date": "2026-12-02", "cpu_layout": "pinned", "load_before": "1.0, 1.0, 1.0",
             "load_after": "1.0, 1.0, 1.0", "targets": targets(summary, settings)}  # fmt: skip
     table = markdown(summary, meta, settings)
-    assert "| agentgate | 19000 (0.95×) | 19000 (0.95×) | 19000 (0.95×) |" in table
+    assert (
+        "| agentgate | 19000 (0.95×, 2.38×) | 19000 (0.95×, 2.38×) | 19000 (0.95×, 2.38×) |"
+        in table
+    )
+    assert (
+        "| agentgate | 52.0 / 52.0 / 52.0 (0.42 / 0.42 / 0.42) | – | 72.0 | 120.0 / 80.0 (1) |"
+        in table
+    )
     assert "| litellm | failed: not ready after 120s |" in table
-    assert "| agentgate-prev | 180 | 14.20 (14.30) | 19.50 (–) | 3.00 / 4.00 |" in table
+    assert (
+        "| agentgate-prev | 180 | 14.20 (14.30) | 19.50 (–) | `?` (– s CPU): – / – | 3.00 / 4.00 |"
+        in table
+    )
+    assert "`agentgate-dp` (1.2 s CPU): 0.00 / 0.00 |" in table
 
 
 def test_a_slower_agentgate_misses_its_targets() -> None:
@@ -143,6 +171,7 @@ def test_a_slower_agentgate_misses_its_targets() -> None:
     checks = {t["target"]: t["met"] for t in targets(summarize(runs, [], settings), settings)}
     assert checks["throughput GET 1 KiB vs nginx"] is False
     assert checks["PSS of the process tree, 1 worker (MiB)"] is False
+    assert checks["PSS of the process tree before any load, 1 worker (MiB)"] is False
     assert checks["added p99 GET 1 KiB @ 1000 req/s (ms)"] is False
     # not measured: neither met nor missed
-    assert checks["Python interpreter entries per request, GET 1 KiB"] is None
+    assert checks["Python interpreter entries per request on the serving thread, GET 1 KiB"] is None

@@ -72,6 +72,12 @@ async def test_error_rate_pending_firing_grouped_resolved(
     e = env
     tag = request.node.name.replace("[", "-").rstrip("]")
     am = e.svc.alerts
+    changes: list[tuple[str, str, str]] = []
+
+    async def on_change(tenant_id: str, alert_id: str, state: str, detail: str) -> None:
+        changes.append((tenant_id, alert_id, state))  # what the bus gets as alert.<state>
+
+    am.on_change = on_change
     await am.put_channel(e.tenant, "hook", WebhookChannel(url=receiver.url(_path(tag))))
     await am.put_channel(
         e.tenant, "slack", SlackChannel(webhook_url=receiver.url(_path(tag + "-slack")))
@@ -128,6 +134,9 @@ async def test_error_rate_pending_firing_grouped_resolved(
     hist = await am.history(e.tenant)
     kinds = {h["kind"] for h in hist if h["rule"] == "HighErrorRate"}
     assert {"pending", "firing", "acknowledged", "notified", "resolved"} <= kinds
+    # every state change reached the hook after its commit, in order, and nothing else did
+    seq = [s for t, a, s in changes if a == active["svc-a"]["id"] and t == e.tenant]
+    assert seq == ["pending", "firing", "acknowledged", "resolved"]
     st = await am.stats(e.tenant)
     r = st["rules"]["HighErrorRate"]
     assert r["fired"] == 2 and r["acknowledged"] == 1 and r["resolved"] == 2

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agentgate._core import PolicyCompileError, PolicyEngine
+from agentgate._core import PolicyCompileError, PolicyEngine, PolicyError, PolicyErrorKind
 from agentgate.errors import Invalid
 from agentgate.policy import PolicyCompileFailed, PolicyService, default_modules
 
@@ -107,9 +107,14 @@ def test_bad_stage_and_bad_input_are_invalid() -> None:
     with pytest.raises(Invalid, match="stage"):
         svc.evaluate("destroy", _input())  # type: ignore[arg-type]
     eng = svc.engine()
-    with pytest.raises(ValueError, match="input"):
+    with pytest.raises(PolicyError) as info:
         eng.evaluate(b"{not json")
-    with pytest.raises(ValueError):
+    assert info.value.kind == PolicyErrorKind.Input
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(PolicyError) as info:
+        eng.evaluate(b"\xff")
+    assert info.value.kind == PolicyErrorKind.Input
+    with pytest.raises(TypeError):
         eng.evaluate(123)  # type: ignore[arg-type]
 
 
@@ -120,7 +125,14 @@ def test_engine_direct_with_data_and_compile_error() -> None:
     assert not eng.evaluate(b'{"u": "bob"}').allow
     with pytest.raises(PolicyCompileError) as info:
         PolicyEngine({"b.rego": "package x\nimport rego.v1\nallow if {\n"})
-    assert info.value.args[1] == "b.rego"
+    e = info.value
+    assert (e.module, e.kind) == ("b.rego", PolicyErrorKind.Compile)
+    assert e.line >= 3 and e.message
+    assert str(e).startswith(f"b.rego:{e.line}:{e.col}: ")
+    assert isinstance(e, PolicyError)
+    x = eng.explain('{"u": "root"}')
+    assert x.decision.allow and x.decision.reasons == []
+    assert [c.module for c in x.coverage] == ["a.rego"] and x.coverage[0].covered
     assert PolicyService().engine().uses_vm
     assert sorted(default_modules()) == [
         "capabilities.rego",

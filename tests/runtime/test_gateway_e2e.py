@@ -17,26 +17,14 @@ from agentgate.registry.digest import digest as template_digest
 from agentgate.registry.signing import sign_template
 
 sys.path.insert(0, str(HERE.parent / "gateway"))
-from gateway_process import start_gateway, stop_gateway
-
-
-async def _admin_key(data_dir: Path) -> str:
-    from agentgate.cli_control import bootstrap
-    from agentgate.store import open_store
-
-    store = await open_store(None, data_dir)
-    try:
-        _, _, secret = await bootstrap(store)
-    finally:
-        await store.close()
-    return secret
+from gateway_process import bootstrap_admin, start_gateway, stop_gateway
 
 
 @pytest.mark.timeout(180)
 async def test_create_route_delete_through_the_gateway(rt_root: Path) -> None:
     gw = start_gateway("data_dir: .agentgate\n", rt_root, timeout=60)
     try:
-        secret = await _admin_key(rt_root / ".agentgate")
+        secret = await bootstrap_admin(rt_root / ".agentgate")
         h = {"Authorization": f"Bearer {secret}"}
         async with httpx.AsyncClient(base_url=gw.admin, headers=h, timeout=60) as api:
             kp = crypto.generate_keypair()
@@ -93,7 +81,7 @@ async def test_a_request_to_an_agent_scaled_to_zero_waits_for_its_replica(rt_roo
     root.mkdir()
     gw = start_gateway("data_dir: .agentgate\n", root, timeout=60)
     try:
-        secret = await _admin_key(root / ".agentgate")
+        secret = await bootstrap_admin(root / ".agentgate")
         h = {"Authorization": f"Bearer {secret}"}
         async with httpx.AsyncClient(base_url=gw.admin, headers=h, timeout=60) as api:
             kp = crypto.generate_keypair()

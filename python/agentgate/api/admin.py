@@ -44,6 +44,10 @@ class GatewayView(Protocol):
         """Probe an agent's endpoints now (KeyError if unknown)."""
         ...
 
+    def cluster_health(self) -> dict[str, Any] | None:
+        """Redis as the cluster rate limits see it; None without Redis."""
+        ...
+
 
 _BREAKER = {
     BreakerState.Closed: "closed",
@@ -82,7 +86,7 @@ def agent_report(gw: GatewayView) -> dict[str, Any]:
             "endpoints": eps,
             "healthy": sum(bool(ep["healthy"]) for ep in eps),
             "in_flight": a.in_flight,
-            "queued": sum(a.queued),
+            "queued": sum(a.queued.values()),
             "retry_budget": a.retry_budget,
         }
     return out
@@ -125,7 +129,12 @@ def create_app(
     async def readyz(_: Request) -> Response:
         agents = gw.agents()
         ready = all(any(ep.healthy for ep in a.endpoints) for a in agents)
-        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+        body: dict[str, Any] = {"ready": ready}
+        cluster = gw.cluster_health()
+        if cluster is not None:
+            # Redis down does not make the gateway unready: routes follow on_redis_error
+            body["cluster_limits"] = cluster
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(_: Request) -> Response:
         body, ctype = await asyncio.to_thread(render_latest)

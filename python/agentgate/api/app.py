@@ -47,6 +47,7 @@ from agentgate.runtime.factory import AgentFactory, ScopeAudit
 from agentgate.security.audit import seal as audit_seal
 from agentgate.security.scheduler import Scheduler
 from agentgate.security.services import Security
+from agentgate.settings import Settings
 from agentgate.state import AgentHistory
 from agentgate.state.agents import retention_loop
 from agentgate.store import Seal, Store, open_store
@@ -165,13 +166,16 @@ async def control_plane(
     from agentgate.observe.service import open_for_admin
 
     observe = await open_for_admin(store, database_url, data_dir, feed=feed)
+    changes = ChangeFeed(bus) if bus is not None else None
+    if changes is not None:
+        observe.alerts.on_change = changes.alert_hook()
     from agentgate.runtime.service import open_runtime
 
     runtime = await open_runtime(store, env, load=load, inflight=inflight)
     api = create_api(
         store,
         security=Security.from_env(store, env),
-        changes=ChangeFeed(bus) if bus is not None else None,
+        changes=changes,
         history=history,
         observe=observe,
         runtime=runtime,
@@ -200,8 +204,9 @@ def from_env() -> Starlette:
     """A standalone API server app for `granian --factory agentgate.api.app:from_env`: the store
     comes from `AGENTGATE_DATABASE_URL` (default SQLite in `AGENTGATE_DATA_DIR`, else `.`) and is
     opened in the server's event loop."""
-    url = os.environ.get("AGENTGATE_DATABASE_URL") or None
-    data_dir = Path(os.environ.get("AGENTGATE_DATA_DIR", "."))
+    settings = Settings.from_env()
+    url = settings.database_url
+    data_dir = settings.data_dir or Path(".")
     env = dict(os.environ)  # master key and config as when the app was made
     inner: list[Starlette] = []
 

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +113,16 @@ class ChangeFeed:
             log.warning("change %s not published on the bus: %s", change.action, e)
             return False
         return True
+
+    def alert_hook(self) -> Callable[[str, str, str, str], Awaitable[bool]]:
+        """For `AlertManager.on_change`: each alert state change as `alert.<state>`."""
+
+        async def publish(tenant_id: str, alert_id: str, state: str, detail: str) -> bool:
+            return await self.publish(
+                Change.of(f"alert.{state}", tenant_id, f"alert:{alert_id}", {"detail": detail})
+            )
+
+        return publish
 
     async def subscribe(
         self, subscriber: str | None = None, *, kinds: Collection[str] | None = None

@@ -11,12 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from agentgate._core import AgentState, ConfigRejected, DataPlane, ProbeResult, StatsDelta
 from agentgate.config import GatewayConfig
 from agentgate.errors import AgentgateError
 from agentgate.gateway.sources import ConfigSource
 from agentgate.observe.metrics import Metrics
+
+if TYPE_CHECKING:
+    from agentgate.gateway.leases import LeaseLoop
 
 __all__ = ["Gateway", "Resolve"]
 
@@ -55,6 +59,13 @@ class Gateway:
         self.on_activate: Callable[[str], Awaitable[object]] | None = None
         self.metrics.publish(self.core.agents())
         self._lock = asyncio.Lock()
+        # cluster rate limits: leases from the Redis the config names (its URL is read once)
+        self.leases: LeaseLoop | None = None
+        if config.redis is not None:
+            # imported here: redis is the optional `redis` extra, needed only with `redis:`
+            from agentgate.gateway.leases import LeaseLoop
+
+            self.leases = LeaseLoop(self.core, config.redis.url, timeout=config.redis.timeout)
 
     @classmethod
     async def create(
@@ -105,6 +116,10 @@ class Gateway:
         """Every agent's state as the data plane sees it now."""
         return self.core.agents()
 
+    def cluster_health(self) -> dict[str, Any] | None:
+        """Redis as the cluster rate limits see it (None without `redis:` in the config)."""
+        return None if self.leases is None else self.leases.health()
+
     def in_flight(self) -> dict[str, int]:
         """Requests in flight per agent."""
         return {a.name: a.in_flight for a in self.core.agents()}
@@ -131,15 +146,19 @@ class Gateway:
         self.metrics.publish(self.core.agents())
 
     async def run(self) -> None:
-        """Flush metrics every `FLUSH_EVERY` seconds, and pass activations on, until
-        cancelled."""
-        activations = asyncio.get_running_loop().create_task(self._activations())
+        """Flush metrics every `FLUSH_EVERY` seconds, pass activations on, and keep the
+        cluster-limit leases filled, until cancelled."""
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(self._activations())]
+        if self.leases is not None:
+            tasks.append(loop.create_task(self.leases.run()))
         try:
             while True:
                 await asyncio.sleep(FLUSH_EVERY)
                 self.flush()
         finally:
-            activations.cancel()
+            for t in tasks:
+                t.cancel()
 
     async def _activations(self) -> None:
         # the core blocks a thread until a request waits for an agent with no endpoint

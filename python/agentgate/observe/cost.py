@@ -36,7 +36,7 @@ from agentgate.store.db import Database
 
 __all__ = ["BUDGET_EXCEEDED", "CostService", "Usage"]
 
-BUDGET_EXCEEDED = "https://agentgate.dev/problems/budget-exceeded"
+BUDGET_EXCEEDED = "urn:agentgate:problem:budget-exceeded"
 _STEPS = (3600, 86400)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from agentgate._core import AgentState as CoreAgentState
 from agentgate._core import BreakerState, Sketch, StatsDelta
-from agentgate.observe.feed import AgentState, Deltas, RouteDelta, buckets_to_sketch
+from agentgate.observe.feed import AgentState, Deltas, RouteDelta
 
 __all__ = ["DataPlaneFeed"]
 
@@ -27,7 +27,7 @@ class DataPlaneFeed:
     def push(self, d: StatsDelta) -> None:
         """Add one take of the core's counters."""
         for r in d.routes:
-            sk = buckets_to_sketch(r.latency.buckets, r.latency.sum)
+            sk = r.latency.sketch
             prev = self._routes.get((r.agent, r.route))
             if prev is None:
                 self._routes[(r.agent, r.route)] = (list(r.classes), sk)
@@ -38,7 +38,7 @@ class DataPlaneFeed:
         for a in d.agents:
             if not sum(a.upstream.buckets):
                 continue
-            sk = buckets_to_sketch(a.upstream.buckets, a.upstream.sum)
+            sk = a.upstream.sketch
             prev_up = self._upstream.get(a.agent)
             if prev_up is None:
                 self._upstream[a.agent] = sk
@@ -60,7 +60,7 @@ class DataPlaneFeed:
                 healthy=sum(1 for e in eps if e.healthy and e.breaker != BreakerState.Open),
                 breakers_open=sum(1 for e in eps if e.breaker == BreakerState.Open),
                 in_flight=a.in_flight,
-                queued=sum(a.queued),
+                queued=sum(a.queued.values()),
                 health_checked=a.health_checked,
             )
         return out

@@ -108,7 +108,7 @@ class Metrics:
             if a.shed:
                 SHED.labels(a.agent).inc(a.shed)
         for rej in d.rejected:
-            REJECTED.labels(str(rej.status) if rej.status else "other").inc(rej.count)
+            REJECTED.labels("other" if rej.status is None else str(rej.status)).inc(rej.count)
 
     def publish(self, agents: list[AgentState]) -> None:
         """Copy per-agent state into the gauges; endpoints no longer configured are dropped."""
@@ -116,7 +116,7 @@ class Metrics:
         for a in agents:
             UPSTREAM.labels(a.name)
             IN_FLIGHT.labels(a.name).set(a.in_flight)
-            QUEUE.labels(a.name).set(sum(a.queued))
+            QUEUE.labels(a.name).set(sum(a.queued.values()))
             for ep in a.endpoints:
                 key = (a.name, ep.url)
                 seen.add(key)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from agentgate.observe.settings import (
 )
 from agentgate.observe.slo import SloService
 from agentgate.observe.system import SystemMonitor
+from agentgate.settings import Settings
 from agentgate.store import Store
 
 __all__ = ["ObserveService", "ObserveSettings"]
@@ -72,7 +72,7 @@ class ObserveSettings:
     @classmethod
     def from_env(cls) -> ObserveSettings:
         """From the config file named by AGENTGATE_CONFIG, else the defaults."""
-        path = os.environ.get("AGENTGATE_CONFIG")
+        path = Settings.from_env().config_path
         if not path:
             return cls()
         from agentgate.config import load_config

@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from agentgate._core import PolicyCompileError, PolicyEngine
+from agentgate._core import PolicyCompileError, PolicyEngine, PolicyError
 from agentgate.errors import Invalid
 
 __all__ = [
@@ -159,10 +159,7 @@ def default_modules() -> dict[str, str]:
 
 
 def _problem(err: PolicyCompileError) -> CompileProblem:
-    args = err.args
-    if len(args) >= 5:
-        return CompileProblem(str(args[1]), int(args[2]), int(args[3]), str(args[4]))
-    return CompileProblem("", 0, 0, str(err))
+    return CompileProblem(err.module, err.line, err.col, err.message)
 
 
 def _tenant_module_name(name: str) -> str:
@@ -249,9 +246,9 @@ class PolicyService:
         tid = tenant_id if tenant_id is not None else _tenant_of(input)
         try:
             d = self.engine(tid).evaluate(self._input(stage, input))
-        except ValueError as e:
+        except PolicyError as e:
             raise Invalid(str(e), path="$") from None
-        return PolicyDecision(stage, d.allow, tuple(Reason(r, m) for r, m in d.reasons))
+        return PolicyDecision(stage, d.allow, tuple(Reason(r.rule, r.message) for r in d.reasons))
 
     def dry_run(
         self, stage: Stage, input: Mapping[str, Any], *, tenant_id: str | None = None
@@ -260,15 +257,17 @@ class PolicyService:
         tid = tenant_id if tenant_id is not None else _tenant_of(input)
         engine = self.engine(tid)
         try:
-            d, result_json, coverage = engine.explain(self._input(stage, input))
-        except ValueError as e:
+            x = engine.explain(self._input(stage, input))
+        except PolicyError as e:
             raise Invalid(str(e), path="$") from None
-        decision = PolicyDecision(stage, d.allow, tuple(Reason(r, m) for r, m in d.reasons))
+        reasons = tuple(Reason(r.rule, r.message) for r in x.decision.reasons)
         return DryRun(
-            decision=decision,
-            result=orjson.loads(result_json),
+            decision=PolicyDecision(stage, x.decision.allow, reasons),
+            result=orjson.loads(x.result_json),
             modules=tuple(engine.modules),
-            coverage=tuple(ModuleCoverage(m, tuple(c), tuple(n)) for m, c, n in coverage),
+            coverage=tuple(
+                ModuleCoverage(c.module, tuple(c.covered), tuple(c.not_covered)) for c in x.coverage
+            ),
         )
 
 

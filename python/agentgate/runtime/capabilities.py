@@ -91,7 +91,7 @@ def _landlock() -> str:
 def _seccomp() -> str:
     from agentgate import _core
 
-    _core.seccomp_install([], "errno")
+    _core.seccomp_install([], _core.DenyAction.Errno)
     try:
         libc_call("unshare", CLONE_NEWNET)
     except OSError as e:

@@ -306,7 +306,7 @@ def apply(plan: Plan) -> list[str]:
             _need(plan, "unprivileged_uid", e)
     if core is not None:
         try:
-            core.seccomp_install(list(plan.seccomp_deny), plan.seccomp_action)
+            core.seccomp_install(list(plan.seccomp_deny), core.DenyAction(plan.seccomp_action))
             applied.append("seccomp")
         except OSError as e:
             _need(plan, "seccomp", e)

@@ -82,7 +82,7 @@ class DataPlaneLoad:
 
     def load(self) -> Mapping[str, Load]:
         """gateway pool name → Load."""
-        return {a.name: Load(int(a.in_flight), int(sum(a.queued))) for a in self._agents()}
+        return {a.name: Load(int(a.in_flight), int(sum(a.queued.values()))) for a in self._agents()}
 
 
 class Runtime:

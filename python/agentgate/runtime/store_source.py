@@ -11,6 +11,11 @@ routable agents and the valid keys; the gateway merges them over the config file
 The config file wins on a name clash. Draining agents keep their pool but lose their routes;
 while any exist, the source reports the gateway's in-flight count per draining agent to the
 store, which is what lets the factory delete them.
+
+With a bus, `follow(feed)` subscribes to the platform changes (`agentgate.bus.changes`) and
+polls at once on every agent, key or tenant change published by any host's control plane, so
+a key revoked on one host is refused on every host within milliseconds; polling goes on (every
+`FALLBACK_INTERVAL` then) and covers a change the bus lost.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from agentgate.bus.changes import ChangeFeed
 from agentgate.config import Agent as PoolConfig
 from agentgate.config import ApiKey, GatewayConfig, Route
 from agentgate.errors import AgentgateError
@@ -32,9 +38,21 @@ from agentgate.runtime.spec import is_process
 from agentgate.store import RoutableAgent, Store
 from agentgate.tenancy import key_snapshot
 
-__all__ = ["POLL_INTERVAL", "StoreSource", "StoreState", "merge_config"]
+__all__ = [
+    "FALLBACK_INTERVAL",
+    "FOLLOWED",
+    "POLL_INTERVAL",
+    "StoreSource",
+    "StoreState",
+    "merge_config",
+]
 
 POLL_INTERVAL = 0.025
+FALLBACK_INTERVAL = 0.25
+"""Polling interval when a bus delivers the changes (the fallback still meets the 1 s bound)."""
+FOLLOWED = frozenset({"agent", "key", "tenant", "route"})
+"""Change kinds that alter what the store contributes to the gateway's config."""
+RESUBSCRIBE_AFTER = 1.0
 REPORT_EVERY = 0.1
 log = logging.getLogger("agentgate.runtime.store_source")
 
@@ -188,6 +206,23 @@ class StoreSource:
     def poke(self) -> None:
         """Poll now (e.g. the runtime just published a replica) instead of at the next tick."""
         self._poked.set()
+
+    async def follow(self, feed: ChangeFeed, subscriber: str | None = None) -> None:
+        """Poll at once on every followed platform change until cancelled; a bus failure is
+        logged and the subscription retried (polling covers the gap)."""
+        while True:
+            try:
+                sub = await feed.subscribe(subscriber or self.gateway_id, kinds=FOLLOWED)
+                try:
+                    async for _ in sub:
+                        self.poke()
+                finally:
+                    await sub.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # any bus failure: keep polling, subscribe again
+                log.warning("platform changes unavailable, polling the store only: %s", e)
+                await asyncio.sleep(RESUBSCRIBE_AFTER)
 
     async def run(self, changed: Callable[[], Awaitable[None]]) -> None:
         """Poll until cancelled, awaiting `changed()` after each change; errors are logged and

@@ -322,7 +322,7 @@ class Supervisor:
 
     def check(self, spec: AgentSpec) -> None:
         """Raise `Refused` when the host lacks a required mechanism; the seccomp additions must
-        compile (ValueError names an unknown syscall)."""
+        compile (`SandboxProfileError`, a ValueError, names an unknown syscall)."""
         gone = missing(self.caps, self.required(spec))
         if gone:
             raise Refused(gone)
@@ -916,10 +916,11 @@ def _stale(claim: Path) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def _seccomp_check(deny: tuple[str, ...], on_deny: str) -> int:
-    """Compile the profile once per distinct deny list (ValueError names a bad syscall)."""
+    """Compile the profile once per distinct deny list (`SandboxProfileError`, a ValueError,
+    names a bad syscall)."""
     from agentgate import _core
 
-    return _core.seccomp_check(list(deny), on_deny)
+    return _core.seccomp_check(list(deny), _core.DenyAction(on_deny))
 
 
 def _rotate_all(reps: list[Replica]) -> None:

@@ -15,6 +15,7 @@ use tokio::time::Sleep;
 use crate::balancer::Outcome;
 use crate::lifecycle::InFlight;
 use crate::trace::ServerSpan;
+use crate::usage::{Usage, UsageScan};
 
 /// A request body that cannot be forwarded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,6 +112,9 @@ pub struct Completion {
     started: Instant,
     upstream_nanos: u64,
     span: Option<ServerSpan>,
+    /// Usage the response's headers stated, or a scanner of its body.
+    usage: Option<Usage>,
+    scan: Option<Box<UsageScan>>,
 }
 
 impl Completion {
@@ -128,10 +132,34 @@ impl Completion {
             started,
             upstream_nanos,
             span,
+            usage: None,
+            scan: None,
+        }
+    }
+
+    /// Reads token usage from the response: its headers, or else its body as it streams.
+    pub fn track_usage(&mut self, headers: &http::HeaderMap) {
+        self.usage = crate::usage::from_headers(headers);
+        if self.usage.is_none() {
+            self.scan = UsageScan::for_response(headers).map(Box::new);
+        }
+    }
+
+    fn saw(&mut self, chunk: &[u8]) {
+        if let Some(s) = self.scan.as_mut() {
+            s.feed(chunk);
         }
     }
 
     fn end(&mut self, status: u16, outcome: Outcome) {
+        let usage = self
+            .usage
+            .take()
+            .or_else(|| self.scan.take().and_then(|s| s.finish()));
+        if let (Some(u), Some(f)) = (usage, self.flight.as_ref()) {
+            let tenant = f.admitted.identity.as_ref().and_then(|i| i.tenant.clone());
+            f.pool().stats.usage(tenant, &u);
+        }
         if let Some(f) = self.flight.take() {
             f.route()
                 .stats
@@ -255,6 +283,9 @@ impl Body for ResBody {
         };
         match Pin::new(&mut u.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    u.completion.saw(d);
+                }
                 if u.inner.is_end_stream() {
                     // a known-length body ends with its last bytes: hyper will not poll again
                     u.completion.done();

@@ -235,7 +235,11 @@ pub async fn handle(
             .identity
             .as_ref()
             .and_then(|i| i.tenant.clone());
-        s.route = Some((route.id.clone(), flight.pool().name.clone(), tenant));
+        s.route = Some(crate::trace::SpanRoute {
+            route: route.id.clone(),
+            agent: flight.pool().name.clone(),
+            tenant,
+        });
     }
     let upgrade = is_upgrade(&parts);
     let empty_body_length = !has_body(&parts.headers)
@@ -485,7 +489,7 @@ impl Exchange {
             }
             match res {
                 Ok(resp) => {
-                    pool.stats.upstream.observe(latency.as_secs_f64());
+                    pool.stats.upstream(latency.as_secs_f64());
                     let status = resp.status().as_u16();
                     if status >= 500 || status == 429 {
                         let next = pool.retry.next(
@@ -612,7 +616,10 @@ impl Exchange {
                 return Response::from_parts(head, ResBody::empty());
             }
         }
-        let completion = Completion::new(flight, status, self.started, nanos, self.span.take());
+        let mut completion = Completion::new(flight, status, self.started, nanos, self.span.take());
+        if status < 300 {
+            completion.track_usage(&head.headers);
+        }
         let body = UpstreamBody::new(body, idle, deadline, completion);
         Response::from_parts(head, ResBody::Upstream(Box::new(body)))
     }

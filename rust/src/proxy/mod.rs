@@ -171,6 +171,11 @@ impl DataPlane {
             .collect()
     }
 
+    /// Sets the tenants over their spending budget (refused with 429 `budget-exceeded`).
+    pub fn set_limited_tenants(&self, tenants: Vec<String>) {
+        self.engine.set_limited_tenants(tenants);
+    }
+
     /// Agents with no endpoint that requests wait for (scale from zero), waiting up to
     /// `timeout` for one; a blocking call for a thread of its own.
     pub fn activations(&self, timeout: Duration) -> Vec<String> {

@@ -295,6 +295,30 @@ impl Exporter {
     }
 }
 
+/// Where a request went: what its spans are named and labelled with.
+#[derive(Debug, Clone)]
+pub struct SpanRoute {
+    /// Route id.
+    pub route: Arc<str>,
+    /// Agent (pool) name.
+    pub agent: Arc<str>,
+    /// The caller's tenant, when it authenticated.
+    pub tenant: Option<Arc<str>>,
+}
+
+impl SpanRoute {
+    fn label(&self, attrs: &mut Vec<otlp::KeyValue>) {
+        attrs.push(otlp::KeyValue::str("http.route", self.route.to_string()));
+        attrs.push(otlp::KeyValue::str(
+            "agentgate.agent",
+            self.agent.to_string(),
+        ));
+        if let Some(t) = &self.tenant {
+            attrs.push(otlp::KeyValue::str("agentgate.tenant", t.to_string()));
+        }
+    }
+}
+
 /// The gateway's span of one sampled request, ended with the request.
 pub struct ServerSpan {
     tracer: Arc<Tracer>,
@@ -302,7 +326,7 @@ pub struct ServerSpan {
     method: String,
     path: String,
     /// Route id, agent and tenant, once known.
-    pub route: Option<(Arc<str>, Arc<str>, Option<Arc<str>>)>,
+    pub route: Option<SpanRoute>,
 }
 
 impl ServerSpan {
@@ -330,13 +354,9 @@ impl ServerSpan {
             otlp::KeyValue::int("http.response.status_code", i64::from(status)),
         ];
         let name = match &self.route {
-            Some((route, agent, tenant)) => {
-                attrs.push(otlp::KeyValue::str("http.route", route.to_string()));
-                attrs.push(otlp::KeyValue::str("agentgate.agent", agent.to_string()));
-                if let Some(t) = tenant {
-                    attrs.push(otlp::KeyValue::str("agentgate.tenant", t.to_string()));
-                }
-                format!("{} {route}", self.method)
+            Some(r) => {
+                r.label(&mut attrs);
+                format!("{} {}", self.method, r.route)
             }
             None => self.method.clone(),
         };
@@ -370,13 +390,9 @@ impl ServerSpan {
             otlp::KeyValue::int("agentgate.attempt", i64::from(attempt)),
         ];
         let mut name = "upstream".to_string();
-        if let Some((route, agent, tenant)) = &self.route {
-            name = format!("upstream {agent}");
-            attrs.push(otlp::KeyValue::str("http.route", route.to_string()));
-            attrs.push(otlp::KeyValue::str("agentgate.agent", agent.to_string()));
-            if let Some(t) = tenant {
-                attrs.push(otlp::KeyValue::str("agentgate.tenant", t.to_string()));
-            }
+        if let Some(r) = &self.route {
+            name = format!("upstream {}", r.agent);
+            r.label(&mut attrs);
         }
         if let Some(s) = status {
             attrs.push(otlp::KeyValue::int(

@@ -20,11 +20,12 @@ Notifications are written to the outbox in the same transaction as the state the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,6 +50,12 @@ __all__ = ["AlertManager", "MetricsView", "Source", "channel_from", "fingerprint
 Source = Callable[
     [str, str, bool, float], Awaitable[list[tuple[Rule, dict[str, str], float | None]]]
 ]
+
+
+STATE_EVENTS = frozenset({"pending", "firing", "inactive", "resolved", "acknowledged"})
+"""Alert events that change its state (what `AlertManager.on_change` hears of)."""
+
+OnChange = Callable[[str, str, str, str], Awaitable[object]]
 
 
 def synthetic_rule(name: str, severity: str, summary: str) -> Rule:
@@ -181,6 +188,27 @@ class AlertManager:
         # more alert sources (SLO burn rates, budgets): (tenant id, tenant name, system, now)
         # -> firing (rule, labels, value) triples
         self.sources: list[Source] = []
+        # (tenant id, alert id, new state, detail) once the change committed: the control
+        # plane publishes them as `alert.<state>` platform changes on the bus
+        self.on_change: OnChange | None = None
+        self._uncommitted: dict[int, list[tuple[str, str, str, str]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Executor]:
+        """A transaction whose alert state changes reach `on_change` after it committed."""
+        key: int | None = None
+        try:
+            async with self.db.transaction() as tx:
+                key = id(tx)
+                yield tx
+        except BaseException:
+            if key is not None:
+                self._uncommitted.pop(key, None)
+            raise
+        hook = self.on_change
+        for change in self._uncommitted.pop(key, []) if key is not None else []:
+            if hook is not None:
+                await hook(*change)
 
     async def _has_active(self, tenant_id: str) -> bool:
         r = await self.db.fetchrow(
@@ -260,7 +288,7 @@ class AlertManager:
     async def delete_rule(self, tenant_id: str, name: str) -> None:
         """Delete a rule; its active alerts resolve."""
         now = self.clock()
-        async with self.db.transaction() as tx:
+        async with self._tx() as tx:
             n = await tx.execute(
                 "DELETE FROM alert_rules WHERE tenant_id = ? AND name = ?", tenant_id, name
             )
@@ -363,6 +391,8 @@ class AlertManager:
     async def _event(
         self, tx: Executor, tenant_id: str, alert_id: str, at: float, kind: str, detail: str = ""
     ) -> None:
+        if self.on_change is not None and kind in STATE_EVENTS:
+            self._uncommitted.setdefault(id(tx), []).append((tenant_id, alert_id, kind, detail))
         await tx.execute(
             "INSERT INTO alert_events (id, tenant_id, alert_id, at, kind, detail) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -394,7 +424,7 @@ class AlertManager:
         now: float,
     ) -> int:
         changes = 0
-        async with self.db.transaction() as tx:
+        async with self._tx() as tx:
             active = await tx.fetch(
                 "SELECT id, rule, fingerprint, state, pending_since FROM alerts "
                 "WHERE tenant_id = ? AND active = 1",
@@ -529,7 +559,7 @@ class AlertManager:
     async def acknowledge(self, tenant_id: str, alert_id: str, by: str) -> dict[str, Any]:
         """Acknowledge an active alert (stops escalation and repeats)."""
         now = self.clock()
-        async with self.db.transaction() as tx:
+        async with self._tx() as tx:
             r = await tx.fetchrow(
                 "SELECT active, acked_at FROM alerts WHERE tenant_id = ? AND id = ?",
                 tenant_id,
