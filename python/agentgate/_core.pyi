@@ -38,6 +38,7 @@ __all__ = [
     "CoreError",
     "DataPlane",
     "Decision",
+    "DecodedTable",
     "DenyAction",
     "DenyReason",
     "DigestAlg",
@@ -80,6 +81,7 @@ __all__ = [
     "RedisState",
     "Refusal",
     "RejectedCount",
+    "RollupTable",
     "RouteCounts",
     "RouteMatch",
     "Router",
@@ -1216,11 +1218,12 @@ class AtomicSketch:
     def observe(self, seconds: float) -> None: ...
     def take(self) -> Sketch: ...
 
+@final
 class RollupTable:
     """Per-agent rollups of a time range (counts by status class, gauge maxima, latency sketch),
     merged a whole table at a time."""
 
-    def __init__(self) -> None: ...
+    def __new__(cls) -> Self: ...
     @staticmethod
     def from_rows(
         rows: Sequence[tuple[int, str, int, int, int, int, int, int, int, int, bytes | None]],
@@ -1236,10 +1239,11 @@ class RollupTable:
     def nbytes(self) -> int: ...
     def __len__(self) -> int: ...
 
+@final
 class DecodedTable:
     """A RollupTable with its sketches decoded, kept to be combined with rows still changing."""
 
-    def __init__(self, table: RollupTable) -> None: ...
+    def __new__(cls, table: RollupTable) -> Self: ...
     def rows_with(
         self, extra: Sequence[RollupTable]
     ) -> list[tuple[str, list[int], int, int, Sketch]]: ...
