@@ -610,10 +610,11 @@ def write_md(out: dict[str, Any]) -> None:
             *rows,
             "",
             "Targets (issue 10) with a warm replica: p50 ≤ 20 ms, p99 ≤ 50 ms. This run: "
-            f"p50 {c['warm']['p50_ms']} / p99 {c['warm']['p99_ms']} ms on 2 cores shared with "
-            f"other suites (1-min load average {out.get('load_average_start', '?')} at start); "
+            f"p50 {c['warm']['p50_ms']} / p99 {c['warm']['p99_ms']} ms on 2 cores "
+            f"(1-min load average {out.get('load_average_start', '?')} at start); "
             f"the fastest create was {c['warm']['min_ms']} ms. Through the gateway the endpoint "
-            "reaches the data plane by the store source's 25 ms poll. The in-process rows share "
+            "reaches the data plane as the create commits (the store's commit listeners wake the "
+            "store source; no poll on the path). The in-process rows share "
             "one event loop with the pool's background refill (fork + readiness of the next warm "
             "replica), which shows in their p99; the gateway row leaves 1.5 s between creates.",
             "",

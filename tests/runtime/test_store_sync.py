@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from test_factory import OPERATOR, PARAMS, doc, publish, setup
@@ -61,3 +63,36 @@ async def test_disabled_tenant_agents_leave_the_gateway(store: Store, clock: Any
     await store.system.tenants.update(scope.tenant_id, disabled=True)
     assert await sync.poll_once() is True
     assert sync.contribute(parse_config({})).route_ids() == []
+
+
+async def test_a_change_committed_here_reaches_the_gateway_without_a_poll(
+    store: Store, clock: Any
+) -> None:
+    """The control plane shares the gateway's process: its commits poke the source, so an hour
+    between polls does not delay a new agent or a revoked key."""
+    f, scope, kp = await setup(store)
+    await publish(scope, kp, doc())
+    key, _ = await create_key(scope, "k", ["viewer"])
+    sync = StoreSource(store, clock=clock, interval=3600)
+    await sync.load()
+    changes: asyncio.Queue[GatewayConfig] = asyncio.Queue()
+
+    async def changed() -> None:
+        changes.put_nowait(sync.contribute(parse_config({})))
+
+    task = asyncio.create_task(sync.run(changed))
+    try:
+        await f.create(scope, OPERATOR, "bot@^1", PARAMS)
+        cfg = await asyncio.wait_for(changes.get(), 30)
+        assert cfg.route_ids() == ["acme/bot/0"]
+        await revoke_key(scope, key.id)
+        cfg = await asyncio.wait_for(changes.get(), 30)
+        assert key.id not in [k.id for k in cfg.auth.api_keys]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await f.close()
+    loads = sync.loads
+    await create_key(scope, "k2", ["viewer"])  # a stopped source no longer listens
+    assert sync.loads == loads and not sync._poked.is_set()

@@ -39,7 +39,7 @@ async def test_api_config_shows_references_not_values(
 
     from agentgate.api.admin import create_app
     from agentgate.gateway.dataplane import Gateway
-    from agentgate.serve import _secret_resolver
+    from agentgate.security.upstream_secrets import UpstreamSecrets
 
     system = await store.system.tenants.create("system")
     security = Security(store, env={ENV_MASTER_KEY: master_hex})
@@ -71,7 +71,7 @@ async def test_api_config_shows_references_not_values(
         "  destinations: [{name: s3, type: s3, bucket: b, secret_access_key_env: S3_SECRET}]\n"
     )
     cfg = load_config(cfg_file)
-    gw = await Gateway.create(cfg, resolve=_secret_resolver(security, "system", store))
+    gw = await Gateway.create(cfg, resolve=UpstreamSecrets(security, store).resolve)
     try:
         listen = gw.listen("127.0.0.1:0")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{listen}") as c:

@@ -152,7 +152,8 @@ class MemoryBus(PublishOne):
                             " unacked messages): consumers are not keeping up"
                         )
                     try:
-                        await asyncio.wait_for(t.changed.wait(), left)
+                        async with asyncio.timeout(left):
+                            await t.changed.wait()
                     except TimeoutError:
                         continue
                 part = t.partitions[p]
@@ -302,7 +303,8 @@ class MemoryConsumer:
                     if due is not None:
                         left = min(left, max(0.0, due - time.monotonic()) + 0.001)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(t.changed.wait(), left)
+                        async with asyncio.timeout(left):
+                            await t.changed.wait()
                     continue
             for pe in dead:
                 await self._bus._dead_letter(

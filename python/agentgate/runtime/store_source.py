@@ -12,6 +12,10 @@ The config file wins on a name clash. Draining agents keep their pool but lose t
 while any exist, the source reports the gateway's in-flight count per draining agent to the
 store, which is what lets the factory delete them.
 
+A change committed by this process (the control plane runs in the gateway's process: an agent
+created, a replica ready, a key revoked) pokes the source at once through the database's commit
+listeners, so it reaches the data plane without waiting for the next poll.
+
 With a bus, `follow(feed)` subscribes to the platform changes (`agentgate.bus.changes`) and
 polls at once on every agent, key or tenant change published by any host's control plane, so
 a key revoked on one host is refused on every host within milliseconds; polling goes on (every
@@ -225,19 +229,26 @@ class StoreSource:
                 await asyncio.sleep(RESUBSCRIBE_AFTER)
 
     async def run(self, changed: Callable[[], Awaitable[None]]) -> None:
-        """Poll until cancelled, awaiting `changed()` after each change; errors are logged and
-        the running config stays."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poked.wait(), self.interval)
-            self._poked.clear()
-            try:
-                if await self.poll_once():
-                    await changed()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # a store hiccup must never take the data plane down
-                log.error("store sync failed, keeping the running config: %s", e)
+        """Poll until cancelled (at once after this process commits a change), awaiting
+        `changed()` after each change; errors are logged and the running config stays."""
+        stop_listening = self.store.db.on_commit(self.poke)
+        try:
+            while True:
+                # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancellation that
+                # arrives as a poke sets the event, and the loop would wait another interval
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.interval):
+                        await self._poked.wait()
+                self._poked.clear()
+                try:
+                    if await self.poll_once():
+                        await changed()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # a store hiccup must never take the data plane down
+                    log.error("store sync failed, keeping the running config: %s", e)
+        finally:
+            stop_listening()
 
 
 def _key(r: RoutableAgent) -> tuple[Any, ...]:

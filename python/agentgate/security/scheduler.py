@@ -105,7 +105,8 @@ class Scheduler:
             await self.run_pending()
             wait = max(0.0, min(j.next_at for j in self.jobs) - self.clock())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await self._stop.wait()
 
     async def stop(self) -> None:
         """Stop the background task (a running job finishes first)."""

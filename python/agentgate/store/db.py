@@ -8,6 +8,7 @@ repositories stay SQL + mapping. Rows come back as plain dicts on both backends.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -25,6 +26,7 @@ __all__ = ["Database", "Executor", "PostgresDatabase", "Row", "SqliteDatabase"]
 
 Row = dict[str, Any]
 T = TypeVar("T")
+log = logging.getLogger("agentgate.store")
 
 
 class Executor(Protocol):
@@ -52,9 +54,35 @@ class Database(Executor, Protocol):
         """A write transaction: commits on normal exit, rolls back on an exception."""
         ...
 
+    def on_commit(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after every write transaction this process commits; returns the
+        function that stops it."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+class _CommitListeners:
+    """Listeners told of this process's commits: a gateway in the same process as the control
+    plane sees a new agent or a revoked key at once, not at its next poll of the store."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_commit(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after every write transaction this process commits; returns the
+        function that stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _committed(self) -> None:
+        for fn in self._listeners:
+            try:
+                fn()
+            except Exception:  # a listener's bug must not fail a write that has committed
+                log.exception("commit listener failed")
 
 
 def _integrity(sql: str, message: str, kind: str) -> Exception:
@@ -119,12 +147,13 @@ class _SqliteConn:
         return await self._run(lambda: self._exec(sql, args).rowcount)
 
 
-class SqliteDatabase:
+class SqliteDatabase(_CommitListeners):
     """SQLite file in WAL mode with foreign keys on; one connection, one writer at a time."""
 
     dialect: Literal["sqlite", "postgresql"] = "sqlite"
 
     def __init__(self, conn: sqlite3.Connection, pool: ThreadPoolExecutor) -> None:
+        super().__init__()
         self._raw = conn
         self._pool = pool
         self._conn = _SqliteConn(conn, pool)
@@ -175,6 +204,7 @@ class SqliteDatabase:
                 await self._conn.execute("ROLLBACK")
                 raise
             await self._conn.execute("COMMIT")
+        self._committed()
 
     def transaction(self) -> AbstractAsyncContextManager[Executor]:
         """A write transaction (BEGIN IMMEDIATE … COMMIT), rolled back on an exception."""
@@ -245,13 +275,14 @@ class _PgConn:
         return _rowcount(status)
 
 
-class PostgresDatabase(_PgConn):
+class PostgresDatabase(_PgConn, _CommitListeners):
     """PostgreSQL through an asyncpg pool."""
 
     dialect: Literal["sqlite", "postgresql"] = "postgresql"
 
     def __init__(self, pool: Any) -> None:
-        super().__init__(pool)
+        _PgConn.__init__(self, pool)
+        _CommitListeners.__init__(self)
         self._pool = pool
 
     @classmethod
@@ -265,6 +296,7 @@ class PostgresDatabase(_PgConn):
     async def _tx(self) -> AsyncIterator[Executor]:
         async with self._pool.acquire() as conn, conn.transaction():
             yield _PgConn(conn)
+        self._committed()
 
     def transaction(self) -> AbstractAsyncContextManager[Executor]:
         """A transaction on one pooled connection, rolled back on an exception."""

@@ -127,8 +127,11 @@ class Outbox:
 
     async def _run(self, interval: float) -> None:
         while True:
+            # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancellation that
+            # arrives as the event is set, and the loop would go on after close
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.deliver_due()
