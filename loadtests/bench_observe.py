@@ -449,9 +449,12 @@ async def _all(args: argparse.Namespace) -> dict[str, Any]:
 
 def _markdown(r: dict[str, Any]) -> str:
     sk = r["sketch"]
+    load = r["load_average_at_start"]
+    # more runnable tasks than CPUs means this run shared them with other work
+    shared = ": other jobs shared the machine" if load > r["machine"]["cpus"] / 2 else ""
     lines = [
         f"Command: `make bench-observe` ({r['when']}, {r['machine']['cpus']} CPUs, load average "
-        f"{r['load_average_at_start']:.1f} at the start: other jobs shared the machine). "
+        f"{load:.1f} at the start{shared}). "
         "1,000 agents; 30 days of rollups (hour and day tiers for the whole range, 10 s and 1 min "
         "tiers at both edges, which is all a 30-day query reads from them).",
         "",

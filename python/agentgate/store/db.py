@@ -78,7 +78,7 @@ class _CommitListeners:
         return lambda: self._listeners.remove(listener)
 
     def _committed(self) -> None:
-        for fn in self._listeners:
+        for fn in tuple(self._listeners):  # a listener may stop itself
             try:
                 fn()
             except Exception:  # a listener's bug must not fail a write that has committed
