@@ -69,6 +69,7 @@ from loadtests.gateway.scenarios import (  # noqa: E402
     PREV_COMMIT,
     SCENARIOS,
     SERVER_NAMES,
+    TRACED,
     Scenario,
     Settings,
 )
@@ -435,9 +436,9 @@ def litellm_env(tmp: Path) -> dict[str, str]:
     }
 
 
-def _agentgate_conf(tmp: Path, name: str) -> Path:
+def _agentgate_conf(tmp: Path, name: str, extra: str = "") -> Path:
     text = (HERE / "agentgate-bench.yaml").read_text()
-    text = text.replace("http://127.0.0.1:19001", f"http://{HOST}:{UPSTREAM_PORT}")
+    text = text.replace("http://127.0.0.1:19001", f"http://{HOST}:{UPSTREAM_PORT}") + extra
     conf = tmp / f"{name}.yaml"
     conf.write_text(text)
     return conf
@@ -451,6 +452,24 @@ def agentgate_cmd(tmp: Path, cpus: CpuLayout) -> list[str]:
         [str(VENV_BIN / "agentgate"), "serve", "--config", str(conf), "--workers", "1",
          "--listen", f"{HOST}:18084", "--admin-listen", f"{HOST}:18085"],
     )  # fmt: skip
+
+
+def agentgate_traced_cmd(name: str, port: int) -> Callable[[Path, CpuLayout], list[str]]:
+    """`agentgate serve` as above with tracing at the server's sampling ratio (`TRACED`)."""
+
+    def cmd(tmp: Path, cpus: CpuLayout) -> list[str]:
+        extra = (
+            f"tracing: {{otlp_endpoint: 'http://{HOST}:{UPSTREAM_PORT}', "
+            f"sampling_ratio: {TRACED[name]}}}\n"
+        )
+        conf = _agentgate_conf(tmp, name, extra)
+        return pinned(
+            cpus.server,
+            [str(VENV_BIN / "agentgate"), "serve", "--config", str(conf), "--workers", "1",
+             "--listen", f"{HOST}:{port}", "--admin-listen", f"{HOST}:{port + 1}"],
+        )  # fmt: skip
+
+    return cmd
 
 
 def prev_venv() -> Path:
@@ -519,6 +538,10 @@ def servers() -> dict[str, Server]:
         ),
         "agentgate-prev": _agentgate("agentgate-prev", 18088, agentgate_prev_cmd),
         "agentgate": _agentgate("agentgate", 18084, agentgate_cmd),
+        **{
+            name: _agentgate(name, port, agentgate_traced_cmd(name, port))
+            for name, port in zip(TRACED, (18090, 18092), strict=True)
+        },
     }
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from loadtests.benchmarks_md import replace_section
 from loadtests.gateway.pyentries import PROBES
-from loadtests.gateway.scenarios import BY_KEY, NOTES, SCENARIOS, SERVER_NAMES, Settings
+from loadtests.gateway.scenarios import BY_KEY, NOTES, SCENARIOS, SERVER_NAMES, TRACED, Settings
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -59,6 +59,18 @@ def summarize(
     direct = out.get("direct") or {}
     nginx = out.get("nginx") or {}
     prev = out.get("agentgate-prev") or {}
+    untraced = out.get("agentgate") or {}
+    for name in TRACED:
+        row = out.get(name) or {}
+        if "error" in row or "rps_get_1k" not in row:
+            continue
+        for sc in SCENARIOS:  # tracing's cost: throughput and CPU against the same build untraced
+            row[f"x_untraced_{sc.key}"] = _ratio(
+                row[f"rps_{sc.key}"], untraced.get(f"rps_{sc.key}")
+            )
+            row[f"cpu_x_untraced_{sc.key}"] = _ratio(
+                row[f"cpu_us_{sc.key}"], untraced.get(f"cpu_us_{sc.key}")
+            )
     for row in out.values():
         if "error" in row:
             continue
@@ -127,6 +139,17 @@ def targets(summary: dict[str, Any], settings: Settings) -> list[dict[str, Any]]
         met = None if mine is None or theirs is None else mine <= theirs
         goal = "≤ agentgate-prev" + ("" if theirs is None else f" ({theirs:+.3f} ms)")
         check(f"added p99 {BY_KEY[key].label} @ {rate} req/s (ms)", mine, goal, met)
+    for name, goal in (("agentgate-trace1", 0.03), ("agentgate-trace100", 0.10)):
+        row = summary.get(name) or {}
+        for key in ("get_1k", "post"):
+            x = row.get(f"x_untraced_{key}")
+            cost = None if x is None else 1 - x
+            check(
+                f"tracing at {TRACED[name]:.0%} sampling: throughput lost, {BY_KEY[key].label}",
+                cost,
+                f"≤ {goal:.0%} ({goal})",
+                None if cost is None else cost <= goal,
+            )
     pss = ag.get("pss_mib")
     check(
         "PSS of the process tree, 1 worker (MiB)", pss, "≤ 100", None if pss is None else pss <= 100
@@ -251,6 +274,23 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], settings: Settings) 
         lines.append(
             f"| {name} | {cpu} | {idle} | {start} | {mem} | {fmt(row['sse_ttfe_ms'], '{:.2f}')} |"
         )
+
+    traced = [(n, r) for n, r in rows if n in TRACED and "x_untraced_get_1k" in r]
+    if traced:
+        lines += [
+            "",
+            "Tracing overhead: agentgate with `tracing.sampling_ratio` set, spans recorded in the "
+            "core and exported over OTLP/HTTP (protobuf batches) to the upstream host, against "
+            "the same build without tracing in the same rounds.",
+            "",
+            "| server | req/s × untraced: GET 1 KiB / GET 16 KiB / POST "
+            "| CPU µs/request × untraced: GET 1 KiB / GET 16 KiB / POST |",
+            "|---|---:|---:|",
+        ]
+        for name, row in traced:
+            x = " / ".join(fmt(row[f"x_untraced_{sc.key}"], "{:.3f}") for sc in SCENARIOS)
+            c = " / ".join(fmt(row[f"cpu_x_untraced_{sc.key}"], "{:.3f}") for sc in SCENARIOS)
+            lines.append(f"| {name} | {x} | {c} |")
 
     counted = [(n, r["python_entries"]) for n, r in rows if "python_entries" in r]
     if counted:

@@ -18,12 +18,19 @@ SERVER_NAMES = (
     "litellm",
     "agentgate-prev",
     "agentgate",
+    "agentgate-trace1",
+    "agentgate-trace100",
 )
+# agentgate with data-plane tracing on, by sampling ratio: spans recorded in the core and exported
+# over OTLP/HTTP to the Go upstream (which answers 200), so the export's cost is in the figures
+TRACED = {"agentgate-trace1": 0.01, "agentgate-trace100": 1.0}
 NOTES = {
     "litellm": "does far more per request than forwarding: pydantic models, the OpenAI SDK, "
     "cost accounting (POST); GETs use its pass-through endpoints",
     "agentgate-prev": f"previous release ({PREV_COMMIT}): granian worker + Python handler",
     "direct": "no proxy: the upstream itself (its CPU and memory)",
+    "agentgate-trace1": "agentgate with tracing, 1 % of requests sampled (OTLP export on)",
+    "agentgate-trace100": "agentgate with tracing, every request sampled (OTLP export on)",
 }
 
 # The POST scenario's request: an OpenAI-style chat request of exactly 118 bytes.

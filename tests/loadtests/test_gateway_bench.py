@@ -117,6 +117,8 @@ def test_summary_ratios_targets_and_tables() -> None:
         _run("nginx", 20000, 0.4, 50, 9),
         _run("agentgate-prev", 8000, 0.9, 125, 150),
         _run("agentgate", 19000, 0.5, 52, 80),
+        _run("agentgate-trace1", 18810, 0.5, 52.52, 80),
+        _run("agentgate-trace100", 17290, 0.6, 57.2, 82),
         {"server": "litellm", "round": 0, "error": "not ready after 120s"},
     ]
     pycounts = [
@@ -139,7 +141,9 @@ def test_summary_ratios_targets_and_tables() -> None:
     assert summary["litellm"] == {"error": "not ready after 120s"}
     checks = {t["target"]: t["met"] for t in targets(summary, settings)}
     assert all(checks.values()), checks
-    assert len(checks) == 10
+    assert len(checks) == 14
+    # tracing's cost is read against the untraced agentgate of the same run
+    assert summary["agentgate-trace100"]["x_untraced_post"] == 17290 / 19000
     meta = {"command": "make bench-gateway", "rounds": 1, "machine": "x86_64, 2 CPUs",
             "date": "2026-12-02", "cpu_layout": "pinned", "load_before": "1.0, 1.0, 1.0",
             "load_after": "1.0, 1.0, 1.0", "targets": targets(summary, settings)}  # fmt: skip
@@ -158,6 +162,7 @@ def test_summary_ratios_targets_and_tables() -> None:
         in table
     )
     assert "`agentgate-dp` (1.2 s CPU): 0.00 / 0.00 |" in table
+    assert "| agentgate-trace100 | 0.910 / 0.910 / 0.910 | 1.100 / 1.100 / 1.100 |" in table
 
 
 def test_a_slower_agentgate_misses_its_targets() -> None:
@@ -167,11 +172,13 @@ def test_a_slower_agentgate_misses_its_targets() -> None:
         _run("nginx", 20000, 0.4, 50, 9),
         _run("agentgate-prev", 8000, 0.9, 125, 150),
         _run("agentgate", 10000, 1.2, 100, 120),
+        _run("agentgate-trace1", 9500, 1.2, 105, 120),
     ]
     checks = {t["target"]: t["met"] for t in targets(summarize(runs, [], settings), settings)}
     assert checks["throughput GET 1 KiB vs nginx"] is False
     assert checks["PSS of the process tree, 1 worker (MiB)"] is False
     assert checks["PSS of the process tree before any load, 1 worker (MiB)"] is False
     assert checks["added p99 GET 1 KiB @ 1000 req/s (ms)"] is False
+    assert checks["tracing at 1% sampling: throughput lost, GET 1 KiB"] is False
     # not measured: neither met nor missed
     assert checks["Python interpreter entries per request on the serving thread, GET 1 KiB"] is None
