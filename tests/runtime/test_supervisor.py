@@ -30,6 +30,11 @@ def alive(pid: int | None) -> bool:
         return False
 
 
+# the never-ready replica's sleep, told apart from any other `sleep` on a shared host (a
+# `sleep 300` elsewhere once matched a looser check)
+NEVER_READY_SLEEP = f"30.{os.getpid()}"
+
+
 def cmdlines() -> list[bytes]:
     out = []
     for p in Path("/proc").glob("[0-9]*/cmdline"):
@@ -201,7 +206,11 @@ async def test_crash_once_restarts_ready(make_supervisor: Any) -> None:
         (
             "readiness",
             {
-                "command": ["/bin/sh", "-c", "echo never serving >&2; exec sleep 30"],
+                "command": [
+                    "/bin/sh",
+                    "-c",
+                    f"echo never serving >&2; exec sleep {NEVER_READY_SLEEP}",
+                ],
                 "readiness": {"path": "/health", "timeout": "4s"},
             },
             "not ready within 4s",
@@ -222,7 +231,8 @@ async def test_bad_input_fails_cleanly(
     assert not list((sup.settings.root / "replicas").iterdir())
     repo = RuntimeRepo(rt_store.db, rt_store.clock)
     assert await repo.replicas(f"bad-{kind}") == []
-    assert not any(b"sleep\x0030" in c for c in cmdlines())
+    left = b"sleep\x00" + NEVER_READY_SLEEP.encode() + b"\x00"
+    assert not any(left in c for c in cmdlines())
 
 
 async def test_logs_rotate(make_supervisor: Any) -> None:
