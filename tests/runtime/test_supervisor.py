@@ -173,7 +173,11 @@ async def test_crash_restarts_with_backoff_then_crash_loop(
     assert r.endpoint == endpoint  # same slot, same socket
     assert sup.agents["c"].state == "crash_loop"
     repo = RuntimeRepo(rt_store.db, rt_store.clock)
-    st = await repo.status("c")
+    for _ in range(400):  # the status row is written just after the state changes in memory
+        st = await repo.status("c")
+        if st is not None:
+            break
+        await asyncio.sleep(0.025)
     assert st is not None and st.state == "crash_loop"
     assert "crashing on purpose" in st.stderr
     rows = await repo.replicas("c")

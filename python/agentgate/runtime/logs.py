@@ -48,9 +48,13 @@ class LogFiles:
                 older = f.with_name(f"{f.name}.{i}")
                 if older.exists():
                     older.replace(f.with_name(f"{f.name}.{i + 1}"))
-            shutil.copyfile(f, f.with_name(f"{f.name}.1"))
+            # `.1` appears only once the live file is truncated: a reader never sees the same
+            # lines in both
+            staged = f.with_name(f"{f.name}.1.tmp")
+            shutil.copyfile(f, staged)
             with open(f, "r+b") as h:
                 h.truncate(0)
+            staged.replace(f.with_name(f"{f.name}.1"))
             n += 1
         return n
 

@@ -761,18 +761,18 @@ class Supervisor:
             r.failures += 1
             r.restarts += 1
             r.state = "crash_loop" if r.failures >= s.crash_loop_after else "crashed"
+            if r.state == "crash_loop":  # with the replica's, before any await: one view
+                run.state = "crash_loop"
+                run.reason = f"replica {r.id} exited {r.failures} times in a row (last: {status})"
             tail = r.logs.stderr_tail(STDERR_LINES)
             log.warning(
                 "replica %s of %s exited (%s); restart %d", r.id, run.spec.name, status, r.restarts
             )
             await self._publish(run, r)  # no longer 'ready': leaves the gateway's pool
-            if r.state == "crash_loop":
-                run.state = "crash_loop"
-                run.reason = f"replica {r.id} exited {r.failures} times in a row (last: {status})"
-                if self.repo is not None:
-                    await self.repo.set_status(
-                        run.spec.agent_id, run.spec.tenant_id, "crash_loop", run.reason, tail
-                    )
+            if r.state == "crash_loop" and self.repo is not None:
+                await self.repo.set_status(
+                    run.spec.agent_id, run.spec.tenant_id, "crash_loop", run.reason, tail
+                )
             await asyncio.sleep(s.backoff(r.failures))
             if r.stopping or self.closed or run.state == "stopping":
                 return
