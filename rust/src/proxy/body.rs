@@ -168,8 +168,8 @@ impl Completion {
         }
         if let Some(span) = self.span.take() {
             let error = match (status, outcome) {
-                (499, _) => Some("client went away".to_string()),
-                (_, Outcome::Failure) if status < 500 => Some("upstream stream broke".to_string()),
+                (499, _) => Some("client went away"),
+                (_, Outcome::Failure) if status < 500 => Some("upstream stream broke"),
                 _ => None,
             };
             span.end(status, error);

@@ -175,7 +175,7 @@ pub async fn handle(
     let tracer = snap.tracer.clone();
     drop(snap);
     let trace = tracer.begin(parts.headers.get("traceparent"));
-    let mut span = ServerSpan::start(&tracer, &trace, parts.method.as_str(), parts.uri.path());
+    let mut span = ServerSpan::start(&tracer, &trace, &parts.method, parts.uri.path());
     let refuse = |r: &Rejection, span: Option<ServerSpan>| {
         if let Some(s) = span {
             s.end(r.status, None);
@@ -483,7 +483,7 @@ impl Exchange {
             if let (Some(s), Some(t)) = (&self.span, attempt_start) {
                 let (status, error) = match &res {
                     Ok(r) => (Some(r.status().as_u16()), None),
-                    Err(e) => (None, Some(e.kind.as_str().to_string())),
+                    Err(e) => (None, Some(e.kind.as_str())),
                 };
                 s.attempt(&attempt_ctx, t, &ep.url, flight.attempt(), status, error);
             }
@@ -531,7 +531,7 @@ impl Exchange {
                             .stats
                             .record(r.status, self.started.elapsed().as_secs_f64());
                         flight.finish(nanos, Outcome::Cancelled);
-                        self.end_span(r.status, Some(e.kind.as_str().to_string()));
+                        self.end_span(r.status, Some(e.kind.as_str()));
                         return problem(&r, &self.rid);
                     }
                     let next = pool.retry.next(
@@ -558,7 +558,7 @@ impl Exchange {
                                 .stats
                                 .record(r.status, self.started.elapsed().as_secs_f64());
                             flight.finish(nanos, Outcome::Failure);
-                            self.end_span(r.status, Some(e.kind.as_str().to_string()));
+                            self.end_span(r.status, Some(e.kind.as_str()));
                             return problem(&r, &self.rid);
                         }
                     }
@@ -578,7 +578,7 @@ impl Exchange {
         problem(r, &self.rid)
     }
 
-    fn end_span(&mut self, status: u16, error: Option<String>) {
+    fn end_span(&mut self, status: u16, error: Option<&'static str>) {
         if let Some(s) = self.span.take() {
             s.end(status, error);
         }

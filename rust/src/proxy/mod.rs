@@ -83,7 +83,7 @@ impl DataPlane {
             .thread_name("agentgate-dp")
             .enable_all()
             .build()?;
-        // the tracer's exporter starts on this runtime
+        // built in the runtime's context, as replace() does (the tracer's exporter has its own thread)
         let engine = {
             let _rt = runtime.enter();
             Arc::new(Engine::new(cfg, clock)?)

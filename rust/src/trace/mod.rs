@@ -9,21 +9,22 @@
 //! parent-based: a sampled parent is followed, a new trace is sampled by trace-id ratio.
 
 pub mod context;
+pub mod encode;
 pub mod otlp;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{header, HeaderName, HeaderValue, Request};
-use prost::Message;
-use tokio::sync::mpsc;
+use http::{header, HeaderName, HeaderValue, Method, Request};
+use tokio::sync::{mpsc, Notify};
 
 use crate::config::Tracing;
 use crate::proxy::body::ReqBody;
 use crate::proxy::upstream::Endpoint;
 pub use context::TraceContext;
+use encode::{Detail, Envelope, Record};
 
 /// Spans waiting for export before new ones are dropped.
 const QUEUE: usize = 8192;
@@ -48,10 +49,29 @@ pub struct TraceCounts {
     pub dropped: AtomicU64,
 }
 
+/// How the request path and the exporter thread meet. The exporter is woken twice per batch
+/// at most (the first span queued, a full batch queued), never per span: waking it for every
+/// span, as an `mpsc::Receiver` waiting in `recv` is, cost more than recording the span.
+#[derive(Debug, Default)]
+struct Wake {
+    /// Spans queued and not yet exported (counted before they are sent, so never less than
+    /// what the exporter has received).
+    pending: AtomicUsize,
+    notify: Notify,
+    /// The tracer is gone: export what is left and stop.
+    closed: AtomicBool,
+}
+
+/// The request path's end of the exporter.
+struct Queue {
+    tx: mpsc::Sender<Record>,
+    wake: Arc<Wake>,
+}
+
 /// The tracer of one config: sampling, and the exporter's queue (none when not exporting).
 pub struct Tracer {
     settings: Tracing,
-    tx: Option<mpsc::Sender<otlp::Span>>,
+    queue: Option<Queue>,
     /// Exporter counts.
     pub counts: Arc<TraceCounts>,
 }
@@ -59,29 +79,49 @@ pub struct Tracer {
 impl std::fmt::Debug for Tracer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tracer")
-            .field("exporting", &self.tx.is_some())
+            .field("exporting", &self.queue.is_some())
             .finish()
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Some(q) = &self.queue {
+            q.wake.closed.store(true, Ordering::Release);
+            q.wake.notify.notify_one();
+        }
     }
 }
 
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 impl Tracer {
-    /// A tracer for `settings`; with an endpoint, starts its exporter on the current runtime.
+    /// A tracer for `settings`; with an endpoint, starts its exporter on a thread of its own
+    /// (encoding and sending batches never runs on the data plane's runtime), which exports
+    /// what is left and ends once the tracer is dropped.
     pub fn new(settings: &Tracing) -> Result<Tracer, String> {
         let counts = Arc::new(TraceCounts::default());
-        let tx = match &settings.otlp_endpoint {
+        let queue = match &settings.otlp_endpoint {
             None => None,
             Some(url) => {
                 let exporter = Exporter::new(url, settings, counts.clone())?;
                 let (tx, rx) = mpsc::channel(QUEUE);
-                tokio::spawn(exporter.run(rx));
-                Some(tx)
+                let wake = Arc::new(Wake::default());
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("tracing: exporter runtime: {e}"))?;
+                let w = wake.clone();
+                std::thread::Builder::new()
+                    .name("agentgate-otlp".into())
+                    .spawn(move || rt.block_on(exporter.run(rx, w)))
+                    .map_err(|e| format!("tracing: exporter thread: {e}"))?;
+                Some(Queue { tx, wake })
             }
         };
         Ok(Tracer {
             settings: settings.clone(),
-            tx,
+            queue,
             counts,
         })
     }
@@ -93,7 +133,7 @@ impl Tracer {
 
     /// Whether spans are recorded at all.
     pub fn exporting(&self) -> bool {
-        self.tx.is_some()
+        self.queue.is_some()
     }
 
     /// The trace of an incoming request: its parent (if it sent a valid `traceparent`) and the
@@ -118,12 +158,18 @@ impl Tracer {
         }
     }
 
-    /// Queues a finished span (dropped, and counted, when the queue is full).
-    pub fn record(&self, span: otlp::Span) {
-        if let Some(tx) = &self.tx {
-            if tx.try_send(span).is_err() {
-                self.counts.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+    /// Queues a finished span (dropped, and counted, when the queue is full); never waits.
+    pub fn record(&self, span: Record) {
+        let Some(q) = &self.queue else { return };
+        let before = q.wake.pending.fetch_add(1, Ordering::AcqRel);
+        if q.tx.try_send(span).is_err() {
+            q.wake.pending.fetch_sub(1, Ordering::AcqRel);
+            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // each count is passed by exactly one increment: one wake per threshold crossed
+        if before == 0 || before + 1 == BATCH {
+            q.wake.notify.notify_one();
         }
     }
 }
@@ -144,35 +190,6 @@ impl RequestTrace {
     pub fn outgoing(attempt: &TraceContext) -> HeaderValue {
         HeaderValue::from_str(&attempt.header()).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
-
-    /// A span of this trace (`parent`: the server span's id for an attempt).
-    #[allow(clippy::too_many_arguments)]
-    pub fn span(
-        &self,
-        ctx: &TraceContext,
-        parent: Option<[u8; 8]>,
-        name: String,
-        kind: i32,
-        start: u64,
-        attributes: Vec<otlp::KeyValue>,
-        error: Option<String>,
-    ) -> otlp::Span {
-        otlp::Span {
-            trace_id: ctx.trace_id.to_vec(),
-            span_id: ctx.span_id.to_vec(),
-            trace_state: String::new(),
-            parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
-            name,
-            kind,
-            start_time_unix_nano: start,
-            end_time_unix_nano: unix_nanos(),
-            attributes,
-            status: error.map(|message| otlp::Status {
-                message,
-                code: otlp::STATUS_ERROR,
-            }),
-        }
-    }
 }
 
 /// Sets the upstream `traceparent` on a forwarded request's headers.
@@ -185,7 +202,7 @@ struct Exporter {
     endpoint: Arc<Endpoint>,
     path: String,
     headers: http::HeaderMap,
-    resource: otlp::Resource,
+    envelope: Envelope,
     counts: Arc<TraceCounts>,
 }
 
@@ -218,55 +235,64 @@ impl Exporter {
             endpoint: Arc::new(endpoint),
             path,
             headers,
-            resource: otlp::Resource {
-                attributes: vec![otlp::KeyValue::str(
-                    "service.name",
-                    settings.service_name.clone(),
-                )],
-            },
+            envelope: Envelope::new(
+                &settings.service_name,
+                "agentgate",
+                env!("CARGO_PKG_VERSION"),
+            ),
             counts,
         })
     }
 
-    async fn run(self, mut rx: mpsc::Receiver<otlp::Span>) {
+    /// Exports a batch once it is full or its oldest span has waited `FLUSH`; sleeps while
+    /// nothing is queued.
+    async fn run(self, mut rx: mpsc::Receiver<Record>, wake: Arc<Wake>) {
         let mut batch = Vec::with_capacity(BATCH);
+        let mut lens = Vec::with_capacity(BATCH);
+        let mut deadline = tokio::time::Instant::now() + FLUSH;
         loop {
-            let first = match rx.recv().await {
-                Some(s) => s,
-                None => return, // the tracer is gone (config replaced)
-            };
-            batch.push(first);
-            let deadline = tokio::time::Instant::now() + FLUSH;
-            while batch.len() < BATCH {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(s)) => batch.push(s),
-                    Ok(None) | Err(_) => break,
+            let closed = wake.closed.load(Ordering::Acquire);
+            let pending = wake.pending.load(Ordering::Acquire);
+            if !closed {
+                if pending == 0 {
+                    // the first span queued wakes us (or a permit left by an earlier one)
+                    wake.notify.notified().await;
+                    deadline = tokio::time::Instant::now() + FLUSH;
+                    continue;
+                }
+                if pending < BATCH
+                    && tokio::time::timeout_at(deadline, wake.notify.notified())
+                        .await
+                        .is_ok()
+                {
+                    continue; // a full batch, or the tracer closed: look again
                 }
             }
-            let n = batch.len() as u64;
-            if self.export(std::mem::take(&mut batch)).await {
-                self.counts.exported.fetch_add(n, Ordering::Relaxed);
-            } else {
-                self.counts.dropped.fetch_add(n, Ordering::Relaxed);
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
             }
+            let n = batch.len();
+            if n > 0 {
+                let body = self.envelope.encode(&batch, &mut lens);
+                batch.clear();
+                let counter = if self.export(Bytes::from(body)).await {
+                    &self.counts.exported
+                } else {
+                    &self.counts.dropped
+                };
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+                wake.pending.fetch_sub(n, Ordering::AcqRel);
+            } else if closed {
+                return; // everything sent before the tracer went is exported
+            }
+            deadline = tokio::time::Instant::now() + FLUSH;
         }
     }
 
-    async fn export(&self, spans: Vec<otlp::Span>) -> bool {
-        let body = otlp::ExportTraceServiceRequest {
-            resource_spans: vec![otlp::ResourceSpans {
-                resource: Some(self.resource.clone()),
-                scope_spans: vec![otlp::ScopeSpans {
-                    scope: Some(otlp::InstrumentationScope {
-                        name: "agentgate".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                    }),
-                    spans,
-                }],
-            }],
-        }
-        .encode_to_vec();
-        let body = Bytes::from(body);
+    async fn export(&self, body: Bytes) -> bool {
         // one retry: a collector restart should not lose a batch, a dead one must not pile up
         for _ in 0..2 {
             let mut req = Request::new(ReqBody::Full(Some(body.clone())));
@@ -306,25 +332,12 @@ pub struct SpanRoute {
     pub tenant: Option<Arc<str>>,
 }
 
-impl SpanRoute {
-    fn label(&self, attrs: &mut Vec<otlp::KeyValue>) {
-        attrs.push(otlp::KeyValue::str("http.route", self.route.to_string()));
-        attrs.push(otlp::KeyValue::str(
-            "agentgate.agent",
-            self.agent.to_string(),
-        ));
-        if let Some(t) = &self.tenant {
-            attrs.push(otlp::KeyValue::str("agentgate.tenant", t.to_string()));
-        }
-    }
-}
-
 /// The gateway's span of one sampled request, ended with the request.
 pub struct ServerSpan {
     tracer: Arc<Tracer>,
     trace: RequestTrace,
-    method: String,
-    path: String,
+    method: Method,
+    path: Box<str>,
     /// Route id, agent and tenant, once known.
     pub route: Option<SpanRoute>,
 }
@@ -334,85 +347,222 @@ impl ServerSpan {
     pub fn start(
         tracer: &Arc<Tracer>,
         trace: &RequestTrace,
-        method: &str,
+        method: &Method,
         path: &str,
     ) -> Option<Self> {
         (trace.server.sampled && tracer.exporting()).then(|| ServerSpan {
             tracer: tracer.clone(),
             trace: *trace,
-            method: method.to_string(),
-            path: path.to_string(),
+            method: method.clone(),
+            path: path.into(),
             route: None,
         })
     }
 
     /// Records the span with the response status (an error for 5xx or a cut stream).
-    pub fn end(self, status: u16, error: Option<String>) {
-        let mut attrs = vec![
-            otlp::KeyValue::str("http.request.method", self.method.clone()),
-            otlp::KeyValue::str("url.path", self.path.clone()),
-            otlp::KeyValue::int("http.response.status_code", i64::from(status)),
-        ];
-        let name = match &self.route {
-            Some(r) => {
-                r.label(&mut attrs);
-                format!("{} {}", self.method, r.route)
-            }
-            None => self.method.clone(),
-        };
-        let error = error.or_else(|| (status >= 500).then(|| format!("status {status}")));
-        let span = self.trace.span(
-            &self.trace.server,
-            self.trace.parent,
-            name,
-            otlp::KIND_SERVER,
-            self.trace.start,
-            attrs,
+    pub fn end(self, status: u16, error: Option<&'static str>) {
+        let ServerSpan {
+            tracer,
+            trace,
+            method,
+            path,
+            route,
+        } = self;
+        tracer.record(Record {
+            trace_id: trace.server.trace_id,
+            span_id: trace.server.span_id,
+            parent: trace.parent,
+            start: trace.start,
+            end: unix_nanos(),
+            method,
+            status: Some(status),
             error,
-        );
-        self.tracer.record(span);
+            route,
+            detail: Detail::Server { path },
+        });
     }
 
     /// Records one upstream attempt as a client span under this one.
-    #[allow(clippy::too_many_arguments)]
     pub fn attempt(
         &self,
         ctx: &TraceContext,
         start: u64,
-        endpoint: &str,
+        endpoint: &Arc<str>,
         attempt: u32,
         status: Option<u16>,
-        error: Option<String>,
+        error: Option<&'static str>,
     ) {
-        let mut attrs = vec![
-            otlp::KeyValue::str("http.request.method", self.method.clone()),
-            otlp::KeyValue::str("server.address", endpoint.to_string()),
-            otlp::KeyValue::int("agentgate.attempt", i64::from(attempt)),
-        ];
-        let mut name = "upstream".to_string();
-        if let Some(r) = &self.route {
-            name = format!("upstream {}", r.agent);
-            r.label(&mut attrs);
-        }
-        if let Some(s) = status {
-            attrs.push(otlp::KeyValue::int(
-                "http.response.status_code",
-                i64::from(s),
-            ));
-        }
-        let error = error.or_else(|| status.filter(|s| *s >= 500).map(|s| format!("status {s}")));
-        if let Some(e) = &error {
-            attrs.push(otlp::KeyValue::str("error.type", e.clone()));
-        }
-        let span = self.trace.span(
-            ctx,
-            Some(self.trace.server.span_id),
-            name,
-            otlp::KIND_CLIENT,
+        self.tracer.record(Record {
+            trace_id: ctx.trace_id,
+            span_id: ctx.span_id,
+            parent: Some(self.trace.server.span_id),
             start,
-            attrs,
+            end: unix_nanos(),
+            method: self.method.clone(),
+            status,
             error,
-        );
-        self.tracer.record(span);
+            route: self.route.clone(),
+            detail: Detail::Client {
+                endpoint: endpoint.clone(),
+                attempt,
+            },
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use prost::Message;
+
+    /// A collector on its own runtime thread: decodes each export and reports its span count.
+    fn collector() -> (String, std::sync::mpsc::Receiver<usize>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                loop {
+                    let Ok((s, _)) = listener.accept().await else { return };
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let tx = tx.clone();
+                            async move {
+                                assert_eq!(req.uri().path(), "/v1/traces");
+                                let body = req.into_body().collect().await?.to_bytes();
+                                let msg = otlp::ExportTraceServiceRequest::decode(body)
+                                    .expect("an OTLP request");
+                                let n = msg.resource_spans[0].scope_spans[0].spans.len();
+                                let _ = tx.send(n);
+                                Ok::<_, hyper::Error>(http::Response::new(
+                                    http_body_util::Full::new(Bytes::new()),
+                                ))
+                            }
+                        });
+                        let io = hyper_util::rt::TokioIo::new(s);
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, svc)
+                            .await;
+                    });
+                }
+            });
+        });
+        (url, rx)
+    }
+
+    fn settings(url: &str) -> Tracing {
+        Tracing {
+            otlp_endpoint: Some(url.to_string()),
+            ..Tracing::default()
+        }
+    }
+
+    fn record(tracer: &Tracer, i: u64) {
+        let ctx = TraceContext::root(true);
+        tracer.record(Record {
+            trace_id: ctx.trace_id,
+            span_id: ctx.span_id,
+            parent: None,
+            start: i + 1,
+            end: i + 2,
+            method: Method::GET,
+            status: Some(200),
+            error: None,
+            route: None,
+            detail: Detail::Server { path: "/x".into() },
+        });
+    }
+
+    /// Waits (bounded) until the collector has seen `n` spans; returns the batch sizes.
+    fn received(rx: &std::sync::mpsc::Receiver<usize>, n: usize) -> Vec<usize> {
+        let mut batches = Vec::new();
+        while batches.iter().sum::<usize>() < n {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(b) => batches.push(b),
+                Err(_) => panic!("{batches:?}: fewer than {n} spans arrived"),
+            }
+        }
+        batches
+    }
+
+    /// Waits (bounded) until `counter` reaches `n`.
+    fn counted(counter: &AtomicU64, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while counter.load(Ordering::Relaxed) < n as u64 {
+            assert!(std::time::Instant::now() < deadline, "{counter:?} of {n} counted");
+            std::thread::yield_now();
+        }
+        assert_eq!(counter.load(Ordering::Relaxed), n as u64);
+    }
+
+    #[test]
+    fn every_span_is_exported_in_batches() {
+        let (url, rx) = collector();
+        let tracer = Tracer::new(&settings(&url)).expect("tracer");
+        // a full queue drops; keep under it so none may be lost
+        let n = 3 * BATCH + 100;
+        for i in 0..n {
+            record(&tracer, i as u64);
+        }
+        let batches = received(&rx, n);
+        assert_eq!(batches.iter().sum::<usize>(), n);
+        assert!(batches.iter().all(|b| *b <= BATCH), "{batches:?}");
+        assert!(batches.len() >= 4, "{batches:?}");
+        // the count follows the collector's response
+        counted(&tracer.counts.exported, n);
+        assert_eq!(tracer.counts.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn dropping_the_tracer_exports_what_is_left() {
+        let (url, rx) = collector();
+        let tracer = Tracer::new(&settings(&url)).expect("tracer");
+        let counts = tracer.counts.clone();
+        for i in 0..10 {
+            record(&tracer, i);
+        }
+        drop(tracer);
+        assert_eq!(received(&rx, 10).iter().sum::<usize>(), 10);
+        counted(&counts.exported, 10);
+    }
+
+    #[test]
+    fn a_refused_export_counts_its_spans_dropped() {
+        // a port nothing listens on: every export fails
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let tracer = Tracer::new(&settings(&format!("http://127.0.0.1:{port}"))).expect("tracer");
+        let n = 2 * BATCH + 7;
+        for i in 0..n {
+            record(&tracer, i as u64);
+        }
+        counted(&tracer.counts.dropped, n);
+        assert_eq!(tracer.counts.exported.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_stuck_collector_never_holds_up_the_request_path() {
+        // accepts connections (the kernel does) but never answers: the exporter waits
+        let stuck = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", stuck.local_addr().expect("addr"));
+        let tracer = Tracer::new(&settings(&url)).expect("tracer");
+        let n = 3 * QUEUE;
+        for i in 0..n {
+            record(&tracer, i as u64);
+        }
+        // what neither the queue nor the batch being sent holds was dropped at once
+        let dropped = tracer.counts.dropped.load(Ordering::Relaxed);
+        assert!(dropped >= (n - QUEUE - BATCH) as u64, "{dropped}");
+        assert_eq!(tracer.counts.exported.load(Ordering::Relaxed), 0);
     }
 }
