@@ -192,7 +192,7 @@ impl<'a> View<'a> {
 
 fn varint_len(v: u64) -> usize {
     // 7 bits per byte, at least one byte
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
@@ -512,7 +512,7 @@ mod tests {
                                 }
                             } else {
                                 Detail::Server {
-                                    path: if i % 7 == 0 {
+                                    path: if i.is_multiple_of(7) {
                                         long_path.clone()
                                     } else {
                                         "/v1/chat".into()
@@ -525,8 +525,12 @@ mod tests {
                             out.push(Record {
                                 trace_id: (u128::from(i) << 64 | 0xabc).to_be_bytes(),
                                 span_id: (i * 7919).to_be_bytes(),
-                                parent: (i % 2 == 0).then(|| (i + 1).to_be_bytes()),
-                                start: if i % 11 == 0 { 0 } else { 1_700_000_000_000 + i },
+                                parent: i.is_multiple_of(2).then(|| (i + 1).to_be_bytes()),
+                                start: if i.is_multiple_of(11) {
+                                    0
+                                } else {
+                                    1_700_000_000_000 + i
+                                },
                                 end: 1_700_000_000_500 + i * 1000,
                                 method: method.clone(),
                                 status,
@@ -595,7 +599,16 @@ mod tests {
 
     #[test]
     fn varint_lengths() {
-        for v in [0u64, 1, 127, 128, 16383, 16384, u64::from(u32::MAX), u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            16383,
+            16384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
             let mut b = Vec::new();
             put_varint(&mut b, v);
             assert_eq!(b.len(), varint_len(v), "{v}");

@@ -430,23 +430,27 @@ mod tests {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 loop {
-                    let Ok((s, _)) = listener.accept().await else { return };
+                    let Ok((s, _)) = listener.accept().await else {
+                        return;
+                    };
                     let tx = tx.clone();
                     tokio::spawn(async move {
-                        let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let tx = tx.clone();
-                            async move {
-                                assert_eq!(req.uri().path(), "/v1/traces");
-                                let body = req.into_body().collect().await?.to_bytes();
-                                let msg = otlp::ExportTraceServiceRequest::decode(body)
-                                    .expect("an OTLP request");
-                                let n = msg.resource_spans[0].scope_spans[0].spans.len();
-                                let _ = tx.send(n);
-                                Ok::<_, hyper::Error>(http::Response::new(
-                                    http_body_util::Full::new(Bytes::new()),
-                                ))
-                            }
-                        });
+                        let svc = hyper::service::service_fn(
+                            move |req: Request<hyper::body::Incoming>| {
+                                let tx = tx.clone();
+                                async move {
+                                    assert_eq!(req.uri().path(), "/v1/traces");
+                                    let body = req.into_body().collect().await?.to_bytes();
+                                    let msg = otlp::ExportTraceServiceRequest::decode(body)
+                                        .expect("an OTLP request");
+                                    let n = msg.resource_spans[0].scope_spans[0].spans.len();
+                                    let _ = tx.send(n);
+                                    Ok::<_, hyper::Error>(http::Response::new(
+                                        http_body_util::Full::new(Bytes::new()),
+                                    ))
+                                }
+                            },
+                        );
                         let io = hyper_util::rt::TokioIo::new(s);
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(io, svc)
@@ -497,7 +501,10 @@ mod tests {
     fn counted(counter: &AtomicU64, n: usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while counter.load(Ordering::Relaxed) < n as u64 {
-            assert!(std::time::Instant::now() < deadline, "{counter:?} of {n} counted");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{counter:?} of {n} counted"
+            );
             std::thread::yield_now();
         }
         assert_eq!(counter.load(Ordering::Relaxed), n as u64);
