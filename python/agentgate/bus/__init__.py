@@ -50,7 +50,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 __all__ = [
     "Bus",
@@ -146,9 +146,12 @@ class Outgoing:
     dedupe_key: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """A delivered message; `id` is opaque to callers and names it for ack/nack."""
+
+    # A named tuple, not a frozen dataclass: backends build one per delivered message, and a
+    # frozen dataclass's __init__ (object.__setattr__ per field) took 0.9-1.2 µs of the
+    # ~9 µs a message costs raw redis-py to consume, against 0.2 µs for tuple.__new__.
 
     topic: str
     id: str
