@@ -50,6 +50,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, Protocol
 
 __all__ = [
@@ -136,13 +137,14 @@ class BusSettings:
         return replace(self, topics={**self.topics, name: t})
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """A message to publish."""
+
+    # A named tuple for the reason Message is one: callers build one per message published.
 
     value: bytes
     key: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = MappingProxyType({})  # shared, read-only
     dedupe_key: str | None = None
 
 

@@ -208,6 +208,7 @@ class RedisStreamsBus(PublishOne):
         self._raw_r: aioredis.Redis | None = None
         self._counter = itertools.count()
         self._trimmed: dict[str, float] = {}
+        self._streams: dict[str, list[str]] = {}  # topic -> stream of each partition
         self._buffer = asyncio.Semaphore(max(1, settings.publish_buffer))
         self._scripts: dict[str, Any] = {}
 
@@ -262,29 +263,43 @@ class RedisStreamsBus(PublishOne):
         check_topic(topic)
         s = self.settings.topic(topic)
         r = self.redis
-        parts = [partition_of(m.key, s.partitions, next(self._counter)) for m in messages]
+        n = s.partitions
+        streams = self._streams.get(topic)
+        if streams is None:
+            streams = self._streams[topic] = [
+                _stream(self.settings.prefix, topic, p) for p in range(n)
+            ]
+        if n == 1:
+            parts = [0] * len(messages)
+        else:
+            parts = [partition_of(m.key, n, next(self._counter)) for m in messages]
         trim = self._trim_due(topic)
         dedupe = self._scripts["dedupe"]
         window = int(s.dedupe_window * 1000)
+        max_len = s.max_len
 
         async def go() -> list[Any]:
             pipe = r.pipeline(transaction=False)
+            # XADD as redis-py's xadd() would build it (… MAXLEN ~ max_len * fields), without
+            # its option checks per call, the stream names made once per batch
+            xadd = pipe.execute_command
             for m, p in zip(messages, parts, strict=True):
-                stream = _stream(self.settings.prefix, topic, p)
-                f = _fields(m)
                 if m.dedupe_key is None:
-                    pipe.xadd(stream, f, maxlen=s.max_len, approximate=True)  # type: ignore[arg-type]
+                    if m.key is None and not m.headers:
+                        xadd("XADD", streams[p], "MAXLEN", "~", max_len, "*", "v", m.value)
+                    else:
+                        xadd("XADD", streams[p], "MAXLEN", "~", max_len, "*", *_flat(_fields(m)))
                 else:
                     dd = f"{_tag(self.settings.prefix, topic)}:dd:{m.dedupe_key}"
                     await dedupe(
-                        keys=[stream, dd], args=[window, s.max_len, *_flat(f)], client=pipe
+                        keys=[streams[p], dd],
+                        args=[window, max_len, *_flat(_fields(m))],
+                        client=pipe,
                     )
             if trim:
                 minid = int((time.time() - s.retention) * 1000)
-                for p in range(s.partitions):
-                    pipe.xtrim(
-                        _stream(self.settings.prefix, topic, p), minid=minid, approximate=True
-                    )
+                for stream in streams:
+                    pipe.xtrim(stream, minid=minid, approximate=True)
             return list(await pipe.execute())
 
         async with self._buffer:
