@@ -3,6 +3,8 @@
 - The producer is idempotent, which makes it `acks=all` (aiokafka's defaults are `acks=1`
   and no idempotence): a publish returns once every in-sync replica has it, and the broker
   drops the producer's own retries, so a broker restart mid-publish loses and doubles nothing.
+  `publish_many` fills its own record batch per partition (`create_batch` / `send_batch`):
+  the producer stamps it with its id, epoch and sequence like the batches `send` fills.
 - Topics are created on first use with the topic's partition count, `retention.ms` from
   `retention`, and `kafka_replication_factor` (1 by default: set 3 on a real cluster). Kafka
   counts retention in time and bytes, not messages: `max_len` does not apply here.
