@@ -284,9 +284,9 @@ class RedisStreamsBus(PublishOne):
         async def go() -> list[Any]:
             pipe = r.pipeline(transaction=False)
             # XADD as redis-py's xadd() would build it (… MAXLEN ~ max_len * fields), without
-            # its option checks per call, with every argument but the command already bytes
-            # (redis-py's encoder runs 4 isinstance checks and an encode per str argument):
-            # produce ours/raw 0.88 → see BENCHMARKS.md (1,000-message batches, 100 B)
+            # its option checks per call, with every argument but the command already bytes:
+            # redis-py's encoder took 0.45 µs per str or int argument against 0.12 µs per bytes
+            # one (measured on this 2-core host, loaded), six arguments per XADD
             xadd = pipe.execute_command
             for m, p in zip(messages, parts, strict=True):
                 if m.dedupe_key is None:
