@@ -53,6 +53,27 @@ async def test_publish_many_keeps_order_and_ids(make_bus, topic: str) -> None:
     await c.close()
 
 
+async def test_publish_many_larger_than_one_batch(make_bus, topic: str) -> None:
+    # 1,500 × 400 B: more than one Kafka record batch (max_batch_size 256 KiB) per partition
+    bus: Bus = await make_bus(partitions=2)
+    keys = ["k0", "k3", "k1"]  # partitions 1, 0, 1: ~420 KB on partition 1, ~210 KB on 0
+    out = [
+        Outgoing(b"%s-%05d-" % (keys[i % 3].encode(), i) + b"x" * 380, key=keys[i % 3])
+        for i in range(1500)
+    ]
+    out[7] = out[7]._replace(headers={"h": "7"}, dedupe_key="only-once")
+    ids = await bus.publish_many(topic, out)
+    assert len(ids) == len(set(ids)) == 1500
+    c = bus.consumer(topic, "g")
+    got = await drain(c, 1500, within=40.0)
+    # every id names the message it was returned for; order per key kept
+    assert {m.id: m.value for m in got} == {i: o.value for i, o in zip(ids, out, strict=True)}
+    assert dict(next(m for m in got if m.id == ids[7]).headers) == {"h": "7"}
+    for k in keys:
+        assert [m.value for m in got if m.key == k] == [o.value for o in out if o.key == k]
+    await c.close()
+
+
 async def test_order_per_key_across_a_group(make_bus, topic: str) -> None:
     bus: Bus = await make_bus(partitions=4)
     keys = [f"key-{i}" for i in range(6)]
@@ -231,3 +252,47 @@ async def test_bad_topic_name_is_refused(make_bus) -> None:
         await bus.publish("no spaces", b"x")
     with pytest.raises(BusError, match="topic must be"):
         bus.consumer("a/b", "g")
+
+
+async def test_deleted_group_is_gone(make_bus, group_exists, topic: str) -> None:
+    bus: Bus = await make_bus(partitions=2)
+    await bus.publish_many(topic, [Outgoing(b"%d" % i) for i in range(4)])
+    c = bus.consumer(topic, "g")
+    assert len(await drain(c, 4)) == 4
+    await c.close()
+    # published past the group's position: a group that survived would deliver these
+    await bus.publish_many(topic, [Outgoing(b"old-%d" % i) for i in range(4)])
+    assert await group_exists(bus, topic, "g")
+    await bus.delete_group(topic, "g")
+    assert not await group_exists(bus, topic, "g")
+    # the same name again is a new group: `latest` starts after the newest message
+    again = bus.consumer(topic, "g", start="latest")
+    await again.join()
+    await bus.publish_many(topic, [Outgoing(b"new-%d" % i) for i in range(4)])
+    got = await drain(again, 4)
+    assert sorted(m.value for m in got) == [b"new-%d" % i for i in range(4)]
+    assert await again.fetch(wait=0.3) == []
+    await again.close()
+
+
+async def test_delete_group_is_idempotent_and_spares_other_groups(
+    make_bus, group_exists, topic: str
+) -> None:
+    bus: Bus = await make_bus(partitions=2)
+    await bus.delete_group(topic, "never")  # neither the topic nor the group exist
+    await bus.publish(topic, b"1")
+    await bus.delete_group(topic, "never")  # the topic exists, the group does not
+    gone, kept = bus.consumer(topic, "gone"), bus.consumer(topic, "kept")
+    for c in (gone, kept):
+        assert [m.value for m in await drain(c, 1)] == [b"1"]
+        await c.close()
+    await bus.delete_group(topic, "gone")
+    await bus.delete_group(topic, "gone")
+    assert not await group_exists(bus, topic, "gone")
+    assert await group_exists(bus, topic, "kept")
+    # the other group keeps its position: the next message only
+    await bus.publish(topic, b"2")
+    c = bus.consumer(topic, "kept")
+    assert [m.value for m in await drain(c, 1)] == [b"2"]
+    assert await c.fetch(wait=0.3) == []
+    await c.close()

@@ -41,6 +41,10 @@ Semantics every backend keeps (the conformance suite in tests/bus/ checks them o
   (fetch returns fewer until acks free room); the memory backend's publish waits while a topic
   holds `max_len` messages some group has not yet acked, instead of growing or dropping them;
   client-side publish buffers are bounded (`publish_buffer`).
+- **Groups are kept until deleted**: `delete_group(topic, group)` forgets a group, its
+  position and its per-group state (Redis: XGROUP DESTROY on each partition stream, leases,
+  errors; Kafka: the consumer group with its offsets, and its retry topic); deleting a group
+  that does not exist is a no-op. Close the group's consumers first.
 - **Trimming and retention per topic**: messages older than `retention` or beyond `max_len` are
   removed (Redis: XADD MINID/MAXLEN; Kafka: the topic's retention.ms / retention.bytes).
 """
@@ -50,7 +54,8 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple, Protocol
 
 __all__ = [
     "Bus",
@@ -136,19 +141,23 @@ class BusSettings:
         return replace(self, topics={**self.topics, name: t})
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """A message to publish."""
+
+    # A named tuple for the reason Message is one: callers build one per message published.
 
     value: bytes
     key: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = MappingProxyType({})  # shared, read-only
     dedupe_key: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """A delivered message; `id` is opaque to callers and names it for ack/nack."""
+
+    # A named tuple, not a frozen dataclass: backends build one per delivered message, and a
+    # frozen dataclass's __init__ (object.__setattr__ per field) took 0.9-1.2 µs of the
+    # ~9 µs a message costs raw redis-py to consume, against 0.2 µs for tuple.__new__.
 
     topic: str
     id: str
@@ -228,6 +237,10 @@ class Bus(Protocol):
     ) -> Consumer:
         """A new member of `group` on `topic`; a group that does not exist yet starts at the
         oldest retained message (`earliest`) or after the newest one (`latest`)."""
+        ...
+
+    async def delete_group(self, topic: str, group: str) -> None:
+        """Forget a consumer group and its position; idempotent."""
         ...
 
     async def close(self) -> None:
