@@ -111,6 +111,9 @@ _PROGRESS_STEPS = 1000
 BUSY_TIMEOUT_MS = 5000
 
 
+_SELECT = re.compile(r"\bSELECT\b", re.IGNORECASE)
+
+
 class _Moved(Exception):
     """An inline attempt gave way: the statement goes to the connection's thread instead."""
 
@@ -128,7 +131,7 @@ def _inline_kind(sql: str, in_tx: bool) -> bool:
         return True
     if not in_tx or head not in ("INSERT", "UPDATE"):
         return False
-    return " SELECT " not in sql.upper()
+    return _SELECT.search(sql) is None
 
 
 class _SqliteConn:
