@@ -1,6 +1,7 @@
 """Bus, event store and cluster-limit benchmarks in one run (`make bench-bus`).
 
     python loadtests/bench_bus.py [--quick]
+    python loadtests/bench_bus.py --throughput-only [--rounds N]   # ours vs raw only
 
 Starts its own redis-server (Unix socket, AOF `appendfsync always`), single-node Kafka (KRaft,
 jars from scripts/kafka.sh) and PostgreSQL, then measures on this host:
@@ -18,7 +19,9 @@ jars from scripts/kafka.sh) and PostgreSQL, then measures on this host:
   30 s (admitted vs the limit), next to a per-process 250/s limit each, and the cost of one
   `acquire` on the hot path.
 
-Results go to loadtests/results/bus.json and the bus section of BENCHMARKS.md.
+Results go to loadtests/results/bus.json and the bus section of BENCHMARKS.md
+(`--throughput-only`: only the Redis and Kafka throughput rounds, to
+loadtests/results/bus-throughput.json; BENCHMARKS.md is left alone).
 """
 
 # ruff: noqa: E501  (the child script and the table rows read best on one line each)
@@ -50,6 +53,7 @@ from agentgate.bus import Bus, BusSettings, Outgoing, TopicSettings, open_bus  #
 from loadtests.benchmarks_md import replace_section  # noqa: E402
 
 OUT = ROOT / "loadtests" / "results" / "bus.json"
+OUT_THROUGHPUT = ROOT / "loadtests" / "results" / "bus-throughput.json"
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -498,11 +502,39 @@ async def bus_parts(conns: dict[str, dict[str, Any]], quick: bool) -> dict[str, 
         out["propagation"][backend] = await propagation(backend, conn, 50 if quick else 200)
         print(backend, "propagation", out["propagation"][backend], flush=True)
     n, rounds = (10_000, 1) if quick else (50_000, 3)
-    for backend in ("redis", "kafka"):
-        out["throughput"][backend] = await throughput(backend, conns[backend], n, rounds, 1000)
-        print(backend, "throughput", out["throughput"][backend], flush=True)
+    out["throughput"] = await throughput_parts(conns, n, rounds)
     out["throughput"]["memory"] = await memory_throughput(n, 1000)
     return out
+
+
+async def throughput_parts(conns: dict[str, dict[str, Any]], n: int, rounds: int) -> dict[str, Any]:
+    """Ours against raw, Redis then Kafka (interleaved rounds, medians)."""
+    out: dict[str, Any] = {}
+    for backend in ("redis", "kafka"):
+        out[backend] = await throughput(backend, conns[backend], n, rounds, 1000)
+        print(backend, "throughput", out[backend], flush=True)
+    return out
+
+
+def throughput_only(rounds: int, result: dict[str, Any]) -> None:
+    """Only the Redis and Kafka throughput rounds (same sizes as the full run)."""
+    with ephemeral_redis(fsync="everysec") as redis_srv, ephemeral_kafka() as kafka:
+        conns = {
+            "redis": {"redis_url": redis_srv.url},
+            "kafka": {"kafka_bootstrap": kafka.bootstrap},
+        }
+        result["throughput"] = asyncio.run(throughput_parts(conns, 50_000, rounds))
+    OUT_THROUGHPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT_THROUGHPUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        "| backend | produce msg/s | consume msg/s | raw produce | raw consume | ours/raw produce | ours/raw consume |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for b, tp in result["throughput"].items():
+        print(
+            f"| {b} | {tp['produce_msgs_per_s']} | {tp['consume_msgs_per_s']} | {tp['raw_produce_msgs_per_s']}"
+            f" | {tp['raw_consume_msgs_per_s']} | {tp['produce_ratio']} | {tp['consume_ratio']} |"
+        )
 
 
 def table(r: dict[str, Any]) -> str:
@@ -574,6 +606,14 @@ def table(r: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller and shorter (not for the table)")
+    ap.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="only ours vs raw throughput on Redis and Kafka (to results/bus-throughput.json)",
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="throughput rounds with --throughput-only"
+    )
     args = ap.parse_args()
     load = os.getloadavg()[0]
     result: dict[str, Any] = {
@@ -582,6 +622,10 @@ def main() -> None:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "quick": args.quick,
     }
+    if args.throughput_only:
+        result["rounds"] = args.rounds
+        throughput_only(args.rounds, result)
+        return
     # Redis's AOF at its usual `everysec` (tests run `always`, which adds an fsync per write)
     with (
         ephemeral_redis(fsync="everysec") as redis_srv,

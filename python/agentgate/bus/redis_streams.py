@@ -25,7 +25,8 @@ import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -53,6 +54,13 @@ __all__ = ["RedisStreamsBus", "RedisStreamsConsumer"]
 
 T = TypeVar("T")
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+# Messages are built with tuple.__new__, skipping the named tuple's Python-level __new__
+# (0.19 µs against 0.3 µs per message measured).
+_new_message: Callable[[type[Message], tuple[Any, ...]], Message] = tuple.__new__
+# shared by every message without headers (the common case), read-only
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+_ONES = itertools.repeat(1)  # the delivery count of every new entry
 
 # KEYS: stream, dedupe key. ARGV: window ms, maxlen, field/value pairs…
 _PUBLISH_DEDUPE = """
@@ -169,6 +177,10 @@ def _stream(prefix: str, topic: str, p: int) -> str:
     return f"{_tag(prefix, topic)}:{topic}:p:{p}"
 
 
+def _as_sent(response: Any, **_options: Any) -> Any:
+    return response
+
+
 def _fields(m: Outgoing) -> dict[str, bytes | str]:
     f: dict[str, bytes | str] = {"v": m.value}
     if m.key is not None:
@@ -194,8 +206,11 @@ class RedisStreamsBus(PublishOne):
         self.settings = settings
         self._url = settings.redis_url or ""
         self._r: aioredis.Redis | None = client
+        self._raw_r: aioredis.Redis | None = None
         self._counter = itertools.count()
         self._trimmed: dict[str, float] = {}
+        # topic -> stream of each partition, encoded (redis-py passes bytes through as they are)
+        self._streams: dict[str, list[bytes]] = {}
         self._buffer = asyncio.Semaphore(max(1, settings.publish_buffer))
         self._scripts: dict[str, Any] = {}
 
@@ -206,12 +221,25 @@ class RedisStreamsBus(PublishOne):
             raise BusError("bus not started")
         return self._r
 
+    @property
+    def raw(self) -> aioredis.Redis:
+        """A client on the same pool whose XREADGROUP replies stay as Redis sends them."""
+        if self._raw_r is None:
+            raise BusError("bus not started")
+        return self._raw_r
+
     async def start(self) -> None:
         """Connect (the pool connects lazily; scripts are registered here)."""
         if self._r is None:
             self._r = aioredis.Redis.from_url(
                 self._url, decode_responses=False, socket_timeout=10, socket_connect_timeout=2
             )
+        if self._raw_r is None:
+            # redis-py turns each entry's field list into a dict (pairs_to_dict) that the
+            # consumer would only take apart again: ~0.5 µs per message of the read. A second
+            # client on the same pool (connections shared, none of its own) skips that.
+            self._raw_r = aioredis.Redis(connection_pool=self._r.connection_pool)
+            self._raw_r.set_response_callback("XREADGROUP", _as_sent)
         for name, src in (
             ("dedupe", _PUBLISH_DEDUPE),
             ("fetch", _FETCH),
@@ -237,29 +265,54 @@ class RedisStreamsBus(PublishOne):
         check_topic(topic)
         s = self.settings.topic(topic)
         r = self.redis
-        parts = [partition_of(m.key, s.partitions, next(self._counter)) for m in messages]
+        n = s.partitions
+        streams = self._streams.get(topic)
+        if streams is None:
+            streams = self._streams[topic] = [
+                _stream(self.settings.prefix, topic, p).encode() for p in range(n)
+            ]
+        if n == 1:
+            parts = [0] * len(messages)
+        else:
+            parts = [partition_of(m.key, n, next(self._counter)) for m in messages]
         trim = self._trim_due(topic)
         dedupe = self._scripts["dedupe"]
         window = int(s.dedupe_window * 1000)
+        max_len = s.max_len
+        max_len_b = b"%d" % max_len
 
         async def go() -> list[Any]:
             pipe = r.pipeline(transaction=False)
+            # XADD as redis-py's xadd() would build it (… MAXLEN ~ max_len * fields), without
+            # its option checks per call, with every argument but the command already bytes:
+            # redis-py's encoder took 0.45 µs per str or int argument against 0.12 µs per bytes
+            # one (measured on this 2-core host, loaded), six arguments per XADD
+            xadd = pipe.execute_command
             for m, p in zip(messages, parts, strict=True):
-                stream = _stream(self.settings.prefix, topic, p)
-                f = _fields(m)
                 if m.dedupe_key is None:
-                    pipe.xadd(stream, f, maxlen=s.max_len, approximate=True)  # type: ignore[arg-type]
+                    if m.key is None and not m.headers:
+                        xadd("XADD", streams[p], b"MAXLEN", b"~", max_len_b, b"*", b"v", m.value)
+                    else:
+                        xadd(
+                            "XADD",
+                            streams[p],
+                            b"MAXLEN",
+                            b"~",
+                            max_len_b,
+                            b"*",
+                            *_flat(_fields(m)),
+                        )
                 else:
                     dd = f"{_tag(self.settings.prefix, topic)}:dd:{m.dedupe_key}"
                     await dedupe(
-                        keys=[stream, dd], args=[window, s.max_len, *_flat(f)], client=pipe
+                        keys=[streams[p], dd],
+                        args=[window, max_len, *_flat(_fields(m))],
+                        client=pipe,
                     )
             if trim:
                 minid = int((time.time() - s.retention) * 1000)
-                for p in range(s.partitions):
-                    pipe.xtrim(
-                        _stream(self.settings.prefix, topic, p), minid=minid, approximate=True
-                    )
+                for stream in streams:
+                    pipe.xtrim(stream, minid=minid, approximate=True)
             return list(await pipe.execute())
 
         async with self._buffer:
@@ -285,6 +338,7 @@ class RedisStreamsBus(PublishOne):
 
     async def close(self) -> None:
         """Disconnect."""
+        self._raw_r = None  # owns no connection: the pool is self._r's
         if self._r is not None:
             await self._r.aclose()
             self._r = None
@@ -304,25 +358,28 @@ class RedisStreamsConsumer:
         self._s: TopicSettings = bus.settings.topic(topic)
         pre = bus.settings.prefix
         tag = _tag(pre, topic)
-        self._streams = [_stream(pre, topic, p) for p in range(self._s.partitions)]
-        self._leases = [f"{tag}:lease:{group}:{p}" for p in range(self._s.partitions)]
+        n = self._s.partitions
+        self._streams = [_stream(pre, topic, p) for p in range(n)]
+        self._leases = [f"{tag}:lease:{group}:{p}" for p in range(n)]
         self._errs = f"{tag}:err:{group}"
         self._dlq = _stream(pre, dlq_topic(topic), 0)
         self._members = f"{tag}:members:{group}"
-        self._mine: dict[str, int] = {}  # message id -> partition
+        # in flight, per partition: message id -> stream entry id (what XACK takes)
+        self._mine: list[dict[str, bytes]] = [{} for _ in range(n)]
+        self._prefix = [f"{p}:" for p in range(n)]
         self._owned: set[int] = set()
         self._renewed = 0.0
         self._index = {st.encode(): p for p, st in enumerate(self._streams)}
         # delivered by Redis beyond what one fetch asked for (each partition is asked for
-        # the whole count): handed out by the next fetch, in order
+        # the whole count): handed out by the next fetch, in order (already in self._mine)
         self._ahead: list[Message] = []
-        self._share = self._s.partitions
+        self._share = n
         self._ready = False
         self._closed = False
 
     def in_flight(self) -> int:
         """Messages fetched and not yet acked or nacked."""
-        return len(self._mine) + len(self._ahead)
+        return sum(map(len, self._mine))
 
     async def join(self) -> None:
         """Create the group's streams and groups now."""
@@ -340,39 +397,43 @@ class RedisStreamsConsumer:
                     raise
         self._ready = True
 
-    def _message(self, p: int, rid: bytes, fields: Any, count: int) -> Message:
-        # hot loop of consumption: no per-field dict, keys compared as bytes
-        value = b""
-        key = None
-        headers: dict[str, str] = {}
-        items = (
-            fields.items()
-            if isinstance(fields, dict)
-            else zip(fields[::2], fields[1::2], strict=True)
-        )
-        for k, v in items:
-            if k == b"v":
-                value = v
-            elif k == b"k":
-                key = v.decode()
-            elif k == b"h":
-                headers = orjson.loads(v)
-        sid = rid.decode()
-        return Message(
-            self.topic,
-            f"{p}:{sid}",
-            value,
-            key,
-            headers,
-            int(sid[: sid.index("-")]) / 1000,
-            p,
-            int(count),
-        )
+    def _build(
+        self, p: int, entries: Iterable[Any], counts: Iterable[int] | None = None
+    ) -> list[Message]:
+        """Messages of partition p from stream entries as Redis sends them (`[id, [field,
+        value, …]]`; delivery counts alongside, 1 if not given), each recorded as in flight."""
+        # The hot loop of consumption, ~0.65 µs per message (raw redis-py's reply parsing:
+        # ~0.6 µs): no per-field dict, keys compared as bytes, one tuple per message, and the
+        # entry id's milliseconds parsed once per millisecond (int() of the digits alone took
+        # 0.3 µs, more than building the message).
+        topic = self.topic
+        pre = self._prefix[p]
+        mine = self._mine[p]
+        out: list[Message] = []
+        add = out.append
+        last_ms = ""
+        ts = 0.0
+        attempts = _ONES if counts is None else counts
+        for (rid, fields), attempt in zip(entries, attempts, strict=False):  # _ONES is endless
+            if fields is None:
+                continue  # deleted (trimmed) while pending
+            sid = rid.decode()
+            mid = pre + sid
+            ms = sid.partition("-")[0]
+            if ms != last_ms:
+                last_ms, ts = ms, int(ms) / 1000
+            if len(fields) == 2 and fields[0] == b"v":
+                value, key, headers = fields[1], None, _NO_HEADERS
+            else:
+                value, key, headers = _parse(fields)
+            add(_new_message(Message, (topic, mid, value, key, headers, ts, p, attempt)))
+            mine[mid] = rid
+        return out
 
     async def _round(self, want: int) -> tuple[list[Message], list[int]]:
         """Heartbeat, then one script per partition we hold or may take; returns messages and
         the partitions leased by us after the round."""
-        r = self._bus.redis
+        r = self._bus.raw
         fetch = self._bus._scripts["fetch"]
         s = self._s
         vt = int(s.visibility_timeout * 1000)
@@ -390,7 +451,7 @@ class RedisStreamsConsumer:
             res = await r.xreadgroup(
                 self.group, self.name, {self._streams[p]: ">" for p in mine}, count=want
             )
-            return [m for _, m in self._entries(res)], mine
+            return self._entries(res), mine
         tried = order if grow else [p for p in order if p in self._owned]
         # partitions leased in the last third of the timeout: the script renews the lease and
         # re-claims, the new entries come from a native XREADGROUP in the same pipeline (the
@@ -425,19 +486,20 @@ class RedisStreamsConsumer:
         out: list[Message] = []
         owned: list[int] = []
         idle: list[int] = []
-        busy = set(self._mine.values()) | {m.partition for m in self._ahead}
+        busy = {p for p, m in enumerate(self._mine) if m}
         got_by: dict[int, int] = {}
         for p, res in zip(tried, results[3 : 3 + len(tried)], strict=True):
             if not res:
                 continue
             owned.append(p)
-            for i in range(1, len(res), 3):
-                out.append(self._message(p, res[i], res[i + 1], res[i + 2]))
-                got_by[p] = got_by.get(p, 0) + 1
+            # the script's reply: dead-lettered count, then id, fields, delivery count, …
+            got = self._build(p, zip(res[1::3], res[2::3], strict=True), res[3::3])
+            out += got
+            got_by[p] = got_by.get(p, 0) + len(got)
         if native:
-            for p, m in self._entries(results[-1]):
+            for m in self._entries(results[-1]):
                 out.append(m)
-                got_by[p] = got_by.get(p, 0) + 1
+                got_by[m.partition] = got_by.get(m.partition, 0) + 1
         for p in owned:
             if not got_by.get(p) and p not in busy:
                 idle.append(p)
@@ -455,13 +517,14 @@ class RedisStreamsConsumer:
             self._renewed = mono
         return out, owned
 
-    def _entries(self, res: Any) -> list[tuple[int, Message]]:
-        out: list[tuple[int, Message]] = []
-        rows: list[Any] = list(res or [])
+    def _entries(self, res: Any) -> list[Message]:
+        """Messages of an XREADGROUP reply (RESP2: [[stream, entries], …]; RESP3: a map)."""
+        if not res:
+            return []
+        rows = res.items() if isinstance(res, dict) else res
+        out: list[Message] = []
         for stream, entries in rows:
-            p = self._index[bytes(stream)]
-            for rid, fields in entries:
-                out.append((p, self._message(p, rid, fields, 1)))
+            out += self._build(self._index[bytes(stream)], entries)
         return out
 
     async def fetch(self, max_messages: int = 100, wait: float = 1.0) -> list[Message]:
@@ -471,10 +534,8 @@ class RedisStreamsConsumer:
         deadline = time.monotonic() + wait
         if self._ahead:
             out, self._ahead = self._ahead[:max_messages], self._ahead[max_messages:]
-            for m in out:
-                self._mine[m.id] = m.partition
             return out
-        room = self._bus.settings.max_in_flight - len(self._mine)
+        room = self._bus.settings.max_in_flight - self.in_flight()
         if room <= 0:
             return []
         # every partition may answer with `ask` messages, so each asks for a share of the room
@@ -494,13 +555,11 @@ class RedisStreamsConsumer:
                 continue
             if len(out) > want:
                 out, self._ahead = out[:want], out[want:]
-            for m in out:
-                self._mine[m.id] = m.partition
             if out or time.monotonic() >= deadline:
                 return out
 
     async def _block(self, owned: list[int], want: int, left: float) -> list[Message]:
-        r = self._bus.redis
+        r = self._bus.raw
         vt = self._s.visibility_timeout
         if not owned:
             # every partition is served by another member: look again shortly
@@ -515,26 +574,43 @@ class RedisStreamsConsumer:
             count=want,
             block=block_ms,
         )
-        return [m for _, m in self._entries(res)]
+        return self._entries(res)
+
+    def _forget(self, m: Message) -> bytes | str:
+        """Drop `m` from the in-flight set; its stream entry id."""
+        p = m.partition
+        rid = self._mine[p].pop(m.id, None) if 0 <= p < len(self._mine) else None
+        return rid if rid is not None else m.id[m.id.index(":") + 1 :]
 
     async def ack(self, *messages: Message) -> None:
         """XACK the messages (and forget their errors)."""
         if not messages:
             return
-        by_p: dict[int, list[str]] = {}
-        retried: list[str] = []
-        for m in messages:
-            self._mine.pop(m.id, None)
-            sid = m.id.split(":", 1)[1]
-            by_p.setdefault(m.partition, []).append(sid)
-            if m.attempt > 1:
-                retried.append(sid)
+        if len(self._mine) == 1:
+            # one partition: one XACK, no grouping or call per message (ids are "0:<entry id>")
+            pop = self._mine[0].pop
+            ids: list[bytes | str] = [pop(m.id, b"") or m.id[2:] for m in messages]
+            by_p: dict[int, list[bytes | str]] = {0: ids}
+            retried = [i for i, m in zip(ids, messages, strict=True) if m.attempt > 1]
+        else:
+            by_p = {}
+            retried = []
+            for m in messages:
+                rid = self._forget(m)
+                by_p.setdefault(m.partition, []).append(rid)
+                if m.attempt > 1:
+                    retried.append(rid)
         r = self._bus.redis
 
         async def go() -> None:
+            if len(by_p) == 1 and not retried:
+                # one command: no pipeline to build and run
+                [(p, rids)] = by_p.items()
+                await r.xack(self._streams[p], self.group, *rids)
+                return
             pipe = r.pipeline(transaction=False)
-            for p, ids in by_p.items():
-                pipe.xack(self._streams[p], self.group, *ids)
+            for p, rids in by_p.items():
+                pipe.xack(self._streams[p], self.group, *rids)
             if retried:
                 pipe.hdel(self._errs, *retried)
             await pipe.execute()
@@ -543,13 +619,13 @@ class RedisStreamsConsumer:
 
     async def nack(self, message: Message, error: str) -> None:
         """Redeliver after backoff (pending entry re-timed), or dead-letter after the last try."""
-        self._mine.pop(message.id, None)
+        rid = self._forget(message)
         s = self._s
         nack = self._bus._scripts["nack"]
         args = [
             self.group,
             self.name,
-            message.id.split(":", 1)[1],
+            rid,
             error[:2000],
             int(backoff(s, message.attempt) * 1000),
             int(s.visibility_timeout * 1000),
@@ -572,3 +648,19 @@ class RedisStreamsConsumer:
             await self._bus.redis.zrem(self._members, self.name)
         except (*_RETRYABLE, BusError):
             pass  # the leases expire by themselves
+
+
+def _parse(fields: Sequence[bytes]) -> tuple[bytes, str | None, Mapping[str, str]]:
+    """Value, key and headers of an entry's field list."""
+    value = b""
+    key = None
+    headers: Mapping[str, str] = _NO_HEADERS
+    for i in range(0, len(fields) - 1, 2):
+        k, v = fields[i], fields[i + 1]
+        if k == b"v":
+            value = v
+        elif k == b"k":
+            key = v.decode()
+        elif k == b"h":
+            headers = orjson.loads(v)
+    return value, key, headers
