@@ -88,6 +88,53 @@ async def make_bus(backend: str, bus_connection: dict[str, Any]) -> AsyncIterato
         await b.close()
 
 
+GroupExists = Callable[[Bus, str, str], Awaitable[bool]]
+
+
+@pytest.fixture
+def group_exists(backend: str) -> GroupExists:
+    """`await group_exists(bus, topic, group)`: whether the backend itself still lists the
+    group (memory: its table; Redis: XINFO GROUPS of each partition stream; Kafka: the
+    broker's consumer group list)."""
+
+    async def exists(bus: Bus, topic: str, group: str) -> bool:
+        if backend == "memory":
+            from agentgate.bus.memory import MemoryBus
+
+            assert isinstance(bus, MemoryBus)
+            t = bus._topics.get(topic)
+            return t is not None and group in t.groups
+        if backend == "redis":
+            from redis.exceptions import ResponseError
+
+            from agentgate.bus.redis_streams import RedisStreamsBus, _stream
+
+            assert isinstance(bus, RedisStreamsBus)
+            found = False
+            for p in range(bus.settings.topic(topic).partitions):
+                try:
+                    groups = await bus.redis.xinfo_groups(_stream(bus.settings.prefix, topic, p))
+                except ResponseError as e:
+                    assert "no such key" in str(e).lower(), e
+                    continue
+                names = {
+                    g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+                    for g in groups
+                }
+                found = found or group in names
+            return found
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bus.settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            return group in {g[0] for g in await admin.list_consumer_groups()}
+        finally:
+            await admin.close()
+
+    return exists
+
+
 @pytest.fixture
 def topic() -> str:
     """A topic name no other test uses."""

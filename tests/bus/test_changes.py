@@ -4,6 +4,7 @@ per gateway host), on each backend; a revoked key reaches every subscriber."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,43 @@ async def test_malformed_change_is_dead_lettered_not_delivered(make_bus, topic: 
     await feed.publish(good)
     assert (await next_change(sub)).id == good.id
     await sub.close()
+
+
+async def test_closed_subscription_deletes_its_group(make_bus, group_exists, topic: str) -> None:
+    bus: Bus = await make_bus()
+    feed = ChangeFeed(bus, topic)
+    # one subscriber name twice (two hosts with the same `host:pid`): still two groups
+    subs = [await feed.subscribe("host") for _ in range(2)]
+    groups = [sub.consumer.group for sub in subs]
+    assert groups[0] != groups[1]
+    for g in groups:
+        assert await group_exists(bus, topic, g)
+    first = Change.of("key.revoke", "t1", "key:1")
+    assert await feed.publish(first)
+    assert (await next_change(subs[0])).id == first.id
+    await subs[0].close()
+    assert not await group_exists(bus, topic, groups[0])
+    # the other subscription's group is untouched and still gets every change
+    assert await group_exists(bus, topic, groups[1])
+    second = Change.of("key.revoke", "t1", "key:2")
+    assert await feed.publish(second)
+    assert [(await next_change(subs[1])).id for _ in range(2)] == [first.id, second.id]
+    await subs[1].close()
+    assert not await group_exists(bus, topic, groups[1])
+
+
+async def test_close_logs_a_failed_group_deletion(
+    make_bus, backend: str, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if backend == "memory":
+        pytest.skip("the embedded bus has no connection to lose")
+    bus: Bus = await make_bus()
+    sub = await ChangeFeed(bus, topic).subscribe("host")
+    await bus.close()  # the broker is out of reach for the deletion
+    with caplog.at_level(logging.WARNING, logger="agentgate.bus.changes"):
+        await sub.close()  # does not raise
+    [rec] = [r for r in caplog.records if r.name == "agentgate.bus.changes"]
+    assert sub.consumer.group in rec.getMessage() and "not deleted" in rec.getMessage()
 
 
 async def test_key_revocation_reaches_every_host(

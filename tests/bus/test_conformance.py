@@ -252,3 +252,47 @@ async def test_bad_topic_name_is_refused(make_bus) -> None:
         await bus.publish("no spaces", b"x")
     with pytest.raises(BusError, match="topic must be"):
         bus.consumer("a/b", "g")
+
+
+async def test_deleted_group_is_gone(make_bus, group_exists, topic: str) -> None:
+    bus: Bus = await make_bus(partitions=2)
+    await bus.publish_many(topic, [Outgoing(b"%d" % i) for i in range(4)])
+    c = bus.consumer(topic, "g")
+    assert len(await drain(c, 4)) == 4
+    await c.close()
+    # published past the group's position: a group that survived would deliver these
+    await bus.publish_many(topic, [Outgoing(b"old-%d" % i) for i in range(4)])
+    assert await group_exists(bus, topic, "g")
+    await bus.delete_group(topic, "g")
+    assert not await group_exists(bus, topic, "g")
+    # the same name again is a new group: `latest` starts after the newest message
+    again = bus.consumer(topic, "g", start="latest")
+    await again.join()
+    await bus.publish_many(topic, [Outgoing(b"new-%d" % i) for i in range(4)])
+    got = await drain(again, 4)
+    assert sorted(m.value for m in got) == [b"new-%d" % i for i in range(4)]
+    assert await again.fetch(wait=0.3) == []
+    await again.close()
+
+
+async def test_delete_group_is_idempotent_and_spares_other_groups(
+    make_bus, group_exists, topic: str
+) -> None:
+    bus: Bus = await make_bus(partitions=2)
+    await bus.delete_group(topic, "never")  # neither the topic nor the group exist
+    await bus.publish(topic, b"1")
+    await bus.delete_group(topic, "never")  # the topic exists, the group does not
+    gone, kept = bus.consumer(topic, "gone"), bus.consumer(topic, "kept")
+    for c in (gone, kept):
+        assert [m.value for m in await drain(c, 1)] == [b"1"]
+        await c.close()
+    await bus.delete_group(topic, "gone")
+    await bus.delete_group(topic, "gone")
+    assert not await group_exists(bus, topic, "gone")
+    assert await group_exists(bus, topic, "kept")
+    # the other group keeps its position: the next message only
+    await bus.publish(topic, b"2")
+    c = bus.consumer(topic, "kept")
+    assert [m.value for m in await drain(c, 1)] == [b"2"]
+    assert await c.fetch(wait=0.3) == []
+    await c.close()

@@ -41,6 +41,10 @@ Semantics every backend keeps (the conformance suite in tests/bus/ checks them o
   (fetch returns fewer until acks free room); the memory backend's publish waits while a topic
   holds `max_len` messages some group has not yet acked, instead of growing or dropping them;
   client-side publish buffers are bounded (`publish_buffer`).
+- **Groups are kept until deleted**: `delete_group(topic, group)` forgets a group, its
+  position and its per-group state (Redis: XGROUP DESTROY on each partition stream, leases,
+  errors; Kafka: the consumer group with its offsets, and its retry topic); deleting a group
+  that does not exist is a no-op. Close the group's consumers first.
 - **Trimming and retention per topic**: messages older than `retention` or beyond `max_len` are
   removed (Redis: XADD MINID/MAXLEN; Kafka: the topic's retention.ms / retention.bytes).
 """
@@ -233,6 +237,10 @@ class Bus(Protocol):
     ) -> Consumer:
         """A new member of `group` on `topic`; a group that does not exist yet starts at the
         oldest retained message (`earliest`) or after the newest one (`latest`)."""
+        ...
+
+    async def delete_group(self, topic: str, group: str) -> None:
+        """Forget a consumer group and its position; idempotent."""
         ...
 
     async def close(self) -> None:

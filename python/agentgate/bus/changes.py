@@ -11,17 +11,19 @@ Kinds: `agent` (lifecycle), `template` (publish, tags, yank, deprecate, rollback
 (state changes; published by their owners through the same `publish`). One topic,
 `platform.changes`, partitioned by tenant so one tenant's changes keep their order.
 
-`subscribe` gives every subscriber its own consumer group starting after the newest change:
+`subscribe` gives every subscription its own consumer group starting after the newest change:
 each worker sees every change from the moment it subscribed (it loads the current state from
-the store first, then applies changes). Delivery is at least once, so handlers must be
-idempotent (reloading a key set is). Publishing is best effort on purpose: the store stays the
-source of truth and workers still poll it as the fallback, so a bus outage delays changes by
-one poll instead of failing the control-plane operation.
+the store first, then applies changes). `Subscription.close` deletes that group, so gateway
+restarts leave no groups behind on a long-lived broker (a process killed before it closes
+still does). Delivery is at least once, so handlers must be idempotent (reloading a key set
+is). Publishing is best effort on purpose: the store stays the source of truth and workers
+still poll it as the fallback, so a bus outage delays changes by one poll instead of failing
+the control-plane operation.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 import time
 import uuid
@@ -37,6 +39,9 @@ __all__ = ["CHANGES_TOPIC", "Change", "ChangeFeed", "Subscription"]
 
 CHANGES_TOPIC = "platform.changes"
 log = logging.getLogger("agentgate.bus.changes")
+# seconds Subscription.close waits for its group's deletion (Kafka: until the coordinator has
+# processed the member's LeaveGroup, normally well under a second)
+DELETE_GROUP_WITHIN = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,17 +133,26 @@ class ChangeFeed:
         self, subscriber: str | None = None, *, kinds: Collection[str] | None = None
     ) -> Subscription:
         """A subscription to every change published after this returns (see module doc)."""
-        group = f"changes-{subscriber or uuid.uuid4().hex[:12]}"
+        # random even with a subscriber name: close deletes the group, which must not take
+        # down another subscription that was given the same name (two hosts' `host:pid`)
+        suffix = uuid.uuid4().hex[:12]
+        group = f"changes-{subscriber}-{suffix}" if subscriber else f"changes-{suffix}"
         consumer = self.bus.consumer(self.topic, group, start="latest")
-        await consumer.join()
-        return Subscription(consumer, kinds)
+        try:
+            await consumer.join()
+        except Exception:
+            # join may have created the group on some partitions before it failed
+            await Subscription(self.bus, consumer, kinds).close()
+            raise
+        return Subscription(self.bus, consumer, kinds)
 
 
 class Subscription:
     """An async iterator of changes; each is acked when the caller asks for the next one (so
     a change whose handler raised comes again after the visibility timeout)."""
 
-    def __init__(self, consumer: Consumer, kinds: Collection[str] | None) -> None:
+    def __init__(self, bus: Bus, consumer: Consumer, kinds: Collection[str] | None) -> None:
+        self.bus = bus
         self.consumer = consumer
         self.kinds = None if kinds is None else frozenset(kinds)
         self._batch: list[Message] = []
@@ -166,6 +180,23 @@ class Subscription:
                 return change
 
     async def close(self) -> None:
-        """Leave the group."""
-        with contextlib.suppress(BusError, OSError):
-            await self.consumer.close()
+        """Leave the group and delete it (it is this subscription's own); never raises."""
+        c = self.consumer
+        try:
+            await c.close()
+        except Exception as e:  # still try the deletion: the group is ours either way
+            log.warning("change feed consumer %s not closed: %s: %s", c.group, type(e).__name__, e)
+        try:
+            # bounded: a backend retries an unreachable broker for up to its publish timeout,
+            # and a gateway shutting down while the bus is down should not wait that long
+            async with asyncio.timeout(DELETE_GROUP_WITHIN):
+                await self.bus.delete_group(c.topic, c.group)
+        except Exception as e:  # a leftover group costs little; a failing close would cost more
+            # the exception's type and text name the broker error, never a URL or credential
+            log.warning(
+                "change feed group %s on %s not deleted: %s: %s",
+                c.group,
+                c.topic,
+                type(e).__name__,
+                e,
+            )

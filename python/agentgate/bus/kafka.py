@@ -35,7 +35,15 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    GroupIdNotFound,
+    KafkaError,
+    NonEmptyGroup,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
+from aiokafka.protocol.admin import DeleteGroupsRequest
 from aiokafka.structs import OffsetAndMetadata
 
 from agentgate.bus import (
@@ -248,6 +256,58 @@ class KafkaBus(PublishOne):
         c = KafkaConsumer(self, topic, group, name or uuid.uuid4().hex[:12], start)
         self._consumers.append(c)
         return c
+
+    async def delete_group(self, topic: str, group: str) -> None:
+        """Delete the consumer group `group` (its committed offsets) and its retry topic of
+        `topic`; an unknown group or topic is not an error."""
+        check_topic(topic)
+        admin = self._admin
+        if admin is None:
+            raise BusError("bus not started")
+        # A member that just left may still count until the coordinator has processed its
+        # LeaveGroup, one that died until its session times out: NON_EMPTY_GROUP until then.
+        deadline = time.monotonic() + self.settings.kafka_session_timeout + 5.0
+        delay = 0.05
+        while True:
+            try:
+                code = await self._delete_group_once(admin, group)
+            except KafkaError as e:
+                if not e.retriable:
+                    raise BusUnavailable(f"kafka: cannot delete group {group!r}: {e!r}") from None
+                code = -1
+            if code in (0, GroupIdNotFound.errno):
+                break
+            if code != -1 and code != NonEmptyGroup.errno and not for_code(code).retriable:
+                raise BusError(f"kafka: cannot delete group {group!r}: {for_code(code).__name__}")
+            if time.monotonic() + delay > deadline:
+                raise BusUnavailable(
+                    f"kafka: cannot delete group {group!r}: {for_code(code).__name__}"
+                    if code != -1
+                    else f"kafka: cannot delete group {group!r}: coordinator unavailable"
+                )
+            await asyncio.sleep(delay)
+            delay = min(0.5, delay * 2)
+        # the retry topic belongs to this group alone
+        retry = retry_topic(topic, group)
+        try:
+            res = await admin.delete_topics([retry])
+        except KafkaError as e:
+            raise BusUnavailable(f"kafka: cannot delete topic {retry!r}: {e!r}") from None
+        for _, err in getattr(res, "topic_error_codes", []):
+            if err not in (0, UnknownTopicOrPartitionError.errno):
+                raise BusError(f"kafka: cannot delete topic {retry!r}: {for_code(err).__name__}")
+        self._topics.discard(retry)
+        self._dedupe.pop(retry, None)
+
+    @staticmethod
+    async def _delete_group_once(admin: AIOKafkaAdminClient, group: str) -> int:
+        # aiokafka 0.14 has no delete_consumer_groups: DeleteGroups sent to the coordinator
+        node = await admin.find_coordinator(group)
+        res = await admin._send_request(DeleteGroupsRequest([group]), node)
+        for gid, code in res.results:
+            if gid == group:
+                return int(code)
+        return 0
 
     async def close(self) -> None:
         """Close consumers, flush and stop the producer."""

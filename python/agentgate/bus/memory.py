@@ -188,6 +188,19 @@ class MemoryBus(PublishOne):
         t.group(group, start)
         return MemoryConsumer(self, t, group, name or uuid.uuid4().hex[:12])
 
+    async def delete_group(self, topic: str, group: str) -> None:
+        """Forget `group` on `topic` (its position and pending messages); idempotent."""
+        t = self._topics.get(topic)
+        if t is None:
+            return
+        async with t.changed:
+            if t.groups.pop(group, None) is None:
+                return
+            # the group may have been what held messages back: trim, and wake blocked publishes
+            for p in range(len(t.partitions)):
+                t.trim(p)
+            t.changed.notify_all()
+
     async def _dead_letter(self, t: _Topic, group: str, pe: _Pending, error: str) -> None:
         headers = {
             **pe.msg.headers,

@@ -336,6 +336,34 @@ class RedisStreamsBus(PublishOne):
         check_topic(topic)
         return RedisStreamsConsumer(self, topic, group, name or uuid.uuid4().hex[:12], start)
 
+    async def delete_group(self, topic: str, group: str) -> None:
+        """XGROUP DESTROY `group` on each partition stream of `topic`, with the group's leases,
+        member list and recorded errors; a missing stream or group is not an error."""
+        check_topic(topic)
+        pre = self.settings.prefix
+        tag = _tag(pre, topic)
+        n = self.settings.topic(topic).partitions
+        r = self.redis
+
+        async def go() -> None:
+            for p in range(n):
+                try:
+                    await r.xgroup_destroy(_stream(pre, topic, p), group)
+                except ResponseError as e:
+                    # the stream itself is gone (never created, or deleted): so is its group
+                    if "requires the key to exist" not in str(e) and "no such key" not in str(e):
+                        raise
+            await r.delete(
+                *(f"{tag}:lease:{group}:{p}" for p in range(n)),
+                f"{tag}:err:{group}",
+                f"{tag}:members:{group}",
+            )
+
+        try:
+            await self._retrying("delete group", go)
+        except ResponseError as e:
+            raise BusError(f"redis: cannot delete group {group!r} of {topic!r}: {e}") from None
+
     async def close(self) -> None:
         """Disconnect."""
         self._raw_r = None  # owns no connection: the pool is self._r's
