@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,12 @@ import pytest
 from rt_helpers import EXAMPLES, spec
 
 from agentgate.runtime.capabilities import Capability
+from agentgate.runtime.state_api import StoreCheckpoints
 from agentgate.store import Store
 from agentgate.store.runtime import RuntimeRepo
 
 ECHO = {"app": "app:app", "python_path": [str(EXAMPLES / "echo_app")]}
+COUNTER = [sys.executable, str(EXAMPLES / "counter_command" / "server.py")]
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +58,9 @@ async def backend(
 ) -> AsyncIterator[Any]:
     from agentgate.runtime.ray_backend import RayBackend
 
-    b = RayBackend(address=None, repo=RuntimeRepo(rt_store.db, rt_store.clock), caps=caps)
+    repo = RuntimeRepo(rt_store.db, rt_store.clock)
+    # as `agentgate serve` builds it: checkpoints in the control-plane store, through the relay
+    b = RayBackend(address=None, repo=repo, checkpoints=StoreCheckpoints(repo), caps=caps)
     await b.start()
     yield b
     await b.close()
@@ -117,3 +122,64 @@ async def test_bad_module_fails_on_ray(backend: Any, rt_store: Store, tmp_path: 
     res = await backend.start_agent(spec("ray-bad", app="nowhere:app"))
     assert res.state == "failed" and "ModuleNotFoundError" in res.stderr
     assert backend.replicas("ray-bad") == []
+
+
+async def call(url: str, method: str = "GET", **kw: Any) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as s, s.request(method, url, **kw) as r:
+        return r.status, await r.json(content_type=None)
+
+
+@pytest.mark.timeout(240)
+async def test_a_replica_moved_by_ray_resumes_from_the_control_planes_checkpoint(
+    backend: Any, rt_store: Store
+) -> None:
+    s = spec("raycp", command=COUNTER, env={"STEP_SECONDS": "0.02"})
+    res = await backend.start_agent(s)
+    assert res.state == "running", res
+    [remote] = backend.agents["raycp"][1].values()
+    status, _ = await call(remote.endpoint + "/work?n=100000", "POST")
+    assert status == 202
+    for _ in range(600):
+        done = (await call(remote.endpoint + "/progress"))[1]["done"]
+        if done >= 10:
+            break
+        await asyncio.sleep(0.02)
+    assert done >= 10
+    # the checkpoints are the control plane's, not the node's
+    repo = RuntimeRepo(rt_store.db, rt_store.clock)
+    saved = await repo.load_checkpoint("tenant", "raycp")
+    assert saved is not None and saved.version >= 10
+    import ray
+
+    old = remote.endpoint
+    ray.kill(remote.handle, no_restart=False)  # the actor dies: Ray starts it afresh, nothing kept
+    for _ in range(600):
+        if remote.endpoint != old:
+            break
+        await asyncio.sleep(0.05)
+    assert remote.endpoint != old
+    prog: dict[str, Any] = {}
+    for _ in range(600):
+        prog = (await call(remote.endpoint + "/progress"))[1]
+        if prog["resumed_from"] is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert prog["resumed_from"] >= saved.version - 1  # from the checkpoint, not from zero
+    assert prog["target"] == 100000
+    await backend.stop_agent("raycp")
+
+
+async def test_the_checkpoint_relay_opens_one_agent_per_token(backend: Any) -> None:
+    relay = backend.relay
+    good = relay.token("tenant", "a")
+    st, doc = await call(
+        relay.url + "/checkpoint", "PUT", json={"n": 1}, headers={"Authorization": f"Bearer {good}"}
+    )
+    assert st == 200 and doc["version"] == 1
+    tenant, agent, mac = good.split(":")
+    for bad in (f"{tenant}:b:{mac}", f"{tenant}:{agent}:{'0' * len(mac)}", "", "x"):
+        st, doc = await call(relay.url + "/checkpoint", headers={"Authorization": f"Bearer {bad}"})
+        assert st == 401 and doc["title"] == "Unauthorized"
+        assert mac not in str(doc)
+    st, doc = await call(relay.url + "/checkpoint", headers={"Authorization": f"Bearer {good}"})
+    assert st == 200 and doc["data"] == {"n": 1}

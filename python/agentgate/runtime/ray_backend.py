@@ -8,6 +8,11 @@ everywhere; the actor forwards a TCP port on the node's address to it, and that
 `http://node:port` is the endpoint the backend registers for the gateway (table
 `agent_replicas`, as local replicas are).
 
+Checkpoints: the actor's supervisor serves the replica the same state API
+(`AGENTGATE_STATE_URL`), backed by `RemoteCheckpoints` to the `CheckpointRelay` this backend
+serves on the driver's node address, so the checkpoints live in the control-plane store and a
+replica that Ray restarts on another node resumes from them.
+
 Crash recovery has two levels: a replica process that exits is restarted by the actor's
 supervisor (same socket, same port); an actor that dies is restarted by Ray (`max_restarts=-1`)
 and started again by the backend's watcher, which registers its new endpoint. Scaling goes
@@ -27,6 +32,7 @@ from typing import Any
 
 from agentgate.runtime.capabilities import Capability, missing
 from agentgate.runtime.spec import AgentSpec
+from agentgate.runtime.state_api import CheckpointRelay, CheckpointStore, RemoteCheckpoints
 from agentgate.runtime.supervisor import Refused, Settings, StartResult, Supervisor
 from agentgate.store.runtime import RuntimeRepo
 
@@ -50,8 +56,12 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 class ReplicaActor:
     """One replica on a Ray node: a local supervisor running it, a TCP port forwarding to it."""
 
-    def __init__(self, spec: AgentSpec, root: str | None = None) -> None:
+    def __init__(
+        self, spec: AgentSpec, root: str | None = None, state: tuple[str, str] | None = None
+    ) -> None:
         self.spec = spec
+        # (relay URL, the agent's token): checkpoints in the control plane, not on this node
+        self.checkpoints = RemoteCheckpoints(*state) if state is not None else None
         self.root = Path(root or tempfile.gettempdir()) / f"agentgate-ray-{uuid.uuid4().hex[:8]}"
         self.sup: Supervisor | None = None
         self.server: asyncio.Server | None = None
@@ -64,7 +74,9 @@ class ReplicaActor:
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         caps = await asyncio.to_thread(probe_subprocess)
-        self.sup = Supervisor(Settings(root=self.root, grace=5.0), capabilities=caps)
+        self.sup = Supervisor(
+            Settings(root=self.root, grace=5.0), capabilities=caps, checkpoints=self.checkpoints
+        )
         await self.sup.start()
         res = await self.sup.start_agent(self.spec)
         if res.state != "running":
@@ -102,6 +114,8 @@ class ReplicaActor:
             self.server.close()
         if self.sup is not None:
             await self.sup.close()
+        if self.checkpoints is not None:
+            await self.checkpoints.close()
 
 
 def _node_ip() -> str:
@@ -133,12 +147,14 @@ class RayBackend:
         *,
         address: str | None,
         repo: RuntimeRepo | None = None,
+        checkpoints: CheckpointStore | None = None,
         caps: dict[str, Capability] | None = None,
         namespace: str = "agentgate",
         host: str = "ray",
     ) -> None:
         self.address = address
         self.repo = repo
+        self.relay = CheckpointRelay(checkpoints) if checkpoints is not None else None
         self.caps = caps or {}
         self.namespace = namespace
         self.host = host
@@ -162,11 +178,15 @@ class RayBackend:
         )
         if self.repo is not None:
             await self.repo.delete_host(self.host)
+        if self.relay is not None:
+            await self.relay.listen(_node_ip())
 
     async def close(self) -> None:
         """Stop every agent's actors."""
         for aid in list(self.agents):
             await self.stop_agent(aid)
+        if self.relay is not None:
+            await self.relay.close()
 
     def check(self, spec: AgentSpec) -> None:
         """Refuse what the probed node cannot isolate as the template requires."""
@@ -193,7 +213,10 @@ class RayBackend:
     async def _add(self, spec: AgentSpec, remotes: dict[str, _Remote]) -> tuple[bool, str, str]:
         rid = uuid.uuid4().hex[:12]
         one = _one(spec)
-        r = _Remote(rid, self._actor_cls.remote(one))
+        state = None
+        if self.relay is not None:
+            state = (self.relay.url, self.relay.token(spec.tenant_id, spec.agent_id))
+        r = _Remote(rid, self._actor_cls.remote(one, None, state))
         res = await r.handle.start.remote()
         if res["state"] != "running":
             with contextlib.suppress(Exception):

@@ -52,7 +52,12 @@ async def open_runtime(
     if mode == "ray":
         from agentgate.runtime.ray_backend import RayBackend
 
-        backend = RayBackend(address=env.get("AGENTGATE_RAY_ADDRESS"), repo=repo, caps=caps)
+        backend = RayBackend(
+            address=env.get("AGENTGATE_RAY_ADDRESS"),
+            repo=repo,
+            checkpoints=StoreCheckpoints(repo),
+            caps=caps,
+        )
     elif mode == "local":
         backend = Supervisor(
             Settings(root=root),

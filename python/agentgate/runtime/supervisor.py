@@ -703,7 +703,9 @@ class Supervisor:
             return StartResult("failed", reason, stderr)
         run.state = "running"
         if spec.scaling.warm_pool:
-            self.prewarm(spec)
+            # later, like the refill after a claim: forking now would compete with this create's
+            # store writes and the agent's first request on the event loop
+            asyncio.get_running_loop().call_later(self.settings.refill_delay, self.prewarm, spec)
         return StartResult("running")
 
     async def _add(self, run: AgentRun) -> tuple[bool, str]:
