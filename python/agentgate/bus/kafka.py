@@ -95,6 +95,11 @@ class _Window:
         self._d[key] = (value, time.monotonic() + self.seconds)
 
 
+OWN_BATCH_MIN = 64
+"""Records in one publish from which it fills record batches of its own; fewer share the
+producer's batches with concurrent publishes (see `KafkaBus._publish_batches`)."""
+
+
 class KafkaBus(PublishOne):
     """Bus on Kafka (see the module docstring)."""
 
@@ -180,17 +185,11 @@ class KafkaBus(PublishOne):
         await self.ensure_topic(topic)
         s = self.settings.topic(topic)
         window = self._window(topic)
-        producer = self.producer
         out: list[str | None] = [None] * len(messages)
         same: dict[int, int] = {}  # index -> earlier index with the same dedupe key
         batch_keys: dict[str, int] = {}
-        # Records go into our own record batch per partition (create_batch / send_batch), not
-        # one `send` each: that made a coroutine, a future and a gather slot per message, 35 %
-        # of the time of a 1,000-message publish. The batch gets the idempotent producer's id,
-        # epoch and sequence when the sender drains it, like the batches `send` fills, and
-        # aiokafka sends one batch per partition at a time, so order and dedupe hold.
-        batches: dict[int, tuple[Any, list[int]]] = {}  # partition -> (open batch, indexes)
-        sent: list[tuple[Any, int, list[int]]] = []  # (future, partition, indexes)
+        # (index, partition, key, value, headers) of each record to send
+        records: list[tuple[int, int, bytes | None, bytes, list[tuple[str, bytes]]]] = []
         try:
             async with self._buffer:
                 for i, m in enumerate(messages):
@@ -209,37 +208,87 @@ class KafkaBus(PublishOne):
                         headers = [(k, v.encode()) for k, v in h.items()]
                     p = partition_of(m.key, s.partitions, next(self._counter))
                     key = m.key.encode() if m.key is not None else None
-                    open_ = batches.get(p)
-                    if open_ is None:
-                        open_ = batches[p] = (producer.create_batch(), [])
-                    if open_[0].append(key=key, value=m.value, timestamp=None, headers=headers):
-                        open_[1].append(i)
-                        continue
-                    # full (max_batch_size): send it, start the next one
-                    sent.append((await self._send(open_[0], topic, p), p, open_[1]))
-                    open_ = batches[p] = (producer.create_batch(), [i])
-                    # the first record of a batch always fits
-                    open_[0].append(key=key, value=m.value, timestamp=None, headers=headers)
-                for p, (batch, idx) in batches.items():
-                    if idx:
-                        sent.append((await self._send(batch, topic, p), p, idx))
-                done = await asyncio.wait_for(
-                    asyncio.gather(*(f for f, _, _ in sent)), self.settings.publish_timeout
-                )
+                    records.append((i, p, key, m.value, headers))
+                if len(records) >= OWN_BATCH_MIN:
+                    await self._publish_batches(topic, records, out, window, messages)
+                else:
+                    await self._publish_records(topic, records, out, window, messages)
         except (KafkaError, TimeoutError) as e:
             raise BusUnavailable(f"kafka: publish to {topic!r} failed: {e!r}") from None
-        for (_, p, idx), md in zip(sent, done, strict=True):
-            # records of a batch take consecutive offsets from the batch's base offset
-            base = md.offset
-            for j, i in enumerate(idx):
-                mid = f"{p}:{base + j}"
-                out[i] = mid
-                dk = messages[i].dedupe_key
-                if dk is not None:
-                    window.put(dk, mid)
         for i, j in same.items():
             out[i] = out[j]
         return [x or "" for x in out]
+
+    async def _publish_records(
+        self,
+        topic: str,
+        records: Sequence[tuple[int, int, bytes | None, bytes, list[tuple[str, bytes]]]],
+        out: list[str | None],
+        window: _Window,
+        messages: Sequence[Outgoing],
+    ) -> None:
+        """One `send` per record: they join the producer's open batches, shared with every
+        concurrent publish (a batch of our own would wait for the partition's last one)."""
+        futs = []
+        for _, p, key, value, headers in records:
+            futs.append(
+                await self.producer.send(topic, value, key=key, partition=p, headers=headers)
+            )
+        done = await asyncio.wait_for(asyncio.gather(*futs), self.settings.publish_timeout)
+        for (i, *_), md in zip(records, done, strict=True):
+            self._record_id(out, window, messages, i, f"{md.partition}:{md.offset}")
+
+    async def _publish_batches(
+        self,
+        topic: str,
+        records: Sequence[tuple[int, int, bytes | None, bytes, list[tuple[str, bytes]]]],
+        out: list[str | None],
+        window: _Window,
+        messages: Sequence[Outgoing],
+    ) -> None:
+        """Our own record batch per partition (create_batch / send_batch).
+
+        One `send` per record made a coroutine, a future and a gather slot per message, 35 % of
+        the time of a 1,000-message publish. The batch gets the idempotent producer's id, epoch
+        and sequence when the sender drains it, like the batches `send` fills, and aiokafka sends
+        one batch per partition at a time, so order and dedupe hold. But aiokafka queues a new
+        batch only once the partition's previous one has drained, so concurrent small publishes
+        on this path would go one per round trip (the 1k/s latency run of bench-bus timed out):
+        they take `_publish_records` instead (`OWN_BATCH_MIN`)."""
+        producer = self.producer
+        batches: dict[int, tuple[Any, list[int]]] = {}  # partition -> (open batch, indexes)
+        sent: list[tuple[Any, int, list[int]]] = []  # (future, partition, indexes)
+        for i, p, key, value, headers in records:
+            open_ = batches.get(p)
+            if open_ is None:
+                open_ = batches[p] = (producer.create_batch(), [])
+            if open_[0].append(key=key, value=value, timestamp=None, headers=headers):
+                open_[1].append(i)
+                continue
+            # full (max_batch_size): send it, start the next one
+            sent.append((await self._send(open_[0], topic, p), p, open_[1]))
+            open_ = batches[p] = (producer.create_batch(), [i])
+            # the first record of a batch always fits
+            open_[0].append(key=key, value=value, timestamp=None, headers=headers)
+        for p, (batch, idx) in batches.items():
+            if idx:
+                sent.append((await self._send(batch, topic, p), p, idx))
+        done = await asyncio.wait_for(
+            asyncio.gather(*(f for f, _, _ in sent)), self.settings.publish_timeout
+        )
+        for (_, p, idx), md in zip(sent, done, strict=True):
+            # records of a batch take consecutive offsets from the batch's base offset
+            for j, i in enumerate(idx):
+                self._record_id(out, window, messages, i, f"{p}:{md.offset + j}")
+
+    @staticmethod
+    def _record_id(
+        out: list[str | None], window: _Window, messages: Sequence[Outgoing], i: int, mid: str
+    ) -> None:
+        out[i] = mid
+        dk = messages[i].dedupe_key
+        if dk is not None:
+            window.put(dk, mid)
 
     async def _send(self, batch: Any, topic: str, partition: int) -> asyncio.Future[Any]:
         # closed first: sent without waiting for linger_ms, and no `send` elsewhere in the
