@@ -129,7 +129,7 @@ async def test_a_transaction_waits_for_another_writer_on_the_thread_not_the_loop
 
     task = asyncio.create_task(ours())
     # the loop keeps running while our BEGIN waits on the connection's thread
-    while d._conn._on_thread[0] == 0:
+    while d._conn._thread_idle():
         assert not task.done()
         await asyncio.sleep(0)
     assert not task.done()

@@ -13,7 +13,7 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -143,7 +143,7 @@ class _SqliteConn:
         self,
         conn: sqlite3.Connection,
         pool: ThreadPoolExecutor,
-        on_thread: list[int],
+        on_thread: list[Future[Any] | None],
         *,
         in_tx: bool,
     ) -> None:
@@ -164,11 +164,15 @@ class _SqliteConn:
             finally:
                 self._conn.execute("PRAGMA busy_timeout=0")
 
-        self._on_thread[0] += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, waiting)
-        finally:
-            self._on_thread[0] -= 1
+        # the thread's own future, not the awaiting task: a cancelled caller leaves the statement
+        # running there, and nothing may start inline until it has finished
+        job = self._pool.submit(waiting)
+        self._on_thread[0] = job
+        return await asyncio.wrap_future(job)
+
+    def _thread_idle(self) -> bool:
+        job = self._on_thread[0]
+        return job is None or job.done()
 
     def _try_inline(self, fn: Callable[[], T], *, budget: bool) -> T:
         """Run `fn` now; raises `_Moved` if it ran out of budget or met a lock."""
@@ -186,7 +190,7 @@ class _SqliteConn:
                 self._conn.set_progress_handler(None, 0)
 
     async def _call(self, sql: str, fn: Callable[[], T]) -> T:
-        if not self._on_thread[0] and _inline_kind(sql, self._in_tx):
+        if self._thread_idle() and _inline_kind(sql, self._in_tx):
             # A write attempted inline cannot be interrupted (that could end the transaction),
             # so only reads carry the budget; `_inline_kind` admits only keyed writes.
             is_read = sql.lstrip()[:6].upper() == "SELECT"
@@ -234,7 +238,7 @@ class _SqliteConn:
 
     async def begin(self) -> None:
         """BEGIN IMMEDIATE: inline when the write lock is free, else wait for it on the thread."""
-        if not self._on_thread[0]:
+        if self._thread_idle():
             try:
                 self._try_inline(lambda: self._conn.execute("BEGIN IMMEDIATE"), budget=False)
                 return
@@ -252,7 +256,7 @@ class SqliteDatabase(_CommitListeners):
         super().__init__()
         self._raw = conn
         self._pool = pool
-        on_thread = [0]
+        on_thread: list[Future[Any] | None] = [None]
         self._conn = _SqliteConn(conn, pool, on_thread, in_tx=False)
         self._tx_conn = _SqliteConn(conn, pool, on_thread, in_tx=True)
         # One connection serves everyone: a transaction holds it from BEGIN to COMMIT.
