@@ -7,6 +7,7 @@
 //! 8 KiB (where `"usage"` is) of the body and reads them once the body ends.
 
 use http::HeaderMap;
+use memchr::memmem;
 
 const HEAD: usize = 2 * 1024;
 const TAIL: usize = 8 * 1024;
@@ -99,10 +100,6 @@ impl UsageScan {
     }
 }
 
-fn find_all<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
-    (0..hay.len().saturating_sub(needle.len() - 1)).filter(move |&i| hay[i..].starts_with(needle))
-}
-
 /// The JSON value after `"key"` and its colon at `at`.
 fn value_after(hay: &[u8], at: usize, key_len: usize) -> Option<serde_json::Value> {
     let rest = hay.get(at + key_len..)?;
@@ -122,8 +119,9 @@ fn count(obj: &serde_json::Map<String, serde_json::Value>, keys: &[&str]) -> Opt
 
 fn last_usage(tail: &[u8]) -> Option<(u64, u64)> {
     let key = b"\"usage\"";
-    let hits: Vec<usize> = find_all(tail, key).collect();
-    hits.into_iter().rev().find_map(|at| {
+    // memmem from the end, not a starts_with at every offset: that was one memcmp call per
+    // byte of the kept body, 14 % of the data plane's CPU on a 1 KiB JSON reply (perf, POST)
+    memmem::rfind_iter(tail, key).find_map(|at| {
         let v = value_after(tail, at, key.len())?;
         let obj = v.as_object()?;
         let input = count(obj, &["prompt_tokens", "input_tokens"]);
@@ -133,8 +131,7 @@ fn last_usage(tail: &[u8]) -> Option<(u64, u64)> {
 }
 
 fn last_string(hay: &[u8], key: &[u8]) -> Option<String> {
-    let hits: Vec<usize> = find_all(hay, key).collect();
-    hits.into_iter().rev().find_map(|at| {
+    memmem::rfind_iter(hay, key).find_map(|at| {
         value_after(hay, at, key.len())?
             .as_str()
             .map(str::to_string)
