@@ -176,6 +176,14 @@ mod tests {
     }
 
     #[test]
+    fn counts_that_are_not_integers_are_absent() {
+        let body = br#"{"model":"m","usage":{"prompt_tokens":"9","input_tokens":4,
+            "completion_tokens":1.5,"output_tokens":2,"prompt_tokens_details":{"cached":1}}}"#;
+        let u = scan("application/json", &[body]).unwrap();
+        assert_eq!((u.model.as_str(), u.input_tokens, u.output_tokens), ("m", 4, 2));
+    }
+
+    #[test]
     fn anthropic_json_body() {
         let body = br#"{"model":"claude-x","usage":{"input_tokens":5,"output_tokens":7}}"#;
         let u = scan("application/json", &[body]).unwrap();
