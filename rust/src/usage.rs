@@ -180,7 +180,10 @@ mod tests {
         let body = br#"{"model":"m","usage":{"prompt_tokens":"9","input_tokens":4,
             "completion_tokens":1.5,"output_tokens":2,"prompt_tokens_details":{"cached":1}}}"#;
         let u = scan("application/json", &[body]).unwrap();
-        assert_eq!((u.model.as_str(), u.input_tokens, u.output_tokens), ("m", 4, 2));
+        assert_eq!(
+            (u.model.as_str(), u.input_tokens, u.output_tokens),
+            ("m", 4, 2)
+        );
     }
 
     #[test]
