@@ -6,6 +6,7 @@ store polling is slowed to 30 s (so only the bus can have told them)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -72,12 +73,28 @@ class Host:
         return cls(gw, source, bus, tasks)
 
     async def close(self) -> None:
+        # each step bounded: a hang fails naming its step (this test hung for its whole
+        # timeout in CI with an idle event loop before 9c4fd7f, and in none of 8 runs since)
         for t in self.tasks:
             t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.gw.shutdown(1.0)
-        await self.bus.close()
-        await self.source.store.close()
+        async with step("sync tasks end when cancelled"):
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        async with step("the data plane shuts down"):
+            await self.gw.shutdown(1.0)
+        async with step("the bus closes"):
+            await self.bus.close()
+        async with step("the store closes"):
+            await self.source.store.close()
+
+
+@contextlib.asynccontextmanager
+async def step(what: str, within: float = 15.0) -> AsyncIterator[None]:
+    """Fail with `what` if the block takes longer than `within` seconds."""
+    try:
+        async with asyncio.timeout(within):
+            yield
+    except TimeoutError:
+        pytest.fail(f"hung: {what} (> {within} s)")
 
 
 @pytest.fixture
@@ -120,19 +137,25 @@ async def test_revoked_key_refused_on_every_host_within_a_second(
             ],
         }
     )
-    hosts = [
-        await Host.start(base, tmp_path, redis_server.url, control["topic"], f"host{i}")
-        for i in range(2)
-    ]
+    hosts = []
+    for i in range(2):
+        async with step(f"host{i} starts"):
+            hosts.append(
+                await Host.start(base, tmp_path, redis_server.url, control["topic"], f"host{i}")
+            )
     try:
         async with aiohttp.ClientSession() as http:
 
             async def status(h: Host) -> int:
-                async with http.get(f"{h.url}/echo", headers={"X-API-Key": secret}) as r:
+                async with (
+                    step(f"a request to {h.url}", 10.0),
+                    http.get(f"{h.url}/echo", headers={"X-API-Key": secret}) as r,
+                ):
                     return r.status
 
             assert [await status(h) for h in hosts] == [200, 200]
-            r = await client.delete(f"/api/keys/{key.id}")
+            async with step("the key is revoked through the API"):
+                r = await client.delete(f"/api/keys/{key.id}")
             assert r.status_code == 200, r.text
             revoked = time.monotonic()
             took: list[float] = []
