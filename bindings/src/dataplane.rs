@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use agentgate_core::config::GatewayConfig;
 use agentgate_core::proxy::{DataPlane as Core, StartError};
-use agentgate_core::stats::LatencyDelta;
+use agentgate_core::stats::{LatencyDelta, StatusClass as CoreStatusClass};
 use pyo3::exceptions::{PyKeyError, PyOSError};
 use pyo3::prelude::*;
 
 use crate::admission::{by_priority, Priority};
 use crate::breaker::BreakerState;
 use crate::clock::{any_clock, ManualClock};
+use crate::enums::{named_enum, py_enum};
 use crate::errors::config_rejected;
 use crate::sketch::Sketch;
 use agentgate_core::sketch::Sketch as CoreSketch;
@@ -41,13 +42,32 @@ fn latency(py: Python<'_>, l: &LatencyDelta, sketch: &CoreSketch) -> PyResult<Py
     )
 }
 
+py_enum! {
+    /// A response status's class; `str()` gives its metrics label ("2xx", "other").
+    StatusClass mirrors CoreStatusClass {
+        /// Any status outside 100–599.
+        Other,
+        /// 1xx.
+        Informational,
+        /// 2xx.
+        Success,
+        /// 3xx.
+        Redirection,
+        /// 4xx.
+        ClientError,
+        /// 5xx.
+        ServerError,
+    }
+}
+named_enum!(StatusClass, CoreStatusClass);
+
 /// Requests of one route since the last take.
 #[pyclass(module = "agentgate._core", frozen, get_all)]
 pub struct RouteCounts {
     agent: String,
     route: String,
-    /// Counts by status class: index 1..=5 is `Nxx`, 0 any other status.
-    classes: Vec<u64>,
+    /// Requests by status class (every class present, zeros included).
+    by_class: HashMap<StatusClass, u64>,
     latency: Py<LatencyCounts>,
 }
 
@@ -183,7 +203,7 @@ impl DataPlane {
                     RouteCounts {
                         agent: agent.to_string(),
                         route: route.to_string(),
-                        classes: r.classes.to_vec(),
+                        by_class: r.by_class().map(|(c, n)| (c.into(), n)).collect(),
                         latency: latency(py, &r.latency, &r.sketch)?,
                     },
                 )
@@ -324,6 +344,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DataPlane>()?;
     m.add_class::<StatsDelta>()?;
     m.add_class::<RouteCounts>()?;
+    m.add_class::<StatusClass>()?;
     m.add_class::<AgentCounts>()?;
     m.add_class::<UsageCount>()?;
     m.add_class::<RejectedCount>()?;

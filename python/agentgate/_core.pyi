@@ -96,6 +96,7 @@ __all__ = [
     "SketchError",
     "SketchErrorKind",
     "StatsDelta",
+    "StatusClass",
     "Unavailable",
     "UnknownEndpoint",
     "UsageCount",
@@ -811,15 +812,28 @@ class LatencyCounts:
     def sketch(self) -> Sketch: ...
 
 @final
+class StatusClass:
+    """A response status's class; `str()` gives its metrics label ("2xx", "other")."""
+
+    Other: ClassVar[StatusClass]
+    Informational: ClassVar[StatusClass]
+    Success: ClassVar[StatusClass]
+    Redirection: ClassVar[StatusClass]
+    ClientError: ClassVar[StatusClass]
+    ServerError: ClassVar[StatusClass]
+    def __new__(cls, name: str) -> Self: ...
+    def __int__(self) -> int: ...
+
+@final
 class RouteCounts:
-    """Requests of one route since the last take, by status class (index 1..5 = Nxx)."""
+    """Requests of one route since the last take, by status class (zeros included)."""
 
     @property
     def agent(self) -> str: ...
     @property
     def route(self) -> str: ...
     @property
-    def classes(self) -> list[int]: ...
+    def by_class(self) -> dict[StatusClass, int]: ...
     @property
     def latency(self) -> LatencyCounts: ...
 

@@ -65,6 +65,69 @@ impl Latency {
     }
 }
 
+/// A response status's class, as requests are counted per route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusClass {
+    /// Any status outside 100–599.
+    Other,
+    /// 1xx.
+    Informational,
+    /// 2xx.
+    Success,
+    /// 3xx.
+    Redirection,
+    /// 4xx.
+    ClientError,
+    /// 5xx.
+    ServerError,
+}
+
+impl StatusClass {
+    /// Every class, in the order of [`RouteDelta::classes`].
+    pub const ALL: [StatusClass; 6] = [
+        StatusClass::Other,
+        StatusClass::Informational,
+        StatusClass::Success,
+        StatusClass::Redirection,
+        StatusClass::ClientError,
+        StatusClass::ServerError,
+    ];
+
+    /// The class of `status`.
+    pub fn of(status: u16) -> Self {
+        match status / 100 {
+            1 => StatusClass::Informational,
+            2 => StatusClass::Success,
+            3 => StatusClass::Redirection,
+            4 => StatusClass::ClientError,
+            5 => StatusClass::ServerError,
+            _ => StatusClass::Other,
+        }
+    }
+
+    /// Its label in metrics: "1xx" … "5xx", or "other".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusClass::Other => "other",
+            StatusClass::Informational => "1xx",
+            StatusClass::Success => "2xx",
+            StatusClass::Redirection => "3xx",
+            StatusClass::ClientError => "4xx",
+            StatusClass::ServerError => "5xx",
+        }
+    }
+}
+
+impl std::str::FromStr for StatusClass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        StatusClass::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("{s:?}: expected other, 1xx, 2xx, 3xx, 4xx or 5xx"))
+    }
+}
+
 /// Requests of one route: counts by status class and total latency.
 #[derive(Debug, Default)]
 pub struct RouteStats {
@@ -79,7 +142,7 @@ pub struct RouteStats {
 /// What a [`RouteStats::take`] returns.
 #[derive(Debug, Clone)]
 pub struct RouteDelta {
-    /// Requests by class: index 1..=5 is `Nxx`, 0 is any other status.
+    /// Requests by class, in the order of [`StatusClass::ALL`].
     pub classes: [u64; 6],
     /// Their latency.
     pub latency: LatencyDelta,
@@ -92,14 +155,17 @@ impl RouteDelta {
     pub fn is_empty(&self) -> bool {
         self.classes.iter().all(|c| *c == 0)
     }
+
+    /// Each class with its count.
+    pub fn by_class(&self) -> impl Iterator<Item = (StatusClass, u64)> + '_ {
+        StatusClass::ALL.into_iter().zip(self.classes)
+    }
 }
 
 impl RouteStats {
     /// Records one finished request.
     pub fn record(&self, status: u16, seconds: f64) {
-        let class = usize::from(status / 100);
-        let i = if (1..=5).contains(&class) { class } else { 0 };
-        self.classes[i].fetch_add(1, Ordering::Relaxed);
+        self.classes[StatusClass::of(status) as usize].fetch_add(1, Ordering::Relaxed);
         self.latency.observe(seconds);
         self.sketch.observe(seconds);
     }
@@ -290,6 +356,13 @@ mod tests {
         }
         let d = r.take();
         assert_eq!(d.classes, [2, 1, 2, 1, 1, 1]);
+        let by: Vec<(StatusClass, u64)> = d.by_class().collect();
+        assert_eq!(by[0], (StatusClass::Other, 2));
+        assert_eq!(by[5], (StatusClass::ServerError, 1));
+        for c in StatusClass::ALL {
+            assert_eq!(c.as_str().parse::<StatusClass>(), Ok(c));
+        }
+        assert!("6xx".parse::<StatusClass>().is_err());
         assert_eq!(d.latency.counts.iter().sum::<u64>(), 8);
         assert!(r.take().is_empty());
     }

@@ -27,6 +27,7 @@ from agentgate._core import (
     Sketch,
     SketchError,
     SketchErrorKind,
+    StatusClass,
 )
 from agentgate.config import parse_config
 
@@ -69,6 +70,15 @@ def test_sandbox_errors_share_a_base_but_not_their_builtin() -> None:
     assert _core.seccomp_check([], DenyAction("errno")) > 0
 
 
+CLASSES = (
+    StatusClass.Other,
+    StatusClass.Informational,
+    StatusClass.Success,
+    StatusClass.Redirection,
+    StatusClass.ClientError,
+    StatusClass.ServerError,
+)
+
 # (enum, members, their names) for the enums that have names in configs and APIs
 NAMED = [
     (BreakerState, [BreakerState.Closed, BreakerState.Open, BreakerState.HalfOpen], "half_open"),
@@ -77,6 +87,7 @@ NAMED = [
     (BatchMode, [BatchMode.Exact, BatchMode.ExactBatched, BatchMode.Fast], "exact-batched"),
     (DigestAlg, [DigestAlg.Sha256, DigestAlg.Sha512], "sha-512"),
     (DenyAction, [DenyAction.Errno, DenyAction.Kill], "kill"),
+    (StatusClass, list(CLASSES), "5xx"),
 ]
 
 
@@ -144,6 +155,14 @@ def test_data_plane_state_is_keyed_by_enums() -> None:
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/nowhere", timeout=10)
         assert e.value.code == 404
-        assert [(r.status, r.count) for r in dp.take_stats().rejected] == [(404, 1)]
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/a", timeout=10)
+        assert e.value.code >= 500  # nothing listens on port 9
+        stats = dp.take_stats()
+        assert [(r.status, r.count) for r in stats.rejected] == [(404, 1)]
+        [route] = stats.routes
+        assert set(route.by_class) == set(CLASSES)
+        assert route.by_class[StatusClass.ServerError] == 1
+        assert sum(route.by_class.values()) == 1
     finally:
         dp.shutdown(0.0)

@@ -10,10 +10,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agentgate._core import AgentState as CoreAgentState
-from agentgate._core import BreakerState, Sketch, StatsDelta
+from agentgate._core import BreakerState, Sketch, StatsDelta, StatusClass
 from agentgate.observe.feed import AgentState, Deltas, RouteDelta
 
 __all__ = ["DataPlaneFeed"]
+
+
+# the order of `RouteDelta.classes` (observe/feed.py): other, 1xx … 5xx
+_ORDER = (
+    StatusClass.Other,
+    StatusClass.Informational,
+    StatusClass.Success,
+    StatusClass.Redirection,
+    StatusClass.ClientError,
+    StatusClass.ServerError,
+)
 
 
 class DataPlaneFeed:
@@ -28,11 +39,12 @@ class DataPlaneFeed:
         """Add one take of the core's counters."""
         for r in d.routes:
             sk = r.latency.sketch
+            counts = [r.by_class[c] for c in _ORDER]
             prev = self._routes.get((r.agent, r.route))
             if prev is None:
-                self._routes[(r.agent, r.route)] = (list(r.classes), sk)
+                self._routes[(r.agent, r.route)] = (counts, sk)
             else:
-                for i, n in enumerate(r.classes):
+                for i, n in enumerate(counts):
                     prev[0][i] += n
                 prev[1].merge(sk)
         for a in d.agents:

@@ -30,8 +30,6 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # the core counts latencies into these buckets, so the histograms must declare the same ones
 _BUCKETS = LATENCY_BOUNDS
-_CLASSES = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
-
 REQUESTS = Counter(
     "agentgate_requests",
     "Proxied requests by agent, route and status class",
@@ -97,9 +95,9 @@ class Metrics:
     def flush(self, d: StatsDelta) -> None:
         """Add one take of the core's counters."""
         for r in d.routes:
-            for cls, n in enumerate(r.classes):
+            for cls, n in r.by_class.items():
                 if n:
-                    REQUESTS.labels(r.agent, r.route, _CLASSES[cls]).inc(n)
+                    REQUESTS.labels(r.agent, r.route, str(cls)).inc(n)
             _add_histogram(LATENCY.labels(r.agent, r.route), r.latency)
         for a in d.agents:
             _add_histogram(UPSTREAM.labels(a.agent), a.upstream)
