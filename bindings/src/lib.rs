@@ -8,7 +8,8 @@ use pyo3::prelude::*;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_arena_eager_commit` in mimalloc.h (libmimalloc-sys names no constant for it).
+/// `mi_option_arena_eager_commit` in mimalloc.h (libmimalloc-sys names no constant for it); 4 in
+/// the mimalloc v2 and v3 headers vendored by libmimalloc-sys 0.1.49: check it on an upgrade.
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 
 mod admission;
