@@ -199,7 +199,8 @@ class ClusterLimiter:
         task = b.refreshing
         if task is not None and not task.done():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    await asyncio.shield(task)
             if not task.done():
                 # a slow answer: this request gets the configured failure mode, the lease
                 # itself completes in the background and its tokens serve the next ones

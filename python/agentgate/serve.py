@@ -111,7 +111,8 @@ class _Admin:
         self.server.signal_handler_interrupt()  # type: ignore[no-untyped-call]
         if self.task is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.task, DRAIN_SECONDS)
+                async with asyncio.timeout(DRAIN_SECONDS):
+                    await self.task
 
 
 def _granian_level() -> Any:

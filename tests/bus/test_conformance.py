@@ -296,3 +296,33 @@ async def test_delete_group_is_idempotent_and_spares_other_groups(
     assert [m.value for m in await drain(c, 1)] == [b"2"]
     assert await c.fetch(wait=0.3) == []
     await c.close()
+
+
+async def test_a_fetching_task_ends_when_cancelled_at_any_moment(make_bus, topic: str) -> None:
+    # Each round cancels a task that fetches in a loop after k more turns of the event loop,
+    # k sweeping every await point of a few fetches. redis-py lost the cancellation when it
+    # came as a command was being sent, and the task fetched on for ever
+    # (agentgate.cancellation).
+    bus: Bus = await make_bus()
+    await bus.publish(topic, b"x")
+    c = bus.consumer(topic, "g")
+    await c.fetch(wait=5.0)  # the group joined before the sweep starts
+
+    async def fetching() -> None:
+        while True:
+            await c.fetch(max_messages=10, wait=0.002)
+
+    for k in range(120):
+        task = asyncio.create_task(fetching())
+        for _ in range(k):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5.0)
+        if not done:
+            for _ in range(20):  # stop it (each cancel may be lost the same way) and fail
+                task.cancel()
+                if (await asyncio.wait({task}, timeout=0.5))[0]:
+                    break
+            pytest.fail(f"a cancellation {k} loop turns into fetching was lost")
+        assert task.cancelled(), task
+    await c.close()

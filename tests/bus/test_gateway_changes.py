@@ -73,8 +73,9 @@ class Host:
         return cls(gw, source, bus, tasks)
 
     async def close(self) -> None:
-        # each step bounded: a hang fails naming its step (this test hung for its whole
-        # timeout in CI with an idle event loop before 9c4fd7f, and in none of 8 runs since)
+        # each step bounded: a hang fails naming its step and where every task waited. The
+        # sync tasks' step hung in 1 run in 10: redis-py had lost the follow task's
+        # cancellation, which agentgate.cancellation now raises again
         for t in self.tasks:
             t.cancel()
         async with step("sync tasks end when cancelled"):
@@ -89,12 +90,34 @@ class Host:
 
 @contextlib.asynccontextmanager
 async def step(what: str, within: float = 15.0) -> AsyncIterator[None]:
-    """Fail with `what` if the block takes longer than `within` seconds."""
+    """Fail with `what`, and where each task waited, if the block takes over `within` s."""
+    waits: list[str] = []
+    # taken just before the deadline: once the timeout cancels the block, the tasks move on
+    snapshot = asyncio.get_running_loop().call_later(
+        max(0.0, within - 0.1), lambda: waits.append(_await_chains())
+    )
     try:
         async with asyncio.timeout(within):
             yield
     except TimeoutError:
-        pytest.fail(f"hung: {what} (> {within} s)")
+        pytest.fail(f"hung: {what} (> {within} s); tasks were waiting here:\n{''.join(waits)}")
+    finally:
+        snapshot.cancel()
+
+
+def _await_chains() -> str:
+    """Each pending task and the chain of coroutines it is suspended in, innermost last."""
+    out = []
+    for task in asyncio.all_tasks():
+        out.append(f"{task.get_name()} (cancel requests: {task.cancelling()})\n")
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+            if frame is not None:
+                code = frame.f_code
+                out.append(f"  {code.co_filename}:{frame.f_lineno} {code.co_name}\n")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return "".join(out)
 
 
 @pytest.fixture

@@ -234,7 +234,8 @@ class KafkaBus(PublishOne):
             futs.append(
                 await self.producer.send(topic, value, key=key, partition=p, headers=headers)
             )
-        done = await asyncio.wait_for(asyncio.gather(*futs), self.settings.publish_timeout)
+        async with asyncio.timeout(self.settings.publish_timeout):
+            done = await asyncio.gather(*futs)
         for (i, *_), md in zip(records, done, strict=True):
             self._record_id(out, window, messages, i, f"{md.partition}:{md.offset}")
 
@@ -273,9 +274,8 @@ class KafkaBus(PublishOne):
         for p, (batch, idx) in batches.items():
             if idx:
                 sent.append((await self._send(batch, topic, p), p, idx))
-        done = await asyncio.wait_for(
-            asyncio.gather(*(f for f, _, _ in sent)), self.settings.publish_timeout
-        )
+        async with asyncio.timeout(self.settings.publish_timeout):
+            done = await asyncio.gather(*(f for f, _, _ in sent))
         for (_, p, idx), md in zip(sent, done, strict=True):
             # records of a batch take consecutive offsets from the batch's base offset
             for j, i in enumerate(idx):

@@ -49,6 +49,7 @@ from agentgate.bus import (
     dlq_topic,
     partition_of,
 )
+from agentgate.cancellation import raise_if_cancelled
 
 __all__ = ["RedisStreamsBus", "RedisStreamsConsumer"]
 
@@ -557,6 +558,8 @@ class RedisStreamsConsumer:
 
     async def fetch(self, max_messages: int = 100, wait: float = 1.0) -> list[Message]:
         """Up to `max_messages` messages, waiting at most `wait` s for the first one."""
+        # callers fetch in a loop until cancelled, and redis-py can lose the cancellation
+        raise_if_cancelled()
         if self._closed:
             raise BusError("consumer is closed")
         deadline = time.monotonic() + wait
@@ -570,6 +573,7 @@ class RedisStreamsConsumer:
         ask = max(1, min(max_messages, room // self._s.partitions))
         want = min(max_messages, room)
         while True:
+            raise_if_cancelled()
             left = deadline - time.monotonic()
             try:
                 await self._ensure_group()

@@ -43,6 +43,7 @@ from agentgate._core import (
     LeaseGrant,
     RedisState,
 )
+from agentgate.cancellation import raise_if_cancelled
 from agentgate.limits_cluster import (
     DECISIONS,
     GCRA_LEASE,
@@ -118,6 +119,7 @@ class LeaseLoop:
         """Lease until cancelled."""
         try:
             while True:
+                raise_if_cancelled()  # redis-py can lose the cancellation that ends this loop
                 await self.round()
         finally:
             with contextlib.suppress(RedisError, OSError):

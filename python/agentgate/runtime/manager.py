@@ -245,7 +245,8 @@ class Runtime:
             task = asyncio.get_running_loop().create_task(up())
             self._activations[spec.agent_id] = task
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(task), within)
+            async with asyncio.timeout(within):
+                await asyncio.shield(task)
         return bool(self.backend.replicas(spec.agent_id))
 
     async def _audit(

@@ -170,7 +170,8 @@ class _Zygote:
         first = {"app": s.app, "python_path": list(s.python_path), "env": dict(s.env)}
         self.writer.write(orjson.dumps(first) + b"\n")
         self.task = asyncio.get_running_loop().create_task(self._read())
-        await asyncio.wait_for(asyncio.shield(self.ready), s.readiness.timeout + 30)
+        async with asyncio.timeout(s.readiness.timeout + 30):
+            await asyncio.shield(self.ready)
 
     async def _read(self) -> None:
         assert self.reader is not None
@@ -229,7 +230,8 @@ class _Zygote:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.terminate()
             try:
-                await asyncio.wait_for(self.proc.wait(), 5)
+                async with asyncio.timeout(5):
+                    await self.proc.wait()
             except TimeoutError:
                 self.proc.kill()
         if self.task is not None:
@@ -556,7 +558,8 @@ class Supervisor:
         r.signal(signal.SIGKILL)
         if r.proc is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(r.proc.wait(), 5)
+                async with asyncio.timeout(5):
+                    await r.proc.wait()
 
     async def _cold(
         self, spec: AgentSpec, agent_id: str | None = None
@@ -809,11 +812,13 @@ class Supervisor:
         r.signal(signal.SIGTERM)
         if r.proc is not None:
             try:
-                await asyncio.wait_for(r.proc.wait(), self.settings.grace)
+                async with asyncio.timeout(self.settings.grace):
+                    await r.proc.wait()
             except TimeoutError:
                 r.signal(signal.SIGKILL)
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(r.proc.wait(), 5)
+                    async with asyncio.timeout(5):
+                        await r.proc.wait()
         if run is not None:
             await self._unpublish(run, r.id, delete=True)
         await self._cleanup(r)
@@ -877,7 +882,8 @@ class Supervisor:
             return None
         if r.agent_id is None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(r.bound.wait(), within)
+                async with asyncio.timeout(within):
+                    await r.bound.wait()
         if r.agent_id is None:
             return None
         run = self.agents.get(r.agent_id)
