@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from agentgate.cancellation import raise_if_cancelled
 from agentgate.observe.alerts.channels import ChannelConfig, DeliveryError, send
 from agentgate.observe.settings import AlertsConfig
 from agentgate.store.db import Database
@@ -127,6 +128,7 @@ class Outbox:
 
     async def _run(self, interval: float) -> None:
         while True:
+            raise_if_cancelled()  # aiosmtplib waits with 3.11's wait_for, which can lose it
             # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancellation that
             # arrives as the event is set, and the loop would go on after close
             with contextlib.suppress(TimeoutError):
