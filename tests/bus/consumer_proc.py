@@ -1,13 +1,43 @@
 """A bus consumer in its own process, for the kill tests: fetches `batch` messages of `topic`,
-acks the first `ack` of them, prints their values as one JSON line, then waits to be killed."""
+acks the first `ack` of them, prints their values as one JSON line, then waits to be killed.
+`killed_consumer` runs it and kills it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sys
+from typing import Any
 
 from agentgate.bus import BusSettings, TopicSettings, open_bus
+
+
+async def killed_consumer(
+    backend: str, connection: dict[str, Any], topic: str, group: str, batch: int, ack: int
+) -> list[str]:
+    """Values a consumer process fetched (`batch`) and partly acked (`ack`) before SIGKILL."""
+    conn = connection.get("redis_url") or connection["kafka_bootstrap"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        backend,
+        conn,
+        topic,
+        group,
+        str(batch),
+        str(ack),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert proc.stdout is not None
+        fetched: list[str] = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    return fetched
 
 
 async def main() -> None:

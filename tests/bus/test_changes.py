@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from agentgate.cli_control import bootstrap
 from agentgate.security.services import Security
 from agentgate.store import open_store
 from agentgate.tenancy import create_key, create_tenant
+
+sys.path.insert(0, str(Path(__file__).parent))
+from consumer_proc import killed_consumer
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -75,6 +79,46 @@ async def test_closed_subscription_deletes_its_group(make_bus, group_exists, top
     assert [(await next_change(subs[1])).id for _ in range(2)] == [first.id, second.id]
     await subs[1].close()
     assert not await group_exists(bus, topic, groups[1])
+
+
+async def test_a_new_subscription_deletes_groups_killed_processes_left(
+    make_bus, backend: str, bus_connection: dict[str, Any], group_exists, topic: str
+) -> None:
+    bus: Bus = await make_bus(visibility_timeout=2.0)
+    feed = ChangeFeed(bus, topic, abandoned_after=3.0)
+    live = await feed.subscribe("live")
+    assert await feed.publish(Change.of("key.revoke", "t1", "key:0"))
+    # a change-feed group whose process was killed (memory: abandoned in this process)
+    dead = "changes-dead-0123456789ab"
+    if backend == "memory":
+        doomed = bus.consumer(topic, dead)
+        await doomed.ack(*await doomed.fetch(max_messages=1, wait=5))
+        del doomed
+    else:
+        await killed_consumer(backend, bus_connection, topic, dead, 1, 1)
+    served = asyncio.Event()
+
+    async def follow() -> None:
+        async for _ in live:
+            served.set()
+
+    task = asyncio.create_task(follow())
+    try:
+        await asyncio.wait_for(served.wait(), 30)
+        deadline = asyncio.get_running_loop().time() + 30
+        while dead not in (named := await bus.abandoned_groups(topic, "changes-", 3.0)):
+            assert asyncio.get_running_loop().time() < deadline, named
+            await asyncio.sleep(0.2)
+        assert named == [dead]  # the live subscription renews its membership
+        fresh = await feed.subscribe("fresh")
+        assert not await group_exists(bus, topic, dead)
+        assert await group_exists(bus, topic, live.consumer.group)
+        assert await group_exists(bus, topic, fresh.consumer.group)
+        await fresh.close()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await live.close()
 
 
 async def test_close_logs_a_failed_group_deletion(

@@ -1,12 +1,10 @@
 """Faults the bus survives: a consumer killed mid-batch, a broker restarted while producers
-publish with acks=all, a poison message, a slow consumer."""
+publish with acks=all, a poison message, a slow consumer, and the group a killed consumer left."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import sys
 import time
 import tracemalloc
@@ -17,9 +15,10 @@ import pytest
 
 from agentgate.bus import Bus, BusUnavailable, Message, Outgoing, dlq_topic
 
-pytestmark = pytest.mark.timeout(120)
+sys.path.insert(0, str(Path(__file__).parent))
+from consumer_proc import killed_consumer
 
-HERE = Path(__file__).parent
+pytestmark = pytest.mark.timeout(120)
 
 
 async def consume_all(bus: Bus, topic: str, group: str, n: int, within: float = 30.0):
@@ -52,25 +51,7 @@ async def test_consumer_killed_mid_batch_loses_nothing(
         fetched = [m.value.decode() for m in batch]
         del doomed
     else:
-        conn = bus_connection.get("redis_url") or bus_connection["kafka_bootstrap"]
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(HERE / "consumer_proc.py"),
-            backend,
-            conn,
-            topic,
-            "g",
-            "30",
-            "10",
-            stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        )
-        try:
-            assert proc.stdout is not None
-            fetched = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            await proc.wait()
+        fetched = await killed_consumer(backend, bus_connection, topic, "g", 30, 10)
     acked, unacked = set(fetched[:10]), set(fetched[10:])
     assert len(acked) == 10 and len(unacked) == 20
     values, seen = await consume_all(bus, topic, "g", n - 10)
@@ -190,3 +171,45 @@ async def test_slow_consumer_backpressure_bounded_memory(
     # the 20 MB backlog stays in the broker: the client holds a bounded window of it
     assert peak < 8 * 2**20, f"consumer grew by {peak} bytes"
     await c.close()
+
+
+async def test_groups_a_killed_consumer_left_are_named_for_deletion(
+    make_bus, backend: str, bus_connection: dict[str, Any], topic: str
+) -> None:
+    bus: Bus = await make_bus(visibility_timeout=2.0)
+    await bus.publish_many(topic, [Outgoing(b"%d" % i) for i in range(4)])
+    if backend == "memory":
+        # no process of its own: the consumer is abandoned, never closing
+        doomed = bus.consumer(topic, "sweep-dead")
+        await doomed.ack(*await doomed.fetch(max_messages=1, wait=5))
+        del doomed
+    else:
+        await killed_consumer(backend, bus_connection, topic, "sweep-dead", 1, 1)
+    live = bus.consumer(topic, "sweep-live")
+    other = bus.consumer(topic, "other-dead")  # stops too, but is not called sweep-…
+    assert await other.fetch(max_messages=1, wait=5)
+    served = asyncio.Event()
+
+    async def serve() -> None:
+        while True:
+            await live.ack(*await live.fetch(max_messages=1, wait=0.2))
+            served.set()
+
+    task = asyncio.create_task(serve())
+    try:
+        await asyncio.wait_for(served.wait(), 30)
+        # idle 3 s (above the 2 s visibility timeout, as Redis needs); Kafka: once the dead
+        # member's 1 s session has timed out
+        deadline = time.monotonic() + 30
+        while "sweep-dead" not in (named := await bus.abandoned_groups(topic, "sweep-", 3.0)):
+            assert "sweep-live" not in named
+            assert time.monotonic() < deadline, f"the dead group was never named: {named}"
+            await asyncio.sleep(0.2)
+        assert named == ["sweep-dead"]
+        await bus.delete_group(topic, "sweep-dead")
+        assert await bus.abandoned_groups(topic, "sweep-", 3.0) == []
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await live.close()
+        await other.close()

@@ -45,6 +45,12 @@ Semantics every backend keeps (the conformance suite in tests/bus/ checks them o
   position and its per-group state (Redis: XGROUP DESTROY on each partition stream, leases,
   errors; Kafka: the consumer group with its offsets, and its retry topic); deleting a group
   that does not exist is a no-op. Close the group's consumers first.
+  `abandoned_groups(topic, prefix, idle)` names the groups (among those called `prefix…`) that
+  no consumer has fetched from for `idle` seconds, so a process can delete what a killed one
+  left behind (Redis: every consumer's idle time on every partition stream; memory: the last
+  fetch; Kafka: groups left Empty, since the broker drops a dead member when its session
+  times out, with no committed offsets on another topic). A group nobody fetched from yet is
+  never named: it may belong to a consumer that is just starting.
 - **Trimming and retention per topic**: messages older than `retention` or beyond `max_len` are
   removed (Redis: XADD MINID/MAXLEN; Kafka: the topic's retention.ms / retention.bytes).
 """
@@ -241,6 +247,11 @@ class Bus(Protocol):
 
     async def delete_group(self, topic: str, group: str) -> None:
         """Forget a consumer group and its position; idempotent."""
+        ...
+
+    async def abandoned_groups(self, topic: str, prefix: str, idle: float) -> list[str]:
+        """Groups of `topic` called `prefix…` that no consumer served for `idle` s (see the
+        module docstring): left by consumers that died without closing."""
         ...
 
     async def close(self) -> None:

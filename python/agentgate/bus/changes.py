@@ -14,8 +14,10 @@ Kinds: `agent` (lifecycle), `template` (publish, tags, yank, deprecate, rollback
 `subscribe` gives every subscription its own consumer group starting after the newest change:
 each worker sees every change from the moment it subscribed (it loads the current state from
 the store first, then applies changes). `Subscription.close` deletes that group, so gateway
-restarts leave no groups behind on a long-lived broker (a process killed before it closes
-still does). Delivery is at least once, so handlers must be idempotent (reloading a key set
+restarts leave no groups behind on a long-lived broker. A process killed before it closes
+leaves its group: each new subscription deletes the change-feed groups no member has served
+for `abandoned_after` seconds (10 minutes; `Bus.abandoned_groups`), so they last until the
+next gateway starts. Delivery is at least once, so handlers must be idempotent (reloading a key set
 is). Publishing is best effort on purpose: the store stays the source of truth and workers
 still poll it as the fallback, so a bus outage delays changes by one poll instead of failing
 the control-plane operation.
@@ -42,6 +44,12 @@ log = logging.getLogger("agentgate.bus.changes")
 # seconds Subscription.close waits for its group's deletion (Kafka: until the coordinator has
 # processed the member's LeaveGroup, normally well under a second)
 DELETE_GROUP_WITHIN = 10.0
+# seconds without a member before a change-feed group counts as left by a killed process: far
+# above the visibility timeout a live member renews its membership within, and above any
+# plausible stall of a live gateway's event loop
+ABANDONED_AFTER = 600.0
+# every subscription's group is called this, then the subscriber's name
+GROUP_PREFIX = "changes-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +112,12 @@ class Change:
 class ChangeFeed:
     """Publish and subscribe to platform changes on one bus (see the module docstring)."""
 
-    def __init__(self, bus: Bus, topic: str = CHANGES_TOPIC) -> None:
+    def __init__(
+        self, bus: Bus, topic: str = CHANGES_TOPIC, *, abandoned_after: float = ABANDONED_AFTER
+    ) -> None:
         self.bus = bus
         self.topic = topic
+        self.abandoned_after = abandoned_after
 
     async def publish(self, change: Change) -> bool:
         """Publish; False (logged) when the bus failed: the store-polling fallback covers it."""
@@ -136,7 +147,7 @@ class ChangeFeed:
         # random even with a subscriber name: close deletes the group, which must not take
         # down another subscription that was given the same name (two hosts' `host:pid`)
         suffix = uuid.uuid4().hex[:12]
-        group = f"changes-{subscriber}-{suffix}" if subscriber else f"changes-{suffix}"
+        group = f"{GROUP_PREFIX}{subscriber}-{suffix}" if subscriber else f"{GROUP_PREFIX}{suffix}"
         consumer = self.bus.consumer(self.topic, group, start="latest")
         try:
             await consumer.join()
@@ -144,7 +155,31 @@ class ChangeFeed:
             # join may have created the group on some partitions before it failed
             await Subscription(self.bus, consumer, kinds).close()
             raise
+        await self.delete_abandoned()
         return Subscription(self.bus, consumer, kinds)
+
+    async def delete_abandoned(self) -> list[str]:
+        """Delete the change-feed groups of killed processes (see the module docstring); the
+        names deleted. Never raises: a leftover group costs little, a failed start more."""
+        deleted: list[str] = []
+        try:
+            async with asyncio.timeout(DELETE_GROUP_WITHIN):
+                for g in await self.bus.abandoned_groups(
+                    self.topic, GROUP_PREFIX, self.abandoned_after
+                ):
+                    await self.bus.delete_group(self.topic, g)
+                    deleted.append(g)
+        except Exception as e:
+            # the exception's type and text name the broker error, never a URL or credential
+            log.warning(
+                "abandoned change feed groups on %s not deleted: %s: %s",
+                self.topic,
+                type(e).__name__,
+                e,
+            )
+        if deleted:
+            log.info("deleted %d abandoned change feed groups: %s", len(deleted), deleted)
+        return deleted
 
 
 class Subscription:

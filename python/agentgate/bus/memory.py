@@ -75,6 +75,7 @@ class _Topic:
         self.settings = settings
         self.partitions = [_Partition() for _ in range(settings.partitions)]
         self.groups: dict[str, list[_GroupPartition]] = {}
+        self.fetched: dict[str, float] = {}  # group -> monotonic time of its last fetch
         self.dedupe: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self.changed = asyncio.Condition()
         self.counter = itertools.count()
@@ -194,12 +195,21 @@ class MemoryBus(PublishOne):
         if t is None:
             return
         async with t.changed:
+            t.fetched.pop(group, None)
             if t.groups.pop(group, None) is None:
                 return
             # the group may have been what held messages back: trim, and wake blocked publishes
             for p in range(len(t.partitions)):
                 t.trim(p)
             t.changed.notify_all()
+
+    async def abandoned_groups(self, topic: str, prefix: str, idle: float) -> list[str]:
+        """Groups called `prefix…` whose last fetch was `idle` s ago or more."""
+        t = self._topics.get(topic)
+        if t is None:
+            return []
+        since = time.monotonic() - idle
+        return sorted(g for g, at in t.fetched.items() if g.startswith(prefix) and at <= since)
 
     async def _dead_letter(self, t: _Topic, group: str, pe: _Pending, error: str) -> None:
         headers = {
@@ -243,6 +253,7 @@ class MemoryConsumer:
         s = t.settings
         mono = time.monotonic()
         g = t.group(self.group)
+        t.fetched[self.group] = mono
         out: list[Message] = []
         dead: list[_Pending] = []
         room = min(max_messages, self._bus.settings.max_in_flight - len(self._mine))

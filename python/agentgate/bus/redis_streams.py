@@ -365,6 +365,42 @@ class RedisStreamsBus(PublishOne):
         except ResponseError as e:
             raise BusError(f"redis: cannot delete group {group!r} of {topic!r}: {e}") from None
 
+    async def abandoned_groups(self, topic: str, prefix: str, idle: float) -> list[str]:
+        """Groups called `prefix…` whose members all stopped renewing their membership `idle` s
+        ago or more. A member renews at least every third of the visibility timeout while it
+        fetches, so `idle` should exceed the timeout. (XINFO CONSUMERS cannot tell: before
+        Redis 7.2 a read that finds nothing does not reset a consumer's idle time.)"""
+        check_topic(topic)
+        s = self.settings.topic(topic)
+        streams = [_stream(self.settings.prefix, topic, p) for p in range(s.partitions)]
+        tag = _tag(self.settings.prefix, topic)
+        r = self.redis
+
+        async def go() -> list[str]:
+            pipe = r.pipeline(transaction=False)
+            for st in streams:
+                pipe.xinfo_groups(st)
+            names: set[str] = set()
+            for info in await pipe.execute(raise_on_error=False):
+                if isinstance(info, ResponseError):  # no such stream: no groups on it
+                    continue
+                for g in info:
+                    name = g["name"]
+                    name = name.decode() if isinstance(name, bytes) else str(name)
+                    if name.startswith(prefix):
+                        names.add(name)
+            order = sorted(names)
+            pipe = r.pipeline(transaction=False)
+            for name in order:
+                pipe.zrange(f"{tag}:members:{name}", -1, -1, withscores=True)
+            latest = await pipe.execute() if order else []
+            # a member's score is the end of its lease: renewed at score - visibility timeout
+            before = time.time() - idle + s.visibility_timeout
+            # no member key: nobody fetched yet (or every member closed): never named
+            return [n for n, top in zip(order, latest, strict=True) if top and top[0][1] <= before]
+
+        return await self._retrying("list groups", go)
+
     async def close(self) -> None:
         """Disconnect."""
         self._raw_r = None  # owns no connection: the pool is self._r's
