@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from agentgate.config import (
     parse_rate,
     parse_size,
 )
+from agentgate.gateway.sources import ConfigFile
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_HASH = "sha256:" + hashlib.sha256(b"k").hexdigest()
@@ -149,3 +151,27 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
 def test_redacted_hides_hashes() -> None:
     cfg = parse_config({"auth": {"api_keys": [{"id": "a", "hash": GOOD_HASH}]}})
     assert GOOD_HASH not in str(cfg.redacted())
+
+
+def test_a_reload_keeps_restart_only_fields_and_says_which(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = write(tmp_path, BASE + 'redis: {url: "redis://10.0.0.1:6379/0"}\nlisten: 127.0.0.1:8000\n')
+    f = ConfigFile(p)
+    changed = BASE.replace("/agents/echo", "/v2/echo")
+    p.write_text(changed + 'redis: {url: "redis://10.0.0.2:6379/0"}\nlisten: 127.0.0.1:9000\n')
+    with caplog.at_level(logging.WARNING, logger="agentgate.gateway"):
+        assert f.reload()
+    # the routes apply now; Redis and the listener stay as the process started with them
+    assert f.config.routes[0].match.path_prefix == "/v2/echo"
+    assert f.config.redis is not None and f.config.redis.url == "redis://10.0.0.1:6379/0"
+    assert f.config.listen == "127.0.0.1:8000"
+    [rec] = [r for r in caplog.records if r.name == "agentgate.gateway"]
+    msg = rec.getMessage()
+    assert str(p) in msg and "listen, redis changed" in msg and "after a restart" in msg
+    assert "10.0.0.2" not in msg  # names fields, never values (a URL may hold a password)
+    caplog.clear()
+    p.write_text(changed + 'redis: {url: "redis://10.0.0.1:6379/0"}\nlisten: 127.0.0.1:8000\n')
+    with caplog.at_level(logging.WARNING, logger="agentgate.gateway"):
+        assert f.reload()
+    assert not caplog.records

@@ -21,6 +21,10 @@ __all__ = ["ConfigFile", "ConfigSource", "FixedSource"]
 
 log = logging.getLogger("agentgate.gateway")
 
+# read once, when `agentgate serve` starts (listeners bound, store opened, bus and Redis
+# connected): a reload keeps the running values and says so
+RESTART_ONLY = ("listen", "admin_listen", "database_url", "data_dir", "redis", "bus")
+
 
 class ConfigSource(Protocol):
     """Adds its part (agents, routes, keys) to a config and reports changes of that part."""
@@ -50,13 +54,25 @@ class ConfigFile:
             return 0
 
     def reload(self) -> bool:
-        """Load the file again; an invalid file is refused (logged) and the old config stays."""
+        """Load the file again; an invalid file is refused (logged) and the old config stays.
+        Fields in `RESTART_ONLY` keep their running values (a warning names the changed ones),
+        so `config` stays the config in force."""
         self._stamp = self._mtime()
         try:
-            self.config = load_config(self.path)
+            new = load_config(self.path)
         except ConfigError as e:
             log.error("config reload refused, keeping the running config: %s", e)
             return False
+        stale = [f for f in RESTART_ONLY if getattr(new, f) != getattr(self.config, f)]
+        if stale:
+            log.warning(
+                "%s: %s changed: in force after a restart, the running values stay (the rest of"
+                " the file applies now)",
+                self.path,
+                ", ".join(stale),
+            )
+            new = new.model_copy(update={f: getattr(self.config, f) for f in stale})
+        self.config = new
         return True
 
     async def watch(self, changed: Callable[[], Awaitable[None]]) -> None:
