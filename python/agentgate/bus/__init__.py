@@ -47,10 +47,11 @@ Semantics every backend keeps (the conformance suite in tests/bus/ checks them o
   that does not exist is a no-op. Close the group's consumers first.
   `abandoned_groups(topic, prefix, idle)` names the groups (among those called `prefix…`) that
   no consumer has fetched from for `idle` seconds, so a process can delete what a killed one
-  left behind (Redis: every consumer's idle time on every partition stream; memory: the last
-  fetch; Kafka: groups left Empty, since the broker drops a dead member when its session
-  times out, with no committed offsets on another topic). A group nobody fetched from yet is
-  never named: it may belong to a consumer that is just starting.
+  left behind (Redis: no member renewed its membership, which a fetching member does within a
+  third of the visibility timeout; memory: the last fetch; Kafka: groups left Empty, since the
+  broker drops a dead member when its session times out, with no committed offsets on another
+  topic). A group nobody fetched from yet is never named: it may belong to a consumer that is
+  just starting.
 - **Trimming and retention per topic**: messages older than `retention` or beyond `max_len` are
   removed (Redis: XADD MINID/MAXLEN; Kafka: the topic's retention.ms / retention.bytes).
 """

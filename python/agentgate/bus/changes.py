@@ -17,8 +17,8 @@ the store first, then applies changes). `Subscription.close` deletes that group,
 restarts leave no groups behind on a long-lived broker. A process killed before it closes
 leaves its group: each new subscription deletes the change-feed groups no member has served
 for `abandoned_after` seconds (10 minutes; `Bus.abandoned_groups`), so they last until the
-next gateway starts. Delivery is at least once, so handlers must be idempotent (reloading a key set
-is). Publishing is best effort on purpose: the store stays the source of truth and workers
+next gateway starts. Delivery is at least once, so handlers must be idempotent (reloading a
+key set is). Publishing is best effort on purpose: the store stays the source of truth and workers
 still poll it as the fallback, so a bus outage delays changes by one poll instead of failing
 the control-plane operation.
 """
