@@ -53,6 +53,23 @@ async def env(
         await svc.mdb.close()
 
 
+async def test_shipped_rules_are_listed_as_soon_as_the_service_opens(
+    store: Any, database_url: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule list read right after start shows the shipped rules, before any flush or timer."""
+    from agentgate.observe.alerts.rules import DEFAULT_RULES
+    from agentgate.observe.service import open_for_admin
+
+    monkeypatch.delenv("AGENTGATE_CONFIG", raising=False)
+    t = await create_tenant(store, "system")
+    svc = await open_for_admin(store, database_url, tmp_path)
+    try:
+        names = {r["name"] for r in await svc.alerts.rules(t.id)}
+        assert {r.name for r in DEFAULT_RULES} <= names
+    finally:
+        await svc.close()
+
+
 async def _round(e: Any, seconds: float = 10.0) -> None:
     """One collector interval: flush, evaluate, notify, deliver."""
     await e.svc.collector.flush()

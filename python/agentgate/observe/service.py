@@ -175,7 +175,13 @@ class ObserveService:
             t = await self.store.system.tenants.get_by_name("system")
         except Exception:
             return  # not bootstrapped yet
-        await self.alerts.install_defaults(t.id)
+        try:
+            await self.alerts.install_defaults(t.id)
+        except Exception:
+            # e.g. another gateway on the same database installed them at the same moment;
+            # the next flush tries again
+            log.warning("installing the shipped alert rules failed", exc_info=True)
+            return
         self._defaults_done = True
 
     async def _after_flush(self, at: float) -> None:
@@ -290,5 +296,8 @@ async def open_for_admin(
     from agentgate.observe.tracing import setup_tracing
 
     setup_tracing(settings.tracing)
+    # before the API serves: a rule list read right after start shows the shipped rules,
+    # not only after the first flush
+    await svc.ensure_defaults()
     svc.start()
     return svc

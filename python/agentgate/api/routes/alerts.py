@@ -95,6 +95,8 @@ def routes(ctx: Context, svc: ObserveService) -> list[Route]:
 
     async def list_rules(request: Request) -> Response:
         p = await ctx.principal(request, "agent:read")
+        # the system tenant may have been bootstrapped after start, before the first flush
+        await svc.ensure_defaults()
         return json(await am.rules(p.tenant_id))
 
     async def create_rule(request: Request) -> Response:
